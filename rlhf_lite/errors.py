@@ -1,0 +1,21 @@
+"""Errors that reach the user as one readable line instead of a library stack trace.
+
+Command-line entry points catch `RLHFLiteError` and print its message; library callers can
+catch the precise subclass.
+"""
+
+
+class RLHFLiteError(Exception):
+    """Base class: the message alone tells the user what is wrong and where."""
+
+
+class DataError(RLHFLiteError):
+    """A dataset cannot be found, read or used (names the file, row and field where known)."""
+
+
+class ModelError(RLHFLiteError):
+    """A model or tokenizer cannot be loaded or does not fit the step it is used in."""
+
+
+class ConfigError(RLHFLiteError):
+    """A configuration key or value is unknown, of the wrong type or inconsistent."""
