@@ -1,0 +1,93 @@
+"""The unified row every adapter produces, its normalisation, and the report of what was skipped.
+
+A unified row is ``{"prompt", "chosen", "rejected"}`` in DeepSpeed-Chat's convention: the prompt
+is a dialogue ``"\\n\\nHuman: ...\\n\\nAssistant:"`` and each answer starts with one space, so
+``prompt + chosen`` is exactly the text the models see. SFT-only sources have no ``rejected``.
+Rows that cannot be used are dropped and counted with a reason, never passed on half-broken.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+HUMAN = "\n\nHuman:"
+ASSISTANT = "\n\nAssistant:"
+
+
+class SkipRow(Exception):
+    """Raised by an adapter or a check: this row is dropped for the given reason."""
+
+
+def dialogue(text: str) -> str:
+    """A prompt in the Human/Assistant convention; plain questions are wrapped, dialogues tidied.
+
+    Idempotent, so adapters may pass either a bare question or an already formatted dialogue.
+    """
+    text = text.strip()
+    if "Human:" not in text:
+        return f"{HUMAN} {text}{ASSISTANT}"
+    if text.startswith("Human:"):
+        text = "\n\n" + text  # strip() took the leading blank line the convention wants
+    if not text.endswith("Assistant:"):
+        text += ASSISTANT
+    return text
+
+
+def answer(text: str) -> str:
+    return " " + text.strip()
+
+
+def _text(row: dict, key: str) -> str:
+    if key not in row:
+        raise SkipRow(f"missing field '{key}'")
+    value = row[key]
+    if value is None:
+        raise SkipRow(f"field '{key}' is null")
+    if not isinstance(value, str):
+        raise SkipRow(f"field '{key}' is {type(value).__name__}, not text")
+    if not value.strip():
+        raise SkipRow(f"field '{key}' is empty")
+    return value
+
+
+def normalize(row: dict, pairs: bool) -> dict:
+    """Check types and emptiness, then bring the row into the unified convention."""
+    out = {"prompt": dialogue(_text(row, "prompt")), "chosen": answer(_text(row, "chosen"))}
+    if pairs:
+        out["rejected"] = answer(_text(row, "rejected"))
+        if out["rejected"] == out["chosen"]:
+            raise SkipRow("chosen and rejected are identical")
+    return out
+
+
+@dataclass
+class Report:
+    """Kept/dropped counts of one dataset split, with the first place each reason occurred."""
+
+    source: str
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    first_at: dict = field(default_factory=dict)
+
+    def skip(self, reason: str, where: str) -> None:
+        self.dropped[reason] += 1
+        self.first_at.setdefault(reason, where)
+
+    @property
+    def total_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+    def summary(self) -> str:
+        lines = [f"{self.source}: kept {self.kept}, dropped {self.total_dropped}"]
+        for reason, n in self.dropped.most_common():
+            lines.append(f"  - {n} x {reason} (first at {self.first_at[reason]})")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "kept": self.kept, "dropped": dict(self.dropped),
+                "first_at": self.first_at}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Report":
+        return cls(d["source"], d["kept"], Counter(d["dropped"]), dict(d["first_at"]))
