@@ -15,12 +15,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..cache_dir import cache_root
+
 _CODE = [Path(__file__).with_name(n) for n in ("rows.py", "adapters.py", "sources.py")]
-
-
-def cache_root(cache_dir: str | None = None) -> Path:
-    root = cache_dir or os.environ.get("RLHF_LITE_CACHE") or Path.home() / ".cache" / "rlhf_lite"
-    return Path(root)
 
 
 def file_digest(path: Path) -> str:

@@ -1,0 +1,465 @@
+"""Loading the actor, reference and reward models and their tokenizers.
+
+Everything DeepSpeed-Chat's `create_hf_model` / `load_hf_tokenizer` did, on plain transformers +
+PEFT, minus their traps: the tokenizer is read from the model directory itself (not from the
+`_name_or_path` recorded in its config), pad is never silently set to eos, and remote code never
+runs unless asked for.
+
+    tokenizer = load_tokenizer("facebook/opt-1.3b")
+    actor = load_causal_lm(ModelSettings("facebook/opt-1.3b", lora=LoraSettings()), tokenizer)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from rlhf_lite import embedded
+from rlhf_lite.errors import ConfigError, ModelError
+
+logger = logging.getLogger(__name__)
+
+Dtype = Literal["fp32", "bf16", "fp16", "auto"]
+DTYPES: dict[str, torch.dtype | str] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "auto": "auto",
+}
+
+LLAMA_LIKE = {"llama", "mistral", "qwen2", "qwen3"}
+LORA_TARGETS: dict[str, list[str]] = {
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "bloom": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
+
+# Files that actually carry a vocabulary: transformers 5 happily builds an *empty* GPT2Tokenizer
+# from a directory holding only config.json, so their absence must be caught before loading.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tiktoken.model",
+)
+# Tried in order when a tokenizer has no pad token (or pad == eos) and no usable unk.
+PAD_CANDIDATES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|endoftext|>")
+# A hub id is `name` or `owner/name`; anything else that does not exist is a mistyped path.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+@dataclass
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] | None = None  # None: the family's attention + MLP projections
+    modules_to_save: list[str] | None = None  # trained in full next to the adapters
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise ConfigError(f"lora.r must be a positive integer, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class ModelSettings:
+    name_or_path: str
+    dtype: Dtype = "fp32"
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    lora: LoraSettings | None = None
+    gradient_checkpointing: bool = False
+    # Overrides every dropout probability in the config; 0.0 is DeepSpeed-Chat's --disable_dropout.
+    dropout: float | None = None
+    trust_remote_code: bool = False
+    cache_dir: str | None = None  # hub download cache
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got '{self.dtype}'")
+        if self.load_in_8bit and self.load_in_4bit:
+            raise ConfigError(f"model '{self.name_or_path}': choose load_in_8bit or load_in_4bit, not both")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def model_family(config: PretrainedConfig) -> str:
+    """'opt', 'bloom', 'llama' (also for Llama-architecture models such as Mistral, Qwen2 and
+    SmolLM2), otherwise the config's model_type."""
+    model_type = getattr(config, "model_type", "") or ""
+    return "llama" if model_type in LLAMA_LIKE else model_type
+
+
+def default_lora_targets(config: PretrainedConfig) -> list[str] | str:
+    """The family's attention + MLP projections; PEFT's "all-linear" for other families."""
+    family = model_family(config)
+    return list(LORA_TARGETS[family]) if family in LORA_TARGETS else "all-linear"
+
+
+# --------------------------------------------------------------------------- resolving a name
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """`embedded:<name>` -> its converted local directory; an existing directory or `.gguf` file
+    -> itself; anything shaped like a hub id -> unchanged (the loaders fetch it)."""
+    name = str(name_or_path)
+    if embedded.is_embedded(name):
+        return str(embedded.ensure_embedded_model(name))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.is_file():
+        if path.suffix == ".gguf":
+            return str(path)
+        raise ModelError(f"model path '{name}' is a file; expected a model directory or a .gguf file")
+    if name.endswith(".gguf") or not HUB_ID.match(name):
+        raise ModelError(f"model path '{name}' does not exist")
+    return name
+
+
+def _source_kwargs(path: str) -> tuple[str, dict]:
+    """(what to pass to from_pretrained, extra kwargs): a .gguf file loads from its directory."""
+    p = Path(path)
+    if p.suffix == ".gguf" and p.is_file():
+        return str(p.parent), {"gguf_file": p.name}
+    return path, {}
+
+
+def _check_model_dir(path: str) -> None:
+    p = Path(path)
+    if not p.is_dir() or (p / "config.json").is_file():
+        return
+    if (p / "adapter_config.json").is_file():
+        raise ModelError(
+            f"'{path}' holds only a LoRA adapter; save it merged (save_model(..., merge_lora=True)) "
+            "or point to the base model"
+        )
+    raise ModelError(f"'{path}' has no config.json, so it is not a Hugging Face model directory")
+
+
+def _load_error(name: str, path: str, err: Exception) -> ModelError:
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "trust_remote_code" in str(err):
+        return ModelError(
+            f"model '{name}' needs its own Python code to load; pass trust_remote_code=True "
+            "only if you trust its authors"
+        )
+    if Path(path).exists():
+        return ModelError(f"could not load model '{name}' from {path}: {detail}")
+    return ModelError(
+        f"model '{name}' is not a local directory and could not be loaded from the hub ({detail})"
+    )
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def fix_pad_token(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Give `tokenizer` a pad token different from eos. Returns True if a token had to be added
+    (the model's embeddings must then grow: the load_* functions do that).
+
+    pad == eos is the classic bug: SFT masks pad positions out of the labels, so every EOS goes
+    too and the model never learns to stop; reward pooling also lands before the final EOS.
+    """
+    eos_id = tokenizer.eos_token_id
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != eos_id:
+        return False
+    # bos is excluded as well: PPO rebuilds attention masks as `ids != pad`, which would hide it.
+    taken = {eos_id, tokenizer.bos_token_id}
+    vocab = tokenizer.get_vocab()
+    for candidate in (tokenizer.unk_token, *PAD_CANDIDATES):
+        if candidate is not None and candidate in vocab and vocab[candidate] not in taken:
+            tokenizer.pad_token = candidate
+            return False
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    logger.warning(
+        "tokenizer '%s' had no usable pad token; added '<pad>' (id %d), model embeddings are resized to match",
+        tokenizer.name_or_path, tokenizer.pad_token_id,
+    )  # fmt: skip
+    return True
+
+
+def load_tokenizer(
+    name_or_path: str,
+    padding_side: Literal["left", "right"] = "right",
+    *,
+    trust_remote_code: bool = False,
+    cache_dir: str | None = None,
+) -> PreTrainedTokenizerBase:
+    """The tokenizer stored with the model, with a pad token that is not eos.
+
+    padding_side: "right" for training, "left" for generation (new tokens follow the prompt).
+    """
+    if padding_side not in ("left", "right"):
+        raise ConfigError(f"padding_side must be 'left' or 'right', got '{padding_side}'")
+    path = resolve_model_path(name_or_path)
+    source, kwargs = _source_kwargs(path)
+    if not kwargs and Path(path).is_dir() and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(
+            f"model directory '{path}' has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...); "
+            "copy the tokenizer files of the model it was trained from into it"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, trust_remote_code=trust_remote_code, cache_dir=cache_dir, **kwargs
+        )
+    except (OSError, ValueError) as err:
+        raise _load_error(name_or_path, path, err) from err
+    if len(tokenizer) < 2:
+        raise ModelError(f"the tokenizer loaded from '{path}' is empty; its tokenizer files are incomplete")
+    fix_pad_token(tokenizer)
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def check_same_vocab(
+    actor_tokenizer: PreTrainedTokenizerBase,
+    reward_tokenizer: PreTrainedTokenizerBase,
+    actor_name: str,
+    reward_name: str,
+) -> None:
+    """Refuse an actor/reward pair whose tokenizers differ: PPO feeds the actor's token ids
+    straight into the reward model, so a different vocabulary silently scores garbage."""
+    problems = []
+    if len(actor_tokenizer) != len(reward_tokenizer):
+        problems.append(f"{len(actor_tokenizer)} vs {len(reward_tokenizer)} tokens")
+    for role in ("bos", "eos", "pad", "unk"):
+        a, r = getattr(actor_tokenizer, f"{role}_token_id"), getattr(reward_tokenizer, f"{role}_token_id")
+        if a != r:
+            problems.append(f"{role} id {a} vs {r}")
+    actor_vocab, reward_vocab = actor_tokenizer.get_vocab(), reward_tokenizer.get_vocab()
+    differing = [t for t, i in actor_vocab.items() if reward_vocab.get(t) != i]
+    if differing:
+        problems.append(f"{len(differing)} tokens map to different ids, e.g. {differing[:3]}")
+    if problems:
+        raise ModelError(
+            f"actor '{actor_name}' and reward model '{reward_name}' use different tokenizers "
+            f"({'; '.join(problems)}); PPO passes the actor's token ids to the reward model, so "
+            "train the reward model from a model of the actor's family"
+        )
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _override_dropout(config: PretrainedConfig, p: float) -> None:
+    # Names differ per family (dropout, attention_dropout, hidden_dropout, attn_pdrop,
+    # resid_pdrop, summary_first_dropout, ...); sub-configs cover multimodal wrappers.
+    # OPT's `layerdrop` is deliberately not a dropout: a nonzero p must not start dropping layers.
+    for key, value in list(vars(config).items()):
+        if isinstance(value, PretrainedConfig):
+            _override_dropout(value, p)
+        elif ("dropout" in key or key.endswith("_pdrop")) and (
+            value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        ):
+            setattr(config, key, p)
+
+
+def _quantization(settings: ModelSettings, dtype: torch.dtype | str) -> dict:
+    if not (settings.load_in_8bit or settings.load_in_4bit):
+        return {}
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError(
+            f"model '{settings.name_or_path}': 8/4-bit loading needs bitsandbytes: pip install 'rlhf-lite[quant]'"
+        )
+    if settings.load_in_8bit:
+        quant = BitsAndBytesConfig(load_in_8bit=True)
+        # bitsandbytes 0.50 warns on *every* 8-bit matmul whose input is not fp16 (it casts);
+        # one notice at load time says the same without flooding the training log.
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+        logger.info("model '%s': 8-bit matmuls compute in fp16 (bitsandbytes casts their inputs)", settings.name_or_path)
+    else:
+        compute = dtype if isinstance(dtype, torch.dtype) else torch.float32
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+    kwargs: dict = {"quantization_config": quant}
+    if torch.cuda.is_available():
+        # Quantised weights cannot move after loading: put each process's copy on its own GPU.
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    return kwargs
+
+
+def _load(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None, reward: bool):
+    path = resolve_model_path(settings.name_or_path)
+    _check_model_dir(path)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(
+            settings.name_or_path, trust_remote_code=settings.trust_remote_code, cache_dir=settings.cache_dir
+        )
+    source, kwargs = _source_kwargs(path)
+    common = {"trust_remote_code": settings.trust_remote_code, "cache_dir": settings.cache_dir, **kwargs}
+    dtype = DTYPES[settings.dtype]
+    try:
+        config = AutoConfig.from_pretrained(source, **common)
+        if settings.dropout is not None:
+            _override_dropout(config, settings.dropout)
+        if reward:
+            config.num_labels = 1
+        # Sequence classification pools the last token that is not pad, so it needs pad's id. A
+        # freshly added pad is beyond the checkpoint's embedding (padding_idx would reject it):
+        # it is set once the embeddings have been resized.
+        pad_id = tokenizer.pad_token_id
+        config.pad_token_id = pad_id if pad_id < getattr(config, "vocab_size", pad_id + 1) else None
+        auto = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
+        model = auto.from_pretrained(
+            source, config=config, dtype=dtype, **common, **_quantization(settings, dtype)
+        )
+    except (OSError, ValueError) as err:
+        raise _load_error(settings.name_or_path, path, err) from err
+
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
+    model.config.pad_token_id = pad_id
+    if model.can_generate():
+        model.generation_config.pad_token_id = pad_id
+    return _prepare_for_training(model, settings, reward)
+
+
+def _prepare_for_training(model: PreTrainedModel, settings: ModelSettings, reward: bool):
+    quantized = settings.load_in_8bit or settings.load_in_4bit
+    if quantized and settings.lora is not None:
+        # Freezes the int8/nf4 base and upcasts norms; checkpointing is switched on below instead,
+        # through the non-deprecated transformers 5 API.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if settings.gradient_checkpointing:
+        # Non-reentrant checkpointing lets gradients reach LoRA weights even though every input
+        # to the checkpointed block comes from frozen parameters; transformers also hooks the
+        # embeddings to require grad for the same reason.
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if settings.lora is None:
+        return model
+    lora = settings.lora
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules or default_lora_targets(model.config),
+        modules_to_save=lora.modules_to_save,
+        # SEQ_CLS also keeps the freshly initialised score head fully trainable.
+        task_type=TaskType.SEQ_CLS if reward else TaskType.CAUSAL_LM,
+    )
+    try:
+        with _peft_deprecation_silenced():
+            return get_peft_model(model, config)
+    except ValueError as err:
+        raise ModelError(f"model '{settings.name_or_path}': cannot apply LoRA ({err})") from err
+
+
+@contextlib.contextmanager
+def _peft_deprecation_silenced():
+    # PEFT 0.21 probes transformers 5's deprecated `is_gradient_checkpointing` on every model it
+    # wraps; the FutureWarning is about PEFT's code, not the user's.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
+
+
+def load_causal_lm(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None = None):
+    """The actor / reference model: AutoModelForCausalLM, wrapped in PEFT if `settings.lora`."""
+    return _load(settings, tokenizer, reward=False)
+
+
+def load_reward_model(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None = None):
+    """A one-output AutoModelForSequenceClassification (scores the last non-pad token); a causal
+    LM checkpoint gets a freshly initialised score head."""
+    return _load(settings, tokenizer, reward=True)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_model(
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: str | os.PathLike,
+    merge_lora: bool = True,
+) -> Path:
+    """Write a standard HF directory (config, safetensors, tokenizer, generation config).
+
+    With `merge_lora` a PEFT model is saved with its adapters folded into the weights, loadable
+    by plain transformers; the model passed in is left unchanged (the base is re-read from its
+    original path on the CPU and the adapter merged into that). Without it only the adapter is
+    written. The directory appears atomically: it is written beside `out_dir` and renamed into
+    place. Call it from the main process only.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if isinstance(model, PeftModel) and merge_lora:
+            _merged_copy(model).save_pretrained(staging, safe_serialization=True)
+        else:
+            model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _merged_copy(model: PeftModel) -> PreTrainedModel:
+    # The merge happens on a fresh CPU copy of the base read back from disk, never on the model
+    # being trained: merging in place would change it under the caller, a deepcopy would double
+    # GPU memory, and folding LoRA into int8/nf4 weights would round most of the update away.
+    base = model.get_base_model()
+    base_path = model.peft_config[model.active_adapter].base_model_name_or_path
+    config = copy.deepcopy(base.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.use_cache = True  # switched off for gradient checkpointing, wanted for generation
+    dtype = config.dtype if isinstance(config.dtype, torch.dtype) else torch.float32
+    source, kwargs = _source_kwargs(base_path)
+    with tempfile.TemporaryDirectory() as adapter_dir:
+        model.save_pretrained(adapter_dir)
+        full = type(base).from_pretrained(source, config=config, dtype=dtype, **kwargs)
+        rows = base.get_input_embeddings().num_embeddings
+        if full.get_input_embeddings().num_embeddings != rows:
+            # Rows added for a new pad token were initialised randomly: take the trained model's.
+            full.resize_token_embeddings(rows)
+            full.get_input_embeddings().weight.data.copy_(base.get_input_embeddings().weight)
+            if full.get_output_embeddings() is not None and not getattr(config, "tie_word_embeddings", False):
+                full.get_output_embeddings().weight.data.copy_(base.get_output_embeddings().weight)
+        with _peft_deprecation_silenced():
+            merged = PeftModel.from_pretrained(full, adapter_dir).merge_and_unload()
+    if base.can_generate():
+        merged.generation_config = copy.deepcopy(base.generation_config)
+    return merged
