@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+from peft import LoraConfig, PeftConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -410,56 +410,79 @@ def save_model(
     """Write a standard HF directory (config, safetensors, tokenizer, generation config).
 
     With `merge_lora` a PEFT model is saved with its adapters folded into the weights, loadable
-    by plain transformers; the model passed in is left unchanged (the base is re-read from its
-    original path on the CPU and the adapter merged into that). Without it only the adapter is
-    written. The directory appears atomically: it is written beside `out_dir` and renamed into
-    place. Call it from the main process only.
+    by plain transformers; the model passed in is left unchanged. Without it only the adapter is
+    written. Call it from the main process only; under DeepSpeed use `export_saved` on what
+    `Trainer.save_model` wrote, which gathers partitioned weights first.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        if isinstance(model, PeftModel) and merge_lora:
-            _merged_copy(model).save_pretrained(staging, safe_serialization=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as saved:
+        model.save_pretrained(saved, safe_serialization=True)
+        return export_saved(saved, model, tokenizer, out, merge_lora)
+
+
+def export_saved(saved_dir: str | os.PathLike, model, tokenizer: PreTrainedTokenizerBase,
+                 out_dir: str | os.PathLike, merge_lora: bool = True) -> Path:
+    """Publish weights saved by `save_pretrained`/`Trainer.save_model` as a standard HF folder.
+
+    `model` (possibly DeepSpeed-partitioned) supplies the base config and generation config. The
+    folder may already hold other things (logs, checkpoints); its previous model files are
+    replaced, and config.json is written last so a crash never leaves a folder that looks
+    complete with half its weights.
+    """
+    saved, out = Path(saved_dir), Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as staging:
+        staging = Path(staging)
+        if (saved / "adapter_config.json").exists() and merge_lora:
+            _merged_copy(saved, model).save_pretrained(staging, safe_serialization=True)
         else:
-            model.save_pretrained(staging, safe_serialization=True)
+            for f in saved.iterdir():
+                if f.is_file() and f.name != "training_args.bin":  # a pickle; nothing needs it
+                    shutil.copy2(f, staging / f.name)
         tokenizer.save_pretrained(staging)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _publish(staging, out)
     return out
 
 
-def _merged_copy(model: PeftModel) -> PreTrainedModel:
+MODEL_FILES = re.compile(r"^(config\.json|generation_config\.json|adapter_config\.json|"
+                         r".*\.safetensors|.*\.bin|.*\.index\.json|tokenizer.*|special_tokens_map\.json|"
+                         r"chat_template\.jinja|vocab\.json|merges\.txt|added_tokens\.json)$")
+
+
+def _publish(staging: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").unlink(missing_ok=True)  # from here on the folder does not look complete
+    for old in out.iterdir():
+        if old.is_file() and MODEL_FILES.match(old.name):
+            old.unlink()
+    files = sorted(staging.iterdir(), key=lambda f: f.name == "config.json")
+    for f in files:
+        os.replace(f, out / f.name)
+
+
+def _merged_copy(adapter_dir: Path, model) -> PreTrainedModel:
     # The merge happens on a fresh CPU copy of the base read back from disk, never on the model
     # being trained: merging in place would change it under the caller, a deepcopy would double
     # GPU memory, and folding LoRA into int8/nf4 weights would round most of the update away.
-    base = model.get_base_model()
-    base_path = model.peft_config[model.active_adapter].base_model_name_or_path
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    base_path = PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
     config = copy.deepcopy(base.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.use_cache = True  # switched off for gradient checkpointing, wanted for generation
     dtype = config.dtype if isinstance(config.dtype, torch.dtype) else torch.float32
     source, kwargs = _source_kwargs(base_path)
-    with tempfile.TemporaryDirectory() as adapter_dir:
-        model.save_pretrained(adapter_dir)
-        full = type(base).from_pretrained(source, config=config, dtype=dtype, **kwargs)
-        rows = base.get_input_embeddings().num_embeddings
-        if full.get_input_embeddings().num_embeddings != rows:
-            # Rows added for a new pad token were initialised randomly: take the trained model's.
-            full.resize_token_embeddings(rows)
-            full.get_input_embeddings().weight.data.copy_(base.get_input_embeddings().weight)
-            if full.get_output_embeddings() is not None and not getattr(config, "tie_word_embeddings", False):
-                full.get_output_embeddings().weight.data.copy_(base.get_output_embeddings().weight)
-        with _peft_deprecation_silenced():
-            merged = PeftModel.from_pretrained(full, adapter_dir).merge_and_unload()
+    full = type(base).from_pretrained(source, config=config, dtype=dtype, **kwargs)
+    trained = base.get_input_embeddings().weight
+    if full.get_input_embeddings().num_embeddings != trained.shape[0] and trained.dim() == 2:
+        # Rows added for a new pad token were initialised randomly: take the trained model's
+        # (not reachable when DeepSpeed ZeRO-3 partitions them; pad rows are masked anyway).
+        full.resize_token_embeddings(trained.shape[0])
+        full.get_input_embeddings().weight.data.copy_(trained)
+        if full.get_output_embeddings() is not None and not getattr(config, "tie_word_embeddings", False):
+            full.get_output_embeddings().weight.data.copy_(base.get_output_embeddings().weight)
+    with _peft_deprecation_silenced():
+        merged = PeftModel.from_pretrained(full, str(adapter_dir)).merge_and_unload()
     if base.can_generate():
         merged.generation_config = copy.deepcopy(base.generation_config)
     return merged

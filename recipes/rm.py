@@ -1,0 +1,50 @@
+"""Step 2: a reward model trained on preference pairs, with TRL's RewardTrainer.
+
+    python recipes/rm.py --config recipes/configs/demo/rm.yaml [--field value ...]
+    accelerate launch --config_file accelerate_configs/zero2.yaml recipes/rm.py --config ...
+"""
+
+from dataclasses import dataclass, field
+
+from datasets import Dataset
+from trl import RewardConfig
+
+from rlhf_lite.args import ModelArguments, ScriptArguments, parse
+from rlhf_lite.encoding import encode_pairs
+from rlhf_lite.models import load_reward_model, load_tokenizer
+from rlhf_lite.reward import REWARD_LOSSES, PairwiseRewardTrainer
+from rlhf_lite.training import MetricsFile, cli, export, lora_optimizer, prepare_run, step_rows
+
+
+@dataclass
+class RMArguments(ScriptArguments):
+    reward_loss: str = field(default="last_token", metadata={
+        "help": "last_token (TRL's) or divergence (DeepSpeed-Chat's: every token after the "
+                "first one where chosen and rejected differ)", "choices": REWARD_LOSSES})
+
+
+def main(argv=None):
+    script, model_args, training = parse([RMArguments, ModelArguments, RewardConfig], "rm", argv)
+    train_rows, eval_rows = step_rows(script, part=1, seed=training.seed, need_pairs=True)
+    resume = prepare_run(training, script, model_args)
+
+    tokenizer = load_tokenizer(model_args.model_name_or_path,
+                               trust_remote_code=training.trust_remote_code)
+    train = Dataset.from_list(encode_pairs(tokenizer, train_rows, training.max_length, "train"))
+    evals = Dataset.from_list(encode_pairs(tokenizer, eval_rows, training.max_length, "eval"))
+
+    model = load_reward_model(model_args.settings(training.gradient_checkpointing,
+                                                  training.trust_remote_code), tokenizer)
+    trainer = PairwiseRewardTrainer(
+        model=model, args=training, train_dataset=train,
+        eval_dataset=evals if training.eval_strategy != "no" else None,
+        processing_class=tokenizer, callbacks=[MetricsFile()], reward_loss=script.reward_loss,
+        optimizers=(lora_optimizer(model, training, model_args), None))
+    trainer.train(resume_from_checkpoint=resume)
+    if training.eval_strategy != "no":
+        trainer.log(trainer.evaluate())
+    export(trainer, tokenizer, model_args)
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,165 @@
+"""Recipe arguments: typed dataclasses read from a YAML config, overridable on the command line.
+
+Parsing goes through TRL's `TrlParser` (as TRL's own example scripts do), so a recipe takes
+`--config recipes/configs/<preset>/<step>.yaml` plus any `--field value`. Everything that can be
+checked without a model -- unknown keys, wrong types, datasets that lack what the step needs, an
+output folder holding another run -- fails here, before a model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .models import LoraSettings, ModelSettings
+
+RUN_FILE = "run_config.json"
+# Fields that may change between a run and its resumption without making it another run.
+RESUMABLE = {"output_dir", "logging_steps", "save_steps", "eval_steps", "report_to",
+             "disable_tqdm", "save_total_limit", "dataloader_num_workers", "resume_from_checkpoint"}
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default="embedded:smollm2-135m", metadata={
+        "help": "hub name, local directory, .gguf file or embedded:smollm2-135m"})
+    dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto"})
+    use_lora: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = field(default=None, metadata={
+        "help": "module names to adapt; default: the family's attention and MLP projections"})
+    lora_learning_rate: float | None = field(default=None, metadata={
+        "help": "learning rate of the LoRA weights (default: learning_rate)"})
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    dropout: float | None = field(default=None, metadata={
+        "help": "override every dropout probability of the model (0.0 disables dropout)"})
+    merge_lora: bool = field(default=True, metadata={
+        "help": "save LoRA merged into the base weights (False: the adapter alone)"})
+
+    def settings(self, gradient_checkpointing: bool = False,
+                 trust_remote_code: bool = False) -> ModelSettings:
+        lora = LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout,
+                            self.lora_target_modules) if self.use_lora else None
+        if self.lora_learning_rate is not None and lora is None:
+            raise ConfigError("lora_learning_rate is set but use_lora is off")
+        return ModelSettings(self.model_name_or_path, self.dtype, self.load_in_8bit,
+                             self.load_in_4bit, lora, gradient_checkpointing, self.dropout,
+                             trust_remote_code)
+
+
+@dataclass
+class ScriptArguments:
+    """What a step reads (datasets) and how it treats its output folder."""
+
+    datasets: list[str] = field(default_factory=lambda: ["demo"], metadata={
+        "help": "dataset names or paths (in YAML also {name, weight, path, adapter} mappings)"})
+    dataset_weights: list[float] | None = field(default=None, metadata={
+        "help": "one weight per dataset: 0.5 takes half of it, 2 takes it twice"})
+    data_split: str = field(default="2,4,4", metadata={
+        "help": "shares of each dataset's train split for steps 1, 2, 3 (DeepSpeed-Chat's)"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "folder of hub mirrors: <data_dir>/<hub name> is used instead of the hub"})
+    eval_split: str = field(default="eval", metadata={"help": "split evaluated during training"})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "replace an output folder that holds a different run"})
+
+    def specs(self) -> list:
+        from .data import DatasetSpec
+        specs = [DatasetSpec.parse(d) for d in self.datasets]
+        if self.dataset_weights is not None:
+            if len(self.dataset_weights) != len(specs):
+                raise ConfigError(f"dataset_weights has {len(self.dataset_weights)} values for "
+                                  f"{len(specs)} datasets")
+            for spec, w in zip(specs, self.dataset_weights):
+                spec.weight = w
+        return specs
+
+
+def parse(dataclass_types: list, step: str, argv: list[str] | None = None):
+    """Parse config + overrides into the dataclasses; fill the step's defaults."""
+    from trl import TrlParser
+    argv = sys.argv[1:] if argv is None else list(argv)
+    config = _config_path(argv)
+    has_bf16 = any("bf16" in {f.name for f in dataclasses.fields(d)} for d in dataclass_types)
+    if has_bf16 and "--bf16" not in argv and not _yaml_sets(config, "bf16") and not _has_gpu():
+        # TRL turns bf16 autocast on by default (and exports it to accelerate's environment while
+        # parsing); on a CPU without bf16 units that makes training ~15x slower.
+        argv += ["--bf16", "false"]
+    parser = TrlParser(dataclass_types)
+    try:
+        parsed = parser.parse_args_and_config(argv)
+    except ValueError as e:  # unknown keys in the YAML, or values transformers rejects
+        raise ConfigError(str(e)) from None
+    training = next(p for p in parsed if hasattr(p, "output_dir"))
+    preset = Path(config).parent.name if config else "custom"
+    if "--output_dir" not in argv and not _yaml_sets(config, "output_dir"):
+        training.output_dir = str(Path("outputs") / preset / step)
+    if "--report_to" not in argv and not _yaml_sets(config, "report_to"):
+        training.report_to = ["tensorboard"]
+    return parsed
+
+
+def _has_gpu() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def _config_path(argv: list[str]) -> str | None:
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _yaml_sets(config: str | None, key: str) -> bool:
+    if not config:
+        return False
+    import yaml
+    with open(config, encoding="utf-8") as fh:
+        return key in (yaml.safe_load(fh) or {})
+
+
+def run_record(*parsed) -> dict:
+    """Everything that defines a run, as JSON-able values (the output folder's identity card)."""
+    record = {}
+    for obj in parsed:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            record[f.name] = value if isinstance(value, (str, int, float, bool, type(None), list, dict)) \
+                else str(value)
+    return json.loads(json.dumps(record, default=str))
+
+
+def claim_output_dir(output_dir: str, record: dict, overwrite: bool = False) -> bool:
+    """Refuse an output folder that holds a different run; True if this run can resume there."""
+    path = Path(output_dir)
+    run_file = path / RUN_FILE
+    if run_file.exists() and not overwrite:
+        old = json.loads(run_file.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(old) | set(record)
+                         if k not in RESUMABLE and old.get(k) != record.get(k))
+        if changed:
+            raise ConfigError(
+                f"output dir '{output_dir}' holds a different run (it differs in: "
+                f"{', '.join(changed)}). Pick another output_dir, or pass --overwrite_output_dir true.")
+        return True
+    if path.exists() and any(path.iterdir()) and not run_file.exists() and not overwrite:
+        raise ConfigError(f"output dir '{output_dir}' is not empty and was not written by rlhf-lite; "
+                          "pick another output_dir, or pass --overwrite_output_dir true.")
+    if int(os.environ.get("RANK", "0")) == 0:
+        if overwrite and path.exists():
+            shutil.rmtree(path)  # old metrics, logs and checkpoints must not mix with the new run
+        path.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    return False

@@ -1,0 +1,69 @@
+"""Reward-model training on TRL's RewardTrainer, with DeepSpeed-Chat's loss as an option.
+
+`last_token` (TRL's): -log sigmoid(r_chosen - r_rejected) on the score of each sequence's last
+token. `divergence` (DeepSpeed-Chat's): the same, averaged over every position from the first
+token where chosen and rejected differ to the end of the longer one, which gives the model a
+signal on the whole answer rather than on one token. Both are pure functions below; the trainer
+only captures the per-token scores, through a forward hook on the score head, the one place a
+sequence-classification model still has them before pooling.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from trl import RewardTrainer
+
+REWARD_LOSSES = ("last_token", "divergence")
+
+
+def divergence_loss(values_c: torch.Tensor, values_r: torch.Tensor, ids_c: torch.Tensor,
+                    ids_r: torch.Tensor, mask_c: torch.Tensor, mask_r: torch.Tensor) -> torch.Tensor:
+    """DeepSpeed-Chat's pairwise loss over the diverging span.
+
+    values_*: (B, T) per-token scores; ids_*, mask_*: (B, T) right-padded token ids and
+    attention masks of the chosen and rejected sequences.
+    """
+    T = values_c.shape[1]
+    pos = torch.arange(T, device=values_c.device).expand_as(values_c)
+    len_c, len_r = mask_c.sum(1), mask_r.sum(1)
+    end = torch.maximum(len_c, len_r)
+    differ = ((ids_c != ids_r) | (mask_c != mask_r)) & (pos < end[:, None])
+    # identical pairs (no divergence) fall back to the last position, as in DeepSpeed-Chat
+    first = torch.where(differ.any(1), differ.float().argmax(1), end - 1)
+    span = (pos >= first[:, None]) & (pos < end[:, None])
+    per_token = -F.logsigmoid(values_c - values_r)
+    return ((per_token * span).sum(1) / span.sum(1)).mean()
+
+
+def _score_head(model: torch.nn.Module) -> torch.nn.Module:
+    # The outermost module named "score" (PEFT wraps the head, DeepSpeed wraps the model).
+    heads = [(name, m) for name, m in model.named_modules() if name.split(".")[-1] == "score"]
+    if not heads:
+        raise ValueError("the reward model has no 'score' head to read per-token values from")
+    return min(heads, key=lambda nm: len(nm[0]))[1]
+
+
+class PairwiseRewardTrainer(RewardTrainer):
+    def __init__(self, *args, reward_loss: str = "last_token", **kwargs):
+        if reward_loss not in REWARD_LOSSES:
+            raise ValueError(f"reward_loss must be one of {REWARD_LOSSES}, got '{reward_loss}'")
+        self.reward_loss = reward_loss
+        super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.reward_loss == "last_token":
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        captured = {}
+        hook = _score_head(model).register_forward_hook(lambda m, i, out: captured.update(v=out))
+        try:  # the parent's forward pass also records accuracy, margin and reward statistics
+            _, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        finally:
+            hook.remove()
+        values_c, values_r = captured["v"].squeeze(-1).float().chunk(2)
+        ids_c, ids_r = inputs["input_ids"].chunk(2)
+        mask_c, mask_r = inputs["attention_mask"].chunk(2)
+        loss = divergence_loss(values_c, values_r, ids_c, ids_r, mask_c, mask_r)
+        if self.args.center_rewards_coefficient is not None:
+            loss = loss + self.args.center_rewards_coefficient * outputs.logits.float().pow(2).mean()
+        return (loss, outputs) if return_outputs else loss

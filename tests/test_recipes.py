@@ -1,0 +1,166 @@
+"""Steps 1 and 2 end to end on tiny models: they train, save standard folders and refuse bad input."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.tiny_models import make_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--use_cpu", "true", "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1",
+        "--seed", "0", "--disable_tqdm", "true", "--per_device_train_batch_size", "4"]
+
+
+def recipe(name):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def separable_pairs(folder: Path, n_train=60, n_eval=12) -> Path:
+    """A preference set any model separates: the good answer is always the same polite word."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make = lambda i: {"prompt": f"\n\nHuman: question {i}?\n\nAssistant:",  # noqa: E731
+                      "chosen": " yes thank you", "rejected": " no no no"}
+    (folder / "train.json").write_text(json.dumps([make(i) for i in range(n_train)]))
+    (folder / "eval.json").write_text(json.dumps([make(1000 + i) for i in range(n_eval)]))
+    return folder
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {"llama": make_tiny_model(root / "llama", "llama"),
+            "opt": make_tiny_model(root / "opt", "opt"),
+            "data": separable_pairs(root / "pairs")}
+
+
+def args(tiny, out, *extra, family="llama"):
+    return ["--model_name_or_path", str(tiny[family]),
+            "--datasets", str(tiny["data"]),
+            "--output_dir", str(out), "--data_split", "1,1,1", *FAST, *extra]
+
+
+def test_sft_trains_and_saves_a_standard_folder(tiny, tmp_path):
+    out = tmp_path / "sft"
+    recipe("sft")(args(tiny, out, "--max_steps", "3", "--max_length", "64"))
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert (out / "model.safetensors").exists() and (out / "generation_config.json").exists()
+    assert tok.pad_token_id != tok.eos_token_id
+    assert model(**tok(["hello"], return_tensors="pt")).logits.shape[-1] >= len(tok)
+    logged = metrics(out)
+    assert [m["step"] for m in logged if "loss" in m] == [1, 2, 3]
+    assert json.loads((out / "run_config.json").read_text())["model_name_or_path"] == str(tiny["llama"])
+
+
+def test_sft_loss_decreases_on_a_tiny_overfit_set(tiny, tmp_path):
+    out = tmp_path / "overfit"
+    recipe("sft")(args(tiny, out, "--max_steps", "25", "--learning_rate", "3e-3",
+                       "--lr_scheduler_type", "constant", "--max_length", "64"))
+    losses = [m["loss"] for m in metrics(out) if "loss" in m]
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_sft_lora_merged_by_default_or_adapter_only(tiny, tmp_path):
+    lora = ["--use_lora", "true", "--lora_r", "4", "--max_steps", "2", "--lora_learning_rate", "1e-3",
+            "--max_length", "64"]
+    merged = tmp_path / "merged"
+    recipe("sft")(args(tiny, merged, *lora, family="opt"))
+    assert not (merged / "adapter_config.json").exists()
+    base = AutoModelForCausalLM.from_pretrained(tiny["opt"])
+    trained = AutoModelForCausalLM.from_pretrained(merged)
+    name = "model.decoder.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(base.state_dict()[name], trained.state_dict()[name])
+    adapter = tmp_path / "adapter"
+    recipe("sft")(args(tiny, adapter, *lora, "--merge_lora", "false", family="opt"))
+    assert (adapter / "adapter_config.json").exists() and not (adapter / "model.safetensors").exists()
+
+
+def test_rm_learns_a_separable_preference(tiny, tmp_path):
+    out = tmp_path / "rm"
+    recipe("rm")(args(tiny, out, "--num_train_epochs", "4", "--learning_rate", "3e-3",
+                      "--max_length", "64", "--eval_strategy", "epoch"))
+    final = [m for m in metrics(out) if "eval_accuracy" in m][-1]
+    assert final["eval_accuracy"] == 1.0
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_labels == 1 and model.config.pad_token_id is not None
+
+
+def test_rm_divergence_loss_trains(tiny, tmp_path):
+    out = tmp_path / "rm_div"
+    recipe("rm")(args(tiny, out, "--reward_loss", "divergence", "--max_steps", "12",
+                      "--learning_rate", "3e-3", "--max_length", "64"))
+    losses = [m["loss"] for m in metrics(out) if "loss" in m]
+    assert len(losses) == 12 and losses[-1] < losses[0]
+
+
+# ------------------------------------------------------------------ bad input, before any model
+
+
+def run_cli(name, argv, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / f"{name}.py"), *argv],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return proc.returncode, proc.stderr
+
+
+def test_unknown_config_key_is_refused(tiny, tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("learning_rate: 1.0e-5\nlerning_rate: 2\n")
+    code, err = run_cli("sft", ["--config", str(cfg), *args(tiny, tmp_path / "o")], tmp_path)
+    assert code == 2 and "lerning_rate" in err and "Traceback" not in err
+
+
+def test_wrong_type_is_refused(tiny, tmp_path):
+    code, err = run_cli("sft", [*args(tiny, tmp_path / "o"), "--learning_rate", "fast"], tmp_path)
+    assert code == 2 and "learning_rate" in err
+
+
+def test_sft_only_data_is_refused_by_the_reward_step(tiny, tmp_path):
+    data = tmp_path / "sft.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": f"q{i}", "chosen": "a"}) for i in range(30)))
+    code, err = run_cli("rm", ["--model_name_or_path", "/nonexistent/model", "--datasets", str(data),
+                               "--output_dir", str(tmp_path / "o"), *FAST], tmp_path)
+    # The data error comes first: no model (which does not even exist) was loaded.
+    assert code == 2 and "no rejected answers" in err and "Traceback" not in err
+
+
+def test_max_length_shorter_than_every_prompt(tiny, tmp_path):
+    code, err = run_cli("sft", [*args(tiny, tmp_path / "o"), "--max_length", "2"], tmp_path)
+    assert code == 2 and "shorter than every" in err
+
+
+def test_output_dir_of_a_different_run_is_refused(tiny, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "run_config.json").write_text(json.dumps({"learning_rate": 1.0}))
+    code, err = run_cli("sft", [*args(tiny, out), "--model_name_or_path", "/nonexistent"], tmp_path)
+    assert code == 2 and "holds a different run" in err and "learning_rate" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zero", ["zero2", "zero3"])
+@pytest.mark.parametrize("step", ["sft", "rm"])
+def test_recipes_under_accelerate_launch_with_deepspeed(tiny, tmp_path, zero, step):
+    out = tmp_path / step
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+         str(ROOT / "accelerate_configs" / f"{zero}.yaml"), str(ROOT / "recipes" / f"{step}.py"),
+         *args(tiny, out, "--max_steps", "2", "--max_length", "64")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    auto = AutoModelForSequenceClassification if step == "rm" else AutoModelForCausalLM
+    assert auto.from_pretrained(out) is not None
