@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast data-check clean
+.PHONY: install test test-fast clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,3 +33,16 @@ test-fast: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache outputs
+
+# ---- the pipeline steps: `make sft rm PRESET=demo` (ACCELERATE_CONFIG=zero2 for DeepSpeed)
+PRESET ?= demo
+ACCELERATE_CONFIG ?=
+ARGS ?=
+RUN_STEP = $(if $(ACCELERATE_CONFIG),$(VENV)/bin/accelerate launch --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml,$(PY))
+
+.PHONY: sft rm
+sft: $(VENV)/.installed
+	$(RUN_STEP) recipes/sft.py --config recipes/configs/$(PRESET)/sft.yaml $(ARGS)
+
+rm: $(VENV)/.installed
+	$(RUN_STEP) recipes/rm.py --config recipes/configs/$(PRESET)/rm.yaml $(ARGS)

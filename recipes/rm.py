@@ -13,7 +13,8 @@ from rlhf_lite.args import ModelArguments, ScriptArguments, parse
 from rlhf_lite.encoding import encode_pairs
 from rlhf_lite.models import load_reward_model, load_tokenizer
 from rlhf_lite.reward import REWARD_LOSSES, PairwiseRewardTrainer
-from rlhf_lite.training import MetricsFile, cli, export, lora_optimizer, prepare_run, step_rows
+from rlhf_lite.training import (MetricsFile, cli, lora_optimizer, prepare_run, step_rows,
+                                train_and_export)
 
 
 @dataclass
@@ -40,10 +41,7 @@ def main(argv=None):
         eval_dataset=evals if training.eval_strategy != "no" else None,
         processing_class=tokenizer, callbacks=[MetricsFile()], reward_loss=script.reward_loss,
         optimizers=(lora_optimizer(model, training, model_args), None))
-    trainer.train(resume_from_checkpoint=resume)
-    if training.eval_strategy != "no":
-        trainer.log(trainer.evaluate())
-    export(trainer, tokenizer, model_args)
+    train_and_export(trainer, resume, tokenizer, model_args)
 
 
 if __name__ == "__main__":

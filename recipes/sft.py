@@ -6,12 +6,14 @@
 
 from dataclasses import dataclass, field
 
+from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from rlhf_lite.args import ModelArguments, ScriptArguments, parse
 from rlhf_lite.encoding import drop_long_prompts
 from rlhf_lite.models import load_causal_lm, load_tokenizer
-from rlhf_lite.training import MetricsFile, cli, export, lora_optimizer, prepare_run, step_rows
+from rlhf_lite.training import (MetricsFile, cli, lora_optimizer, prepare_run, step_rows,
+                                train_and_export)
 
 
 @dataclass
@@ -31,7 +33,6 @@ def main(argv=None):
     to_examples = lambda rows, label: [  # noqa: E731
         {"prompt": r["prompt"], "completion": r["chosen"]}
         for r in drop_long_prompts(tokenizer, rows, training.max_length, label)]
-    from datasets import Dataset
     train = Dataset.from_list(to_examples(train_rows, "train"))
     evals = Dataset.from_list(to_examples(eval_rows, "eval"))
 
@@ -41,10 +42,7 @@ def main(argv=None):
                          eval_dataset=evals if training.eval_strategy != "no" else None,
                          processing_class=tokenizer, callbacks=[MetricsFile()],
                          optimizers=(lora_optimizer(model, training, model_args), None))
-    trainer.train(resume_from_checkpoint=resume)
-    if training.eval_strategy != "no":
-        trainer.log(trainer.evaluate())
-    export(trainer, tokenizer, model_args)
+    train_and_export(trainer, resume, tokenizer, model_args)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,13 @@ class MetricsFile(TrainerCallback):
                 fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
 
 
+def train_and_export(trainer, resume: str | None, tokenizer, model_args: ModelArguments) -> None:
+    trainer.train(resume_from_checkpoint=resume)
+    if trainer.args.eval_strategy != "no":
+        trainer.log(trainer.evaluate())
+    export(trainer, tokenizer, model_args)
+
+
 def export(trainer, tokenizer, model_args: ModelArguments) -> None:
     """Save the trained model as a standard HF folder in output_dir (LoRA merged by default)."""
     out = Path(trainer.args.output_dir)

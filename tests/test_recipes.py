@@ -74,6 +74,17 @@ def test_sft_loss_decreases_on_a_tiny_overfit_set(tiny, tmp_path):
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
 
 
+def test_sft_loss_on_full_text_changes_what_is_learned(tiny, tmp_path):
+    first = {}
+    for flag in ("false", "true"):
+        out = tmp_path / flag
+        recipe("sft")(args(tiny, out, "--max_steps", "1", "--max_length", "64", "--loss_on_full_text", flag,
+                           "--gradient_checkpointing", "true", "--dropout", "0.0"))
+        first[flag] = next(m["loss"] for m in metrics(out) if "loss" in m)
+        assert json.loads((out / "run_config.json").read_text())["loss_on_full_text"] == (flag == "true")
+    assert first["false"] != first["true"]
+
+
 def test_sft_lora_merged_by_default_or_adapter_only(tiny, tmp_path):
     lora = ["--use_lora", "true", "--lora_r", "4", "--max_steps", "2", "--lora_learning_rate", "1e-3",
             "--max_length", "64"]

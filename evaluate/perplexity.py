@@ -1,0 +1,56 @@
+"""Perplexity of a causal LM on the chosen answers of a dataset split (SFT's answer-only loss).
+
+    python evaluate/perplexity.py --model out/sft --data demo [--split eval] [-n 100] [--output ppl.json]
+
+loss = mean negative log-likelihood over every answer token and EOS given the prompt (token
+weighted), ppl = exp(loss), n = rows used; rows whose prompt alone fills --max-length are skipped.
+"""
+
+import argparse
+import math
+
+from rlhf_lite.encoding import drop_long_prompts
+from rlhf_lite.errors import ConfigError
+from rlhf_lite.models import ModelSettings, load_causal_lm, load_tokenizer
+from rlhf_lite.scoring import answer_nll, eval_device, load_eval_rows, positive_int, print_table, write_json
+from rlhf_lite.training import cli
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="causal LM: local directory, hub id or embedded:smollm2-135m")
+    p.add_argument("--data", required=True, help="dataset name or path (as in the recipes' datasets)")
+    p.add_argument("--split", default="eval", help="eval (default), train or a raw split name")
+    p.add_argument("--data-dir", help="folder of hub dataset mirrors")
+    p.add_argument("-n", type=positive_int, help="use the first N rows only")
+    p.add_argument("--max-length", type=positive_int, default=512, help="tokens of prompt + answer + EOS")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--output", help="also write the result to this JSON file")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rows = load_eval_rows(args.data, args.split, args.data_dir, args.n)
+    tokenizer = load_tokenizer(args.model)
+    rows = drop_long_prompts(tokenizer, rows, args.max_length, args.split)
+    model = eval_device(load_causal_lm(ModelSettings(args.model), tokenizer))
+    per_row = answer_nll(model, tokenizer, [r["prompt"] for r in rows], [r["chosen"] for r in rows],
+                         args.max_length, args.batch_size)
+    total, tokens = sum(s for s, _ in per_row), sum(k for _, k in per_row)
+    if tokens == 0:
+        raise ConfigError(f"--max-length {args.max_length} leaves no answer token to evaluate")
+    loss = total / tokens
+    try:
+        ppl = math.exp(loss)
+    except OverflowError:
+        ppl = float("inf")
+    result = {"ppl": ppl, "loss": loss, "n": len(rows)}
+    print_table([("model", args.model), ("data", f"{args.data} [{args.split}]"), ("rows", len(rows)),
+                 ("answer tokens", tokens), ("loss", loss), ("perplexity", ppl)])
+    write_json(args.output, result)
+    return result
+
+
+if __name__ == "__main__":
+    cli(main)
