@@ -50,6 +50,12 @@ class PairwiseRewardTrainer(RewardTrainer):
             raise ValueError(f"reward_loss must be one of {REWARD_LOSSES}, got '{reward_loss}'")
         self.reward_loss = reward_loss
         super().__init__(*args, **kwargs)
+        if getattr(self.model, "is_quantized", False) and not (self.args.bf16 or self.args.fp16):
+            # TRL casts a quantised model's trainable weights to bf16 (QLoRA's recipe), which
+            # assumes bf16 autocast; without it the bf16 score head would receive fp32 inputs.
+            for p in self.model.parameters():
+                if p.requires_grad:
+                    p.data = p.data.float()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.reward_loss == "last_token":

@@ -100,6 +100,28 @@ def test_sft_lora_merged_by_default_or_adapter_only(tiny, tmp_path):
     assert (adapter / "adapter_config.json").exists() and not (adapter / "model.safetensors").exists()
 
 
+@pytest.mark.parametrize("step", ["sft", "rm"])
+def test_8bit_lora_trains_and_merges(tiny, tmp_path, step):
+    out = tmp_path / step
+    recipe(step)(args(tiny, out, "--load_in_8bit", "true", "--use_lora", "true", "--max_steps", "2",
+                      "--max_length", "64", family="opt"))
+    auto = AutoModelForSequenceClassification if step == "rm" else AutoModelForCausalLM
+    model = auto.from_pretrained(out)
+    assert not hasattr(model.config, "quantization_config")  # merged into a full-precision copy
+    assert len([m for m in metrics(out) if "loss" in m]) == 2
+
+
+def test_dataset_weights_change_the_mixture(tiny, tmp_path):
+    steps = {}
+    for weight in ("1.0", "0.5"):
+        out = tmp_path / weight
+        recipe("sft")(args(tiny, out, "--num_train_epochs", "1", "--max_length", "64",
+                           "--dataset_weights", weight))
+        steps[weight] = max(m["step"] for m in metrics(out))
+    # 20 rows (share 0 of "1,1,1" of 60) in batches of 4, then half of them
+    assert steps == {"1.0": 5, "0.5": 3}
+
+
 def test_rm_learns_a_separable_preference(tiny, tmp_path):
     out = tmp_path / "rm"
     recipe("rm")(args(tiny, out, "--num_train_epochs", "4", "--learning_rate", "3e-3",
