@@ -12,7 +12,8 @@ import math
 from rlhf_lite.encoding import drop_long_prompts
 from rlhf_lite.errors import ConfigError
 from rlhf_lite.models import ModelSettings, load_causal_lm, load_tokenizer
-from rlhf_lite.scoring import answer_nll, eval_device, load_eval_rows, positive_int, print_table, write_json
+from rlhf_lite.scoring import (add_eval_data_arguments, answer_nll, eval_device, load_eval_rows,
+                               print_table, write_json)
 from rlhf_lite.training import cli
 
 
@@ -20,12 +21,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="causal LM: local directory, hub id or embedded:smollm2-135m")
     p.add_argument("--data", required=True, help="dataset name or path (as in the recipes' datasets)")
-    p.add_argument("--split", default="eval", help="eval (default), train or a raw split name")
-    p.add_argument("--data-dir", help="folder of hub dataset mirrors")
-    p.add_argument("-n", type=positive_int, help="use the first N rows only")
-    p.add_argument("--max-length", type=positive_int, default=512, help="tokens of prompt + answer + EOS")
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--output", help="also write the result to this JSON file")
+    add_eval_data_arguments(p, "rows")
     return p.parse_args(argv)
 
 

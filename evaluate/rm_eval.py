@@ -11,7 +11,7 @@ import argparse
 
 from rlhf_lite.encoding import drop_long_prompts
 from rlhf_lite.models import ModelSettings, load_reward_model, load_tokenizer
-from rlhf_lite.scoring import (eval_device, load_eval_rows, pair_metrics, pair_texts, positive_int,
+from rlhf_lite.scoring import (add_eval_data_arguments, eval_device, load_eval_rows, pair_metrics, pair_texts, positive_int,
                                print_table, read_pairs, score_texts, write_json)
 from rlhf_lite.training import cli
 
@@ -22,12 +22,7 @@ def parse_args(argv=None):
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="dataset name or path with chosen and rejected answers")
     source.add_argument("--pairs", help=".json list or .jsonl of {prompt, chosen, rejected} to score")
-    p.add_argument("--split", default="eval", help="eval (default), train or a raw split name")
-    p.add_argument("--data-dir", help="folder of hub dataset mirrors")
-    p.add_argument("-n", type=positive_int, help="use the first N pairs only")
-    p.add_argument("--max-length", type=positive_int, default=512, help="tokens of prompt + answer + EOS")
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--output", help="also write the result to this JSON file")
+    add_eval_data_arguments(p, "pairs")
     return p.parse_args(argv)
 
 

@@ -271,3 +271,13 @@ def write_json(path: str | Path | None, result: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def add_eval_data_arguments(p, what: str) -> None:
+    """The options perplexity.py and rm_eval.py share: which rows, how long, where to write."""
+    p.add_argument("--split", default="eval", help="eval (default), train or a raw split name")
+    p.add_argument("--data-dir", help="folder of hub dataset mirrors")
+    p.add_argument("-n", type=positive_int, help=f"use the first N {what} only")
+    p.add_argument("--max-length", type=positive_int, default=512, help="tokens of prompt + answer + EOS")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--output", help="also write the result to this JSON file")
