@@ -10,11 +10,10 @@ import argparse
 import math
 
 from rlhf_lite.encoding import drop_long_prompts
-from rlhf_lite.errors import ConfigError
+from rlhf_lite.errors import ConfigError, cli
 from rlhf_lite.models import ModelSettings, load_causal_lm, load_tokenizer
 from rlhf_lite.scoring import (add_eval_data_arguments, answer_nll, eval_device, load_eval_rows,
                                print_table, write_json)
-from rlhf_lite.training import cli
 
 
 def parse_args(argv=None):

@@ -18,7 +18,7 @@ import torch
 from rlhf_lite.data.rows import dialogue
 from rlhf_lite.models import ModelSettings, load_causal_lm, load_tokenizer
 from rlhf_lite.scoring import eval_device, generate, positive_int, read_prompts, write_json
-from rlhf_lite.training import cli
+from rlhf_lite.errors import cli
 
 HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:  # evaluate/prompts.py, also when this file is imported from elsewhere

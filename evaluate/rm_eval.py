@@ -13,7 +13,7 @@ from rlhf_lite.encoding import drop_long_prompts
 from rlhf_lite.models import ModelSettings, load_reward_model, load_tokenizer
 from rlhf_lite.scoring import (add_eval_data_arguments, eval_device, load_eval_rows, pair_metrics,
                                pair_texts, print_table, read_pairs, score_texts, write_json)
-from rlhf_lite.training import cli
+from rlhf_lite.errors import cli
 
 
 def parse_args(argv=None):

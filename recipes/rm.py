@@ -11,9 +11,10 @@ from trl import RewardConfig
 
 from rlhf_lite.args import ModelArguments, ScriptArguments, parse
 from rlhf_lite.encoding import encode_pairs
+from rlhf_lite.errors import cli
 from rlhf_lite.models import load_reward_model, load_tokenizer
 from rlhf_lite.reward import REWARD_LOSSES, PairwiseRewardTrainer
-from rlhf_lite.training import (MetricsFile, cli, lora_optimizer, prepare_run, step_rows,
+from rlhf_lite.training import (MetricsFile, lora_optimizer, prepare_run, step_rows,
                                 train_and_export)
 
 

@@ -11,8 +11,9 @@ from trl import SFTConfig, SFTTrainer
 
 from rlhf_lite.args import ModelArguments, ScriptArguments, parse
 from rlhf_lite.encoding import drop_long_prompts
+from rlhf_lite.errors import cli
 from rlhf_lite.models import load_causal_lm, load_tokenizer
-from rlhf_lite.training import (MetricsFile, cli, lora_optimizer, prepare_run, step_rows,
+from rlhf_lite.training import (MetricsFile, lora_optimizer, prepare_run, step_rows,
                                 train_and_export)
 
 

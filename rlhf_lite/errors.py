@@ -1,8 +1,10 @@
 """Errors that reach the user as one readable line instead of a library stack trace.
 
-Command-line entry points catch `RLHFLiteError` and print its message; library callers can
-catch the precise subclass.
+Command-line entry points run through `cli`, which prints the message of an `RLHFLiteError`;
+library callers can catch the precise subclass.
 """
+
+import sys
 
 
 class RLHFLiteError(Exception):
@@ -19,3 +21,12 @@ class ModelError(RLHFLiteError):
 
 class ConfigError(RLHFLiteError):
     """A configuration key or value is unknown, of the wrong type or inconsistent."""
+
+
+def cli(main):
+    """Run `main`, turning a user mistake into one line on stderr and exit status 2."""
+    try:
+        return main()
+    except RLHFLiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

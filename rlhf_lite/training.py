@@ -17,19 +17,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .args import ModelArguments, ScriptArguments, claim_output_dir, run_record
 from .data import load_step_rows
-from .errors import RLHFLiteError
 from .models import export_saved
 
 METRICS_FILE = "metrics.jsonl"
-
-
-def cli(main):
-    """Run `main`, turning a user mistake into one line on stderr and exit status 2."""
-    try:
-        return main()
-    except RLHFLiteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 def step_rows(script: ScriptArguments, part: int, seed: int, need_pairs: bool):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlhf_lite.training import cli
+from rlhf_lite.errors import cli
 from tests.test_recipes import FAST, recipe, separable_pairs
 from tests.tiny_models import make_tiny_model
 
