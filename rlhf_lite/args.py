@@ -100,12 +100,18 @@ def parse(dataclass_types: list, step: str, argv: list[str] | None = None):
     except ValueError as e:  # unknown keys in the YAML, or values transformers rejects
         raise ConfigError(str(e)) from None
     training = next(p for p in parsed if hasattr(p, "output_dir"))
-    preset = Path(config).parent.name if config else "custom"
+    preset = preset_name(argv)
     if "--output_dir" not in argv and not _yaml_sets(config, "output_dir"):
         training.output_dir = str(Path("outputs") / preset / step)
     if "--report_to" not in argv and not _yaml_sets(config, "report_to"):
-        training.report_to = ["tensorboard"]
+        training.report_to = "tensorboard" if isinstance(training.report_to, str) else ["tensorboard"]
     return parsed
+
+
+def preset_name(argv: list[str]) -> str:
+    """The preset a command line uses: the folder of its --config file ("custom" without one)."""
+    config = _config_path(argv)
+    return Path(config).parent.name if config else "custom"
 
 
 def _has_gpu() -> bool:

@@ -406,18 +406,19 @@ def save_model(
     tokenizer: PreTrainedTokenizerBase,
     out_dir: str | os.PathLike,
     merge_lora: bool = True,
+    state_dict: dict | None = None,
 ) -> Path:
     """Write a standard HF directory (config, safetensors, tokenizer, generation config).
 
     With `merge_lora` a PEFT model is saved with its adapters folded into the weights, loadable
     by plain transformers; the model passed in is left unchanged. Without it only the adapter is
-    written. Call it from the main process only; under DeepSpeed use `export_saved` on what
-    `Trainer.save_model` wrote, which gathers partitioned weights first.
+    written. `state_dict` replaces the model's own weights (e.g. ones gathered from ZeRO-3
+    shards). Call it from the main process only.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as saved:
-        model.save_pretrained(saved, safe_serialization=True)
+        model.save_pretrained(saved, safe_serialization=True, state_dict=state_dict)
         return export_saved(saved, model, tokenizer, out, merge_lora)
 
 

@@ -36,7 +36,7 @@ def divergence_loss(values_c: torch.Tensor, values_r: torch.Tensor, ids_c: torch
     return ((per_token * span).sum(1) / span.sum(1)).mean()
 
 
-def _score_head(model: torch.nn.Module) -> torch.nn.Module:
+def score_head(model: torch.nn.Module) -> torch.nn.Module:
     # The outermost module named "score" (PEFT wraps the head, DeepSpeed wraps the model).
     heads = [(name, m) for name, m in model.named_modules() if name.split(".")[-1] == "score"]
     if not heads:
@@ -61,7 +61,7 @@ class PairwiseRewardTrainer(RewardTrainer):
         if self.reward_loss == "last_token":
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         captured = {}
-        hook = _score_head(model).register_forward_hook(lambda m, i, out: captured.update(v=out))
+        hook = score_head(model).register_forward_hook(lambda m, i, out: captured.update(v=out))
         try:  # the parent's forward pass also records accuracy, margin and reward statistics
             _, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
         finally:

@@ -150,15 +150,11 @@ def answer_nll(model, tokenizer, prompts: list[str], answers: list[str], max_len
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 64, batch_size: int = 8,
-             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, num_beams: int = 1,
-             progress: bool = True, **generation_kwargs) -> list[str]:
-    """The new text generated after each prompt (left-padded batches, stopping at EOS).
-
-    Greedy by default; `do_sample` samples with temperature / top_p (seed torch for repeatable
-    samples); `num_beams` > 1 is beam search. The generation settings are built here rather than
-    taken from the checkpoint's generation_config, so "greedy" always means greedy.
-    """
+def generate_ids(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 64, batch_size: int = 8,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, num_beams: int = 1,
+                 progress: bool = True, **generation_kwargs) -> list[list[int]]:
+    """The token ids generated after each prompt, up to and including the first EOS (no EOS when
+    max_new_tokens ran out first); the settings are those of `generate`, which decodes them."""
     model.eval()
     eos = [tokenizer.eos_token_id]
     model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -169,12 +165,25 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 64, 
         settings.update(temperature=temperature, top_p=top_p)
     config = GenerationConfig(**{**settings, **generation_kwargs})
     ids = tokenizer(list(prompts))["input_ids"]
-    texts: list[str] = []
+    answers: list[list[int]] = []
     for chunk in batches(ids, batch_size, "generate", progress):
         input_ids, mask = (t.to(_device(model)) for t in pad_batch(chunk, tokenizer.pad_token_id, "left"))
         out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
-        texts += [t.strip() for t in tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)]
-    return texts
+        for new in out[:, input_ids.shape[1]:].tolist():  # after an EOS comes only padding
+            answers.append(new[: next((i + 1 for i, t in enumerate(new) if t in eos), len(new))])
+    return answers
+
+
+def generate(model, tokenizer, prompts: list[str], **settings) -> list[str]:
+    """The new text generated after each prompt (left-padded batches, stopping at EOS).
+
+    Greedy by default; `do_sample` samples with temperature / top_p (seed torch for repeatable
+    samples); `num_beams` > 1 is beam search; the other settings are `generate_ids`' (max_new_tokens,
+    batch_size, progress, extra GenerationConfig fields). The generation settings are built there
+    rather than taken from the checkpoint's generation_config, so "greedy" always means greedy.
+    """
+    ids = generate_ids(model, tokenizer, prompts, **settings)
+    return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
 # --------------------------------------------------------------------------- command lines

@@ -1,0 +1,101 @@
+"""Step 3: PPO of the SFT model (actor) against the reward model (critic + reward), our engine.
+
+    python recipes/ppo.py --config recipes/configs/demo/ppo.yaml [--field value ...]
+    accelerate launch --config_file accelerate_configs/zero2.yaml recipes/ppo.py --config ...
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from rlhf_lite.args import claim_output_dir, parse, preset_name, run_record
+from rlhf_lite.errors import cli
+from rlhf_lite.models import load_tokenizer
+from rlhf_lite.ppo import (NonFiniteError, PPOArguments, PPOTrainer, PromptBatches, RLHFEngine,
+                           encode_prompts, export_models, latest_checkpoint, load_checkpoint,
+                           ptx_batches, save_checkpoint, total_updates)
+from rlhf_lite.training import METRICS_FILE, step_rows
+
+
+def main(argv=None):
+    (args,) = parse([PPOArguments], "ppo", argv)
+    args.fill_model_paths(preset_name(sys.argv[1:] if argv is None else argv))
+    accelerator = Accelerator(log_with="tensorboard" if args.report_to == "tensorboard" else None,
+                              project_dir=args.output_dir)
+    rows, _ = step_rows(args, part=2, seed=args.seed, need_pairs=False)
+    resume = claim_output_dir(args.output_dir, run_record(args), args.overwrite_output_dir)
+    set_seed(args.seed)
+
+    tokenizer = load_tokenizer(args.actor_model_name_or_path, trust_remote_code=args.trust_remote_code)
+    prompts = PromptBatches(encode_prompts(tokenizer, rows, args.max_prompt_seq_len), args,
+                            tokenizer.pad_token_id, accelerator.process_index,
+                            accelerator.num_processes, accelerator.device)
+    engine = RLHFEngine(args.actor_model_name_or_path, args.critic_model_name_or_path, tokenizer,
+                        total_updates(len(prompts.prompts), args, accelerator.num_processes), args, accelerator)
+    trainer = PPOTrainer(engine, args)
+    checkpoint = latest_checkpoint(args.output_dir) if resume else None
+    state = load_checkpoint(trainer, checkpoint) if checkpoint else {"batches_done": 0, "reward_ema": None}
+    if args.ptx_datasets:
+        trainer.ptx_batches = ptx_batches(args, tokenizer, args.per_device_training_batch_size,
+                                          accelerator.device, skip=trainer.global_step)
+    accelerator.init_trackers("runs")
+
+    buffer, done = [], state["batches_done"]
+    trained = done  # batches whose experience has been trained on
+    bar = tqdm(total=len(prompts), initial=done, desc="ppo", disable=not accelerator.is_main_process)
+    try:
+        for step, batch in prompts.batches(done):
+            exp = trainer.generate_experience(batch)
+            buffer += [exp] if exp is not None else []
+            done = step + 1
+            if done % args.generation_batches and done < len(prompts):
+                continue
+            if buffer:
+                trainer.train_rlhf(buffer)
+                trained = done
+                log(trainer, state, done, args, accelerator, bar)
+                if args.print_answers_interval and done % args.print_answers_interval == 0:
+                    print_answers(tokenizer, buffer[-1], done, accelerator)
+            buffer, trained = [], done
+            if args.save_steps and done % args.save_steps == 0:
+                save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
+            bar.update(done - bar.n)
+    except (NonFiniteError, KeyboardInterrupt) as err:
+        # The failed update was not applied: keep what was trained, resumable from `trained`.
+        path = save_checkpoint(trainer, args.output_dir, trained, state, args.save_total_limit)
+        if isinstance(err, NonFiniteError):
+            raise NonFiniteError(f"{err} The last good state is in {path}", err.step) from None
+        raise
+    bar.close()
+    save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
+    export_models(engine, trainer, args.output_dir, args.merge_lora)
+    accelerator.end_training()
+
+
+def log(trainer, state, done, args, accelerator, bar):
+    stats = trainer.stats
+    score = stats["reward/score"]
+    state["reward_ema"] = score if state["reward_ema"] is None else 0.9 * state["reward_ema"] + 0.1 * score
+    stats["reward/score_ema"] = state["reward_ema"]
+    bar.set_postfix(reward=f"{score:.3f}", kl=f"{stats['kl/sequence']:.3f}")
+    if done % args.logging_steps == 0 or done == bar.total:
+        accelerator.log(stats, step=done)
+        if accelerator.is_main_process:
+            with open(Path(args.output_dir) / METRICS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": done, **stats}) + "\n")
+
+
+def print_answers(tokenizer, exp, done, accelerator):
+    if accelerator.is_main_process:
+        P = exp["prompt_len"]
+        prompt = tokenizer.decode(exp["seq"][0, :P], skip_special_tokens=True).strip()
+        answer = tokenizer.decode(exp["seq"][0, P:], skip_special_tokens=True).strip()
+        tqdm.write(f"--- step {done} | score {exp['scores'][0]:.3f}\n{prompt}\n>>> {answer}")
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,154 @@
+"""Step 3's settings: one flat dataclass, named after DeepSpeed-Chat's step-3 flags where it has one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..args import ScriptArguments
+from ..errors import ConfigError
+from ..models import LoraSettings, ModelSettings
+
+QUANTIZATIONS = ("none", "8bit", "4bit")
+
+
+@dataclass
+class PPOArguments(ScriptArguments):
+    # ---- models (default: what steps 1 and 2 of the same preset wrote)
+    actor_model_name_or_path: str | None = field(default=None, metadata={
+        "help": "the SFT model (default outputs/<preset>/sft)"})
+    critic_model_name_or_path: str | None = field(default=None, metadata={
+        "help": "the critic's starting point, a reward model (default outputs/<preset>/rm)"})
+    reward_model_name_or_path: str | None = field(default=None, metadata={
+        "help": "the frozen reward model (default: the critic's path)"})
+    output_dir: str | None = field(default=None, metadata={"help": "default outputs/<preset>/ppo"})
+    dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto"})
+    actor_quantization: str = field(default="none", metadata={"choices": QUANTIZATIONS,
+        "help": "load the actor (and so the reference) in 8 or 4 bits; needs actor LoRA"})
+    critic_quantization: str = field(default="none", metadata={"choices": QUANTIZATIONS,
+        "help": "load the critic in 8 or 4 bits; needs critic LoRA"})
+    reward_quantization: str = field(default="none", metadata={"choices": QUANTIZATIONS})
+    actor_lora_dim: int = field(default=0, metadata={"help": "LoRA rank of the actor (0: train all weights)"})
+    critic_lora_dim: int = field(default=0, metadata={"help": "LoRA rank of the critic (0: all weights)"})
+    lora_alpha_ratio: float = field(default=2.0, metadata={"help": "LoRA alpha = ratio * rank"})
+    lora_dropout: float = 0.0
+    lora_module_name: list[str] | None = field(default=None, metadata={
+        "help": "modules to adapt; default: the family's attention and MLP projections"})
+    actor_gradient_checkpointing: bool = False
+    critic_gradient_checkpointing: bool = False
+    disable_actor_dropout: bool = True
+    disable_critic_dropout: bool = True
+    trust_remote_code: bool = False
+    merge_lora: bool = field(default=True, metadata={"help": "save actor/critic with LoRA merged"})
+
+    # ---- data and batches
+    per_device_generation_batch_size: int = field(default=4, metadata={"help": "prompts per generation"})
+    per_device_training_batch_size: int = field(default=4, metadata={"help": "experiences per PPO update"})
+    generation_batches: int = field(default=1, metadata={
+        "help": "generation batches buffered before the PPO updates run on all of them"})
+    ppo_epochs: int = field(default=1, metadata={"help": "passes over each experience buffer"})
+    num_train_epochs: int = 1
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many generation batches"})
+    max_prompt_seq_len: int = field(default=256, metadata={
+        "help": "prompts longer than this (in tokens) are dropped and counted"})
+    max_answer_seq_len: int = 256
+    min_new_tokens: int = 1
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 1234
+
+    # ---- optimisation
+    actor_learning_rate: float = 9.65e-6
+    critic_learning_rate: float = 5e-6
+    actor_lora_learning_rate: float | None = field(default=None, metadata={
+        "help": "learning rate of the actor's LoRA weights (default: actor_learning_rate)"})
+    critic_lora_learning_rate: float | None = None
+    actor_weight_decay: float = 0.0
+    critic_weight_decay: float = 0.0
+    lr_scheduler_type: str = "cosine"
+    num_warmup_steps: float = field(default=0, metadata={"help": "optimizer steps, or a ratio if < 1"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "0 disables clipping"})
+
+    # ---- PPO
+    init_kl_coef: float = 0.1
+    target_kl: float | None = field(default=None, metadata={
+        "help": "adaptive KL coefficient aiming at this KL per answer (None: fixed)"})
+    kl_horizon: int = 10000
+    clip_reward_value: float = 5.0
+    no_eos_penalty: float = field(default=0.0, metadata={
+        "help": "subtracted from the score of answers that never produced EOS"})
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_advantages: bool = False
+    enable_ema: bool = False
+    ema_beta: float = 0.992
+    ptx_datasets: list[str] | None = field(default=None, metadata={
+        "help": "datasets for the pretraining mix (language-modelling loss on prompt + chosen)"})
+    ptx_coef: float = 27.8
+
+    # ---- bookkeeping
+    logging_steps: int = 1
+    save_steps: int = 50
+    save_total_limit: int = 1
+    print_answers_interval: int = field(default=0, metadata={"help": "print sample answers every N steps (0: never)"})
+    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard or none"})
+
+    def __post_init__(self) -> None:
+        for name in ("per_device_generation_batch_size", "per_device_training_batch_size",
+                     "generation_batches", "ppo_epochs", "max_prompt_seq_len", "max_answer_seq_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        buffered = self.per_device_generation_batch_size * self.generation_batches
+        if buffered % self.per_device_training_batch_size:
+            raise ConfigError(
+                f"per_device_generation_batch_size x generation_batches = {buffered} experiences is "
+                f"not a multiple of per_device_training_batch_size = {self.per_device_training_batch_size}")
+        if not 0 <= self.min_new_tokens <= self.max_answer_seq_len:
+            raise ConfigError(f"min_new_tokens must be in [0, max_answer_seq_len], got {self.min_new_tokens}")
+        for role in ("actor", "critic"):
+            if getattr(self, f"{role}_quantization") != "none" and not getattr(self, f"{role}_lora_dim"):
+                raise ConfigError(f"{role}_quantization needs {role}_lora_dim > 0: quantised weights "
+                                  "cannot be trained directly")
+            if getattr(self, f"{role}_lora_learning_rate") is not None and not getattr(self, f"{role}_lora_dim"):
+                raise ConfigError(f"{role}_lora_learning_rate is set but {role}_lora_dim is 0")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ConfigError(f"target_kl must be > 0, got {self.target_kl}")
+        if self.enable_ema and not 0 < self.ema_beta < 1:
+            raise ConfigError(f"ema_beta must be in (0, 1), got {self.ema_beta}")
+        if self.report_to not in ("tensorboard", "none"):
+            raise ConfigError(f"report_to must be tensorboard or none, got '{self.report_to}'")
+
+    def fill_model_paths(self, preset: str) -> None:
+        """Default actor / critic: what steps 1 and 2 of `preset` wrote. A missing one stops the
+        run before anything loads, with the command that makes it."""
+        steps = {"actor": ("sft", 1), "critic": ("rm", 2)}
+        for role, (step, number) in steps.items():
+            attr = f"{role}_model_name_or_path"
+            if getattr(self, attr) is None:
+                path = Path("outputs") / preset / step
+                if not (path / "config.json").is_file():
+                    raise ConfigError(
+                        f"step 3 needs step {number}'s model in {path}, which is missing. Run first:\n"
+                        f"  make {step} PRESET={preset}\n"
+                        f"or: python recipes/{step}.py --config recipes/configs/{preset}/{step}.yaml\n"
+                        f"(or pass --{attr} PATH)")
+                setattr(self, attr, str(path))
+        if self.reward_model_name_or_path is None:
+            self.reward_model_name_or_path = self.critic_model_name_or_path
+
+    def model_settings(self, role: str) -> ModelSettings:
+        """ModelSettings of 'actor', 'critic' or 'reward'."""
+        path = getattr(self, f"{role}_model_name_or_path")
+        quant = getattr(self, f"{role}_quantization")
+        rank = getattr(self, f"{role}_lora_dim", 0)
+        lora = LoraSettings(rank, int(self.lora_alpha_ratio * rank), self.lora_dropout,
+                            self.lora_module_name) if rank else None
+        trained = role != "reward"
+        return ModelSettings(
+            path, self.dtype, quant == "8bit", quant == "4bit", lora,
+            gradient_checkpointing=trained and getattr(self, f"{role}_gradient_checkpointing"),
+            dropout=0.0 if trained and getattr(self, f"disable_{role}_dropout") else None,
+            trust_remote_code=self.trust_remote_code)

@@ -1,0 +1,79 @@
+"""Step 3's inputs: left-padded prompt batches in a seeded, resumable order, and the batches
+of the pretraining mix (PTX)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import torch
+
+from ..data import load_step_rows
+from ..encoding import drop_long_prompts
+from ..errors import DataError
+from ..scoring import pad_batch
+from .config import PPOArguments
+
+
+def encode_prompts(tokenizer, rows: list[dict], max_prompt_seq_len: int) -> list[list[int]]:
+    """Token ids of each prompt. Prompts longer than max_prompt_seq_len are dropped and counted,
+    as DeepSpeed-Chat does: a truncated prompt would ask a different question."""
+    rows = drop_long_prompts(tokenizer, rows, max_prompt_seq_len + 1, "ppo prompts")
+    return tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
+
+
+class PromptBatches:
+    """Generation batches of prompts: a new seeded order each epoch, each process its own slice.
+
+    `batches(start)` resumes at global batch number `start`, so a restarted run sees exactly the
+    prompts an uninterrupted one would have seen.
+    """
+
+    def __init__(self, prompts: list[list[int]], args: PPOArguments, pad_id: int,
+                 process_index: int = 0, num_processes: int = 1, device: torch.device | str = "cpu"):
+        self.prompts, self.args, self.pad_id, self.device = prompts, args, pad_id, device
+        self.rank, self.world = process_index, num_processes
+        global_batch = args.per_device_generation_batch_size * num_processes
+        self.per_epoch = len(prompts) // global_batch
+        if self.per_epoch == 0:
+            raise DataError(f"{len(prompts)} prompts are fewer than one generation batch "
+                            f"({args.per_device_generation_batch_size} x {num_processes} processes)")
+        self.total = self.per_epoch * args.num_train_epochs
+        if args.max_steps > 0:
+            self.total = min(self.total, args.max_steps)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def batches(self, start: int = 0) -> Iterator[tuple[int, dict]]:
+        bs = self.args.per_device_generation_batch_size
+        for step in range(start, self.total):
+            epoch, i = divmod(step, self.per_epoch)
+            order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.args.seed + epoch))
+            first = (i * self.world + self.rank) * bs
+            ids, mask = pad_batch([self.prompts[j] for j in order[first:first + bs].tolist()], self.pad_id, "left")
+            yield step, {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+
+def ptx_batches(args: PPOArguments, tokenizer, batch_size: int, device, skip: int = 0) -> Iterator[dict]:
+    """Endless language-modelling batches of prompt + chosen (+ EOS) from `ptx_datasets`; the
+    first `skip` batches (those a resumed run already trained on) are passed over."""
+    rows, reports = load_step_rows(args.ptx_datasets, "train", seed=args.seed, data_dir=args.data_dir)
+    for report in reports:
+        if report.total_dropped:
+            print(report.summary(), file=sys.stderr)
+    if not rows:
+        raise DataError(f"ptx_datasets {args.ptx_datasets} hold no usable rows")
+    eos = tokenizer.eos_token or ""
+    max_len = args.max_prompt_seq_len + args.max_answer_seq_len
+    ids = tokenizer([r["prompt"] + r["chosen"] + eos for r in rows], truncation=True, max_length=max_len)["input_ids"]
+    generator = torch.Generator().manual_seed(args.seed)
+    while True:
+        order = torch.randperm(len(ids), generator=generator).tolist()
+        for first in range(0, len(order) - batch_size + 1, batch_size):
+            if skip:
+                skip -= 1
+                continue
+            input_ids, mask = pad_batch([ids[j] for j in order[first:first + batch_size]], tokenizer.pad_token_id)
+            labels = input_ids.masked_fill(mask == 0, -100)
+            yield {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}

@@ -1,0 +1,179 @@
+"""The four models of PPO, their optimizer and scheduler, prepared by accelerate (+ DeepSpeed).
+
+Roles, as in DeepSpeed-Chat's `DeepSpeedRLHFEngine`: the actor (trained; LoRA optional), the
+reference (frozen; with LoRA it *is* the actor with its adapter switched off, so no second copy),
+the critic (trained, initialised from the reward model) and the reward model (frozen).
+
+Actor and critic live in one `ActorCritic` module with one optimizer whose parameter groups carry
+their own learning rates and weight decays. accelerate drives a single DeepSpeed engine per
+process, so two separately prepared models would share one backward/step path; one module keeps
+DeepSpeed (ZeRO-1/2/3, offload) and plain PyTorch on the same, tested code path. Their losses
+are summed before the backward pass, which gives each model exactly its own gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from transformers import get_scheduler
+
+from ..errors import ConfigError, ModelError
+from ..models import check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer, resolve_model_path
+from ..reward import score_head
+from .config import PPOArguments
+
+
+class ActorCritic(nn.Module):
+    """The two trained models under one module (and so one DeepSpeed engine)."""
+
+    def __init__(self, actor: nn.Module, critic: nn.Module):
+        super().__init__()
+        self.actor, self.critic = actor, critic
+        self.config = actor.config  # accelerate sizes DeepSpeed's "auto" buckets from it
+        self._values: dict = {}
+        score_head(critic).register_forward_hook(lambda m, i, out: self._values.update(v=out))
+
+    def forward(self, role: str, **inputs) -> torch.Tensor:
+        """role 'actor': next-token logits (B, T, V); 'critic': a value per position (B, T)."""
+        if role == "actor":
+            return self.actor(**inputs, use_cache=False).logits
+        self.critic(**inputs)  # the head's per-position output, before the model pools the last token
+        return self._values.pop("v").squeeze(-1)
+
+
+def _is_reward_model(path: str, trust_remote_code: bool) -> bool:
+    from transformers import AutoConfig
+    config = AutoConfig.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
+    return any(a.endswith("ForSequenceClassification") for a in config.architectures or []) \
+        and getattr(config, "num_labels", None) == 1
+
+
+def _param_groups(module: nn.Module, lr: float, lora_lr: float | None, weight_decay: float) -> list[dict]:
+    groups: dict = {}
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            key = (lora_lr if lora_lr is not None and "lora_" in name else lr,
+                   0.0 if p.ndim < 2 else weight_decay)  # no decay on biases and norms
+            groups.setdefault(key, []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+class RLHFEngine:
+    """Loads and prepares actor, reference, critic and reward model.
+
+    `num_total_iters` is the number of optimizer steps the run will take (it sizes the
+    learning-rate schedule and warmup)."""
+
+    def __init__(self, actor_model_name_or_path: str, critic_model_name_or_path: str, tokenizer,
+                 num_total_iters: int, args: PPOArguments, accelerator: Accelerator | None = None):
+        self.args, self.tokenizer = args, tokenizer
+        args.actor_model_name_or_path = actor_model_name_or_path
+        args.critic_model_name_or_path = critic_model_name_or_path
+        args.reward_model_name_or_path = args.reward_model_name_or_path or critic_model_name_or_path
+        self.accelerator = accelerator or Accelerator()
+        self._check_models()
+
+        actor = load_causal_lm(args.model_settings("actor"), tokenizer)
+        critic = load_reward_model(args.model_settings("critic"), tokenizer)
+        self.ref = None if args.actor_lora_dim else self._frozen(load_causal_lm(
+            dataclasses.replace(args.model_settings("actor"), gradient_checkpointing=False), tokenizer))
+        self.reward = self._frozen(load_reward_model(args.model_settings("reward"), tokenizer))
+
+        groups = (_param_groups(actor, args.actor_learning_rate, args.actor_lora_learning_rate,
+                                args.actor_weight_decay)
+                  + _param_groups(critic, args.critic_learning_rate, args.critic_lora_learning_rate,
+                                  args.critic_weight_decay))
+        optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.95))
+        warmup = args.num_warmup_steps
+        warmup = math.ceil(warmup * num_total_iters) if 0 < warmup < 1 else int(warmup)
+        scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
+                                  num_training_steps=max(num_total_iters, 1))
+        self._configure_deepspeed()
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
+            ActorCritic(actor, critic), optimizer, scheduler)
+
+    # ---------------------------------------------------------------- views of the prepared module
+
+    @property
+    def unwrapped(self) -> ActorCritic:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def actor(self) -> nn.Module:
+        return self.unwrapped.actor
+
+    @property
+    def critic(self) -> nn.Module:
+        return self.unwrapped.critic
+
+    def reference_logits(self, **inputs) -> torch.Tensor:
+        if self.ref is not None:
+            return self.ref(**inputs, use_cache=False).logits
+        with self.actor.disable_adapter():  # LoRA: the SFT model is the actor without its adapter
+            return self.model("actor", **inputs)
+
+    def reward_scores(self, **inputs) -> torch.Tensor:
+        return self.reward(**inputs).logits.squeeze(-1)
+
+    @contextlib.contextmanager
+    def actor_for_generation(self):
+        """The actor, with every ZeRO-3 shard gathered for the whole generate call (one
+        all-gather instead of one per layer per token, which is both slow and prone to hangs
+        when ranks stop at different lengths)."""
+        plugin = self.accelerator.state.deepspeed_plugin
+        if plugin is None or plugin.zero_stage != 3:
+            yield self.actor
+            return
+        import deepspeed
+        from trl.models.utils import add_hooks, remove_hooks
+        with deepspeed.zero.GatheredParameters(list(self.actor.parameters())):
+            remove_hooks(self.model)
+            try:
+                yield self.actor
+            finally:
+                add_hooks(self.model)
+
+    # ---------------------------------------------------------------- set-up
+
+    def _check_models(self) -> None:
+        a = self.args
+        if not _is_reward_model(a.critic_model_name_or_path, a.trust_remote_code):
+            raise ModelError(f"critic '{a.critic_model_name_or_path}' is not a reward model (a "
+                             "one-output ...ForSequenceClassification); pass step 2's output")
+        if not _is_reward_model(a.reward_model_name_or_path, a.trust_remote_code):
+            raise ModelError(f"reward model '{a.reward_model_name_or_path}' is not a one-output "
+                             "...ForSequenceClassification model; pass step 2's output")
+        for role in ("critic", "reward"):
+            path = getattr(a, f"{role}_model_name_or_path")
+            check_same_vocab(self.tokenizer, load_tokenizer(path, trust_remote_code=a.trust_remote_code),
+                             a.actor_model_name_or_path, path)
+
+    def _frozen(self, model: nn.Module) -> nn.Module:
+        model.requires_grad_(False)
+        model.eval()
+        plugin = self.accelerator.state.deepspeed_plugin
+        if plugin is not None and plugin.zero_stage == 3:
+            from trl.models.utils import prepare_deepspeed  # partitions the frozen weights too
+            return prepare_deepspeed(model, self.accelerator)
+        if getattr(model, "is_quantized", False):
+            return model  # bitsandbytes places quantised weights itself
+        return model.to(self.accelerator.device)
+
+    def _configure_deepspeed(self) -> None:
+        plugin = self.accelerator.state.deepspeed_plugin
+        if plugin is None:
+            return
+        # A hand-written loop has no dataloader for accelerate to read the micro-batch from.
+        config = plugin.deepspeed_config
+        config["train_micro_batch_size_per_gpu"] = self.args.per_device_training_batch_size
+        config["gradient_accumulation_steps"] = 1
+        config["train_batch_size"] = self.args.per_device_training_batch_size * self.accelerator.num_processes
+        if plugin.is_auto("gradient_clipping"):
+            config["gradient_clipping"] = self.args.max_grad_norm
+        if self.args.enable_ema and plugin.zero_stage == 3:
+            raise ConfigError("enable_ema needs the actor's full weights in each process: use ZeRO-1/2")

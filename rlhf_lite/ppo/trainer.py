@@ -1,0 +1,242 @@
+"""PPO with DeepSpeed-Chat's API: `generate_experience` makes a batch of experience,
+`train_rlhf` runs the PPO updates on it.
+
+    engine = RLHFEngine(actor_path, critic_path, tokenizer, num_total_iters, args)
+    trainer = PPOTrainer(engine, args)
+    for prompt_batch in prompts:
+        exp = trainer.generate_experience(prompt_batch)
+        actor_loss, critic_loss = trainer.train_rlhf(exp)
+
+Per-token tensors cover the answer only (see maths.py); `experience["mask"]` marks the real
+answer tokens, EOS included.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from transformers import GenerationConfig
+
+from ..errors import RLHFLiteError
+from .config import PPOArguments
+from .engine import RLHFEngine
+from .maths import (ema_update, gae_advantages, kl_shaped_rewards, make_kl_controller, masked_mean,
+                    masked_whiten, policy_loss, token_logprobs, value_loss)
+
+
+class NonFiniteError(RLHFLiteError):
+    """A reward or loss became NaN/inf; the update was not applied."""
+
+    def __init__(self, what: str, step: int):
+        super().__init__(f"{what} is NaN or infinite at PPO step {step}; the update was not applied. "
+                         "Lower the learning rates, raise clip_reward_value's strictness or check the "
+                         "reward model.")
+        self.step = step
+
+
+def answer_mask(answers: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """1 on every generated token up to and including the first EOS, 0 after it."""
+    is_eos = (answers == eos_id).int()
+    return ((is_eos.cumsum(1) - is_eos) == 0).float()
+
+
+def _accepts_position_ids(model) -> bool:
+    model = getattr(model, "module", model)  # a DeepSpeed engine (frozen models under ZeRO-3)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "position_ids" in inspect.signature(base.forward).parameters
+
+
+class PPOTrainer:
+    def __init__(self, engine: RLHFEngine, args: PPOArguments, ptx_batches: Iterator[dict] | None = None):
+        self.engine, self.args, self.tokenizer = engine, args, engine.tokenizer
+        self.accelerator = engine.accelerator
+        self.kl_ctl = make_kl_controller(args.init_kl_coef, args.target_kl, args.kl_horizon)
+        self.ptx_batches = ptx_batches
+        self.global_step = 0  # optimizer steps
+        self.eos_id = self.tokenizer.eos_token_id
+        self.generation_config = GenerationConfig(
+            max_new_tokens=args.max_answer_seq_len, min_new_tokens=args.min_new_tokens or None,
+            do_sample=True, temperature=args.temperature, top_k=args.top_k or None,
+            top_p=args.top_p, eos_token_id=self.eos_id, pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id)
+        # BLOOM derives positions from the mask itself; the others need them for left padding.
+        self._positions = {"actor": _accepts_position_ids(engine.actor),
+                           "reward": _accepts_position_ids(engine.reward)}
+        trained = [p for p in engine.actor.parameters() if p.requires_grad]
+        self.ema = [p.detach().clone() for p in trained] if args.enable_ema else None
+
+    # ---------------------------------------------------------------- experience
+
+    def _inputs(self, seq: torch.Tensor, attention_mask: torch.Tensor, role: str) -> dict:
+        inputs = {"input_ids": seq, "attention_mask": attention_mask}
+        if self._positions[role]:
+            inputs["position_ids"] = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+        return inputs
+
+    def _logprobs(self, logits: torch.Tensor, seq: torch.Tensor, prompt_len: int) -> torch.Tensor:
+        # logits[t] predicts token t+1: the answer tokens are predicted from prompt_len-1 on.
+        return token_logprobs(logits[:, prompt_len - 1:-1], seq[:, prompt_len:])
+
+    @torch.no_grad()
+    def generate_experience(self, prompt_batch: dict) -> dict | None:
+        """Sample answers to left-padded prompts and score them with all four models.
+
+        Returns None when every answer was empty (those rows are dropped and counted).
+        """
+        model = self.engine.model
+        model.eval()
+        prompts, prompt_mask = prompt_batch["input_ids"], prompt_batch["attention_mask"]
+        start = time.perf_counter()
+        with self.engine.actor_for_generation() as actor:
+            seq = actor.generate(input_ids=prompts, attention_mask=prompt_mask,
+                                 generation_config=self.generation_config)
+        generated = time.perf_counter()
+        P = prompts.shape[1]
+        mask = answer_mask(seq[:, P:], self.eos_id)
+        keep = seq[:, P] != self.eos_id  # an answer that is only EOS says nothing
+        n_empty = int((~keep).sum())
+        if not keep.any():
+            return None
+        seq, mask, prompt_mask = seq[keep], mask[keep], prompt_mask[keep]
+        attention_mask = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
+
+        actor_inputs = self._inputs(seq, attention_mask, "actor")
+        logprobs = self._logprobs(model("actor", **actor_inputs), seq, P)
+        ref_logprobs = self._logprobs(self.engine.reference_logits(**actor_inputs), seq, P)
+        values = model("critic", **actor_inputs)[:, P - 1:-1].float()
+        scores = self.engine.reward_scores(**self._inputs(seq, attention_mask, "reward")).float()
+        has_eos = (seq[:, P:] == self.eos_id).any(1)
+        if self.args.no_eos_penalty:
+            scores = scores - self.args.no_eos_penalty * (~has_eos).float()
+        if not torch.isfinite(scores).all():
+            raise NonFiniteError("the reward model's score", self.global_step)
+        return {"seq": seq, "attention_mask": attention_mask, "prompt_len": P, "mask": mask,
+                "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values,
+                "scores": scores, "has_eos": has_eos, "n_empty": n_empty,
+                "time_generation": generated - start, "time_scoring": time.perf_counter() - generated}
+
+    # ---------------------------------------------------------------- training
+
+    def train_rlhf(self, exp: dict | list[dict]) -> tuple[float, float]:
+        """`ppo_epochs` passes of clipped PPO updates, in mini-batches of
+        per_device_training_batch_size, over one experience or a buffer of them (all made by the
+        same policy). Returns the mean actor and critic losses; `self.stats` has the rest."""
+        start = time.perf_counter()
+        a = self.args
+        exps = [exp] if isinstance(exp, dict) else list(exp)
+        shaped = [self._advantages(e) for e in exps]
+        self.engine.model.train()
+        history: dict[str, list[float]] = {}
+        for _ in range(a.ppo_epochs):
+            for e, (advantages, returns, _) in zip(exps, shaped):
+                for idx in torch.randperm(len(e["mask"]), device=e["mask"].device).split(
+                        a.per_device_training_batch_size):
+                    for k, v in self._update(e, idx, advantages, returns).items():
+                        history.setdefault(k, []).append(v)
+        seq_kl = torch.cat([kl.sum(1) for _, _, kl in shaped]).mean().item()
+        self.kl_ctl.update(seq_kl, sum(len(e["mask"]) for e in exps))
+        self.stats = {k: sum(v) / len(v) for k, v in history.items()} | _mean_stats([
+            self._experience_stats(e, adv, ret) for e, (adv, ret, _) in zip(exps, shaped)]) | {
+            "kl/sequence": seq_kl, "kl/coef": self.kl_ctl.value,
+            "time/training": time.perf_counter() - start,
+            "lr/actor": self.engine.scheduler.get_last_lr()[0]}
+        return self.stats["loss/actor"], self.stats["loss/critic"]
+
+    def _advantages(self, exp: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, mask = self.args, exp["mask"]
+        rewards, kl = kl_shaped_rewards(exp["logprobs"], exp["ref_logprobs"], exp["scores"], mask,
+                                        self.kl_ctl.value, a.clip_reward_value)
+        advantages, returns = gae_advantages(rewards, exp["values"], mask, a.gamma, a.lam)
+        if a.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+        return advantages, returns, kl
+
+    @staticmethod
+    def _experience_stats(exp: dict, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+        mask = exp["mask"]
+        adv_mean = masked_mean(advantages, mask)
+        return {"reward/score": exp["scores"].mean().item(),
+                "values/mean": masked_mean(exp["values"], mask).item(),
+                "returns/mean": masked_mean(returns, mask).item(),
+                "advantages/mean": adv_mean.item(),
+                "advantages/std": masked_mean((advantages - adv_mean) ** 2, mask).sqrt().item(),
+                "answer/length": mask.sum(1).mean().item(),
+                "answer/eos_share": exp["has_eos"].float().mean().item(),
+                "answer/empty_dropped": exp["n_empty"],
+                "time/generation": exp["time_generation"], "time/scoring": exp["time_scoring"]}
+
+    def _update(self, exp: dict, idx: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+        a, model, P = self.args, self.engine.model, exp["prompt_len"]
+        seq, attention_mask, mask = exp["seq"][idx], exp["attention_mask"][idx], exp["mask"][idx]
+        inputs = self._inputs(seq, attention_mask, "actor")
+        logprobs = self._logprobs(model("actor", **inputs), seq, P)
+        actor_loss, actor_stats = policy_loss(logprobs, exp["logprobs"][idx], advantages[idx], mask, a.cliprange)
+        values = model("critic", **inputs)[:, P - 1:-1].float()
+        critic_loss, critic_stats = value_loss(values, exp["values"][idx], returns[idx], mask, a.cliprange_value)
+        loss = actor_loss + critic_loss
+        ptx_loss = None
+        if self.ptx_batches is not None:
+            batch = next(self.ptx_batches)
+            logits = model("actor", input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            ptx_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
+                                       ignore_index=-100)
+            loss = loss + a.ptx_coef * ptx_loss
+        if not torch.isfinite(loss):
+            raise NonFiniteError("the PPO loss", self.global_step)
+        self.accelerator.backward(loss)
+        if a.max_grad_norm > 0:  # each model clipped on its own, as DeepSpeed-Chat's two engines do
+            for part in (self.engine.actor, self.engine.critic):
+                self.accelerator.clip_grad_norm_([p for p in part.parameters() if p.requires_grad],
+                                                 a.max_grad_norm)
+        self.engine.optimizer.step()
+        self.engine.scheduler.step()
+        self.engine.optimizer.zero_grad()
+        if self.ema is not None:
+            ema_update(self.ema, (p for p in self.engine.actor.parameters() if p.requires_grad), a.ema_beta)
+        self.global_step += 1
+        stats = {"loss/actor": actor_loss.item(), "loss/critic": critic_loss.item(),
+                 "clipfrac/actor": float(actor_stats["clipfrac"]),
+                 "clipfrac/critic": float(critic_stats["clipfrac"]),
+                 "kl/approx_policy_change": float(actor_stats["approx_kl"])}
+        if ptx_loss is not None:
+            stats["loss/ptx"] = ptx_loss.item()
+        return stats
+
+    # ---------------------------------------------------------------- state
+
+    def state_dict(self) -> dict:
+        return {"global_step": self.global_step, "kl_ctl": self.kl_ctl.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.global_step = state["global_step"]
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+
+    @torch.no_grad()
+    def swap_ema(self) -> None:
+        """Exchange the actor's trained weights with their EMA (call twice to swap back)."""
+        trained = [p for p in self.engine.actor.parameters() if p.requires_grad]
+        for p, e in zip(trained, self.ema, strict=True):
+            tmp = p.detach().clone()
+            p.copy_(e)
+            e.copy_(tmp)
+
+
+def _mean_stats(dicts: list[dict]) -> dict:
+    return {k: sum(d[k] for d in dicts) / len(dicts) for k in dicts[0]}
+
+
+def total_updates(n_prompts: int, args: PPOArguments, num_processes: int = 1) -> int:
+    """Optimizer steps a run takes: it sizes the learning-rate schedule."""
+    per_epoch = n_prompts // (args.per_device_generation_batch_size * num_processes)
+    batches = per_epoch * args.num_train_epochs
+    if args.max_steps > 0:
+        batches = min(batches, args.max_steps)
+    rounds = batches // args.generation_batches
+    per_round = math.ceil(args.per_device_generation_batch_size * args.generation_batches
+                          / args.per_device_training_batch_size) * args.ppo_epochs
+    return rounds * per_round
