@@ -34,15 +34,18 @@ test-fast: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) .pytest_cache outputs
 
-# ---- the pipeline steps: `make sft rm PRESET=demo` (ACCELERATE_CONFIG=zero2 for DeepSpeed)
+# ---- the pipeline steps: `make sft rm ppo PRESET=demo` (ACCELERATE_CONFIG=zero2 for DeepSpeed)
 PRESET ?= demo
 ACCELERATE_CONFIG ?=
 ARGS ?=
 RUN_STEP = $(if $(ACCELERATE_CONFIG),$(VENV)/bin/accelerate launch --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml,$(PY))
 
-.PHONY: sft rm
+.PHONY: sft rm ppo
 sft: $(VENV)/.installed
 	$(RUN_STEP) recipes/sft.py --config recipes/configs/$(PRESET)/sft.yaml $(ARGS)
 
 rm: $(VENV)/.installed
 	$(RUN_STEP) recipes/rm.py --config recipes/configs/$(PRESET)/rm.yaml $(ARGS)
+
+ppo: $(VENV)/.installed
+	$(RUN_STEP) recipes/ppo.py --config recipes/configs/$(PRESET)/ppo.yaml $(ARGS)

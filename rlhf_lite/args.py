@@ -42,6 +42,8 @@ class ModelArguments:
     load_in_4bit: bool = False
     dropout: float | None = field(default=None, metadata={
         "help": "override every dropout probability of the model (0.0 disables dropout)"})
+    trainable_layers: int | None = field(default=None, metadata={
+        "help": "train only the top N transformer blocks, the final norm and the head (default: all)"})
     merge_lora: bool = field(default=True, metadata={
         "help": "save LoRA merged into the base weights (False: the adapter alone)"})
 
@@ -53,7 +55,7 @@ class ModelArguments:
             raise ConfigError("lora_learning_rate is set but use_lora is off")
         return ModelSettings(self.model_name_or_path, self.dtype, self.load_in_8bit,
                              self.load_in_4bit, lora, gradient_checkpointing, self.dropout,
-                             trust_remote_code)
+                             self.trainable_layers, trust_remote_code)
 
 
 @dataclass

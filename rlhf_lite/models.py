@@ -99,6 +99,9 @@ class ModelSettings:
     gradient_checkpointing: bool = False
     # Overrides every dropout probability in the config; 0.0 is DeepSpeed-Chat's --disable_dropout.
     dropout: float | None = None
+    # Freeze tuning (LLaMA-Factory's `freeze`): train only the top N blocks (None: all). Backward
+    # then stops at the lowest trained block, so a step costs far less than full fine-tuning.
+    trainable_layers: int | None = None
     trust_remote_code: bool = False
     cache_dir: str | None = None  # hub download cache
 
@@ -109,6 +112,8 @@ class ModelSettings:
             raise ConfigError(f"model '{self.name_or_path}': choose load_in_8bit or load_in_4bit, not both")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.trainable_layers is not None and self.trainable_layers < 1:
+            raise ConfigError(f"trainable_layers must be >= 1, got {self.trainable_layers}")
 
 
 def model_family(config: PretrainedConfig) -> str:
@@ -359,7 +364,10 @@ def _prepare_for_training(model: PreTrainedModel, settings: ModelSettings, rewar
         # embeddings to require grad for the same reason.
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+    layers = _top_layers(model, settings.trainable_layers)
     if settings.lora is None:
+        if layers is not None:
+            _freeze_below(model, *layers)
         return model
     lora = settings.lora
     config = LoraConfig(
@@ -368,6 +376,8 @@ def _prepare_for_training(model: PreTrainedModel, settings: ModelSettings, rewar
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules or default_lora_targets(model.config),
         modules_to_save=lora.modules_to_save,
+        layers_to_transform=layers[1] if layers else None,
+        layers_pattern=layers[0].split(".")[-1] if layers else None,
         # SEQ_CLS also keeps the freshly initialised score head fully trainable.
         task_type=TaskType.SEQ_CLS if reward else TaskType.CAUSAL_LM,
     )
@@ -376,6 +386,31 @@ def _prepare_for_training(model: PreTrainedModel, settings: ModelSettings, rewar
             return get_peft_model(model, config)
     except ValueError as err:
         raise ModelError(f"model '{settings.name_or_path}': cannot apply LoRA ({err})") from err
+
+
+def _top_layers(model: PreTrainedModel, n: int | None) -> tuple[str, list[int]] | None:
+    """(name of the block list, indices of its top `n` blocks), or None to train every block."""
+    if n is None:
+        return None
+    depth = model.config.num_hidden_layers
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == depth:
+            return (name, list(range(max(depth - n, 0), depth))) if n < depth else None
+    raise ModelError(f"model '{model.config.name_or_path}': cannot find its {depth} transformer blocks "
+                     "to apply trainable_layers")
+
+
+def _freeze_below(model: PreTrainedModel, blocks: str, top: list[int]) -> None:
+    # Above the blocks sit the final norm, OPT's project_out and the head; embeddings (a tied LM
+    # head included) sit below, and training them would make backward run through every block.
+    embeddings = {id(model.get_input_embeddings().weight)}
+    trained_blocks = tuple(f"{blocks}.{i}." for i in top)
+    for name, p in model.named_parameters():
+        if name.startswith(blocks + "."):
+            p.requires_grad_(name.startswith(trained_blocks))
+        else:
+            above = any(k in name for k in ("norm", "ln_f", "project_out", "score", "lm_head")) and "embed" not in name
+            p.requires_grad_(above and id(p) not in embeddings)
 
 
 @contextlib.contextmanager

@@ -103,7 +103,7 @@ def test_no_trivial_surface_feature_separates_the_pairs(rows, tmp_path):
     # A good share of rejected answers is about as long as the chosen one.
     similar = sum(abs(len(r["chosen"]) - len(r["rejected"]))
                   <= 0.25 * max(len(r["chosen"]), len(r["rejected"])) for r in pairs) / len(pairs)
-    assert similar > 0.35, similar
+    assert similar > 0.3, similar
     # No single word (or Chinese character) marks the rejected answers.
     words = Counter(w for r in pairs
                     for w in set(re.findall(r"[A-Za-z']+|[\u4e00-\u9fff]", r["rejected"].lower())))
