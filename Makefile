@@ -40,7 +40,7 @@ ACCELERATE_CONFIG ?=
 ARGS ?=
 RUN_STEP = $(if $(ACCELERATE_CONFIG),$(VENV)/bin/accelerate launch --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml,$(PY))
 
-.PHONY: sft rm ppo
+.PHONY: sft rm ppo all demo eval chat
 sft: $(VENV)/.installed
 	$(RUN_STEP) recipes/sft.py --config recipes/configs/$(PRESET)/sft.yaml $(ARGS)
 
@@ -49,3 +49,17 @@ rm: $(VENV)/.installed
 
 ppo: $(VENV)/.installed
 	$(RUN_STEP) recipes/ppo.py --config recipes/configs/$(PRESET)/ppo.yaml $(ARGS)
+
+all: sft rm ppo
+
+# The whole pipeline on the embedded model and demo data (CPU), evaluations and a summary.
+demo: $(VENV)/.installed
+	$(PY) -m rlhf_lite.pipeline --preset demo $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
+
+# Every evaluation script against the step outputs of PRESET and their baselines.
+eval: $(VENV)/.installed
+	$(PY) -m rlhf_lite.pipeline --preset $(PRESET) --steps
+
+MODEL ?= outputs/$(PRESET)/ppo/actor
+chat: $(VENV)/.installed
+	$(PY) -m rlhf_lite.chat --path $(MODEL) $(ARGS)

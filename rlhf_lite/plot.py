@@ -1,0 +1,113 @@
+"""Training curves of SFT, reward-model and PPO runs, from their metrics.jsonl, as PNG files.
+
+    python -m rlhf_lite.plot out/sft out/ppo [--out DIR]
+
+One PNG per metric group the run logged (loss, accuracy, reward, kl, ppo_loss, answer_length),
+against `step`, written to RUN_DIR/plots/ (with --out: DIR, or DIR/<run name>/ for several runs).
+A step logged twice (a resumed run) keeps its latest value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from .errors import ConfigError, DataError, cli
+
+METRICS_FILE = "metrics.jsonl"  # training.METRICS_FILE; importing that module would load torch
+
+GROUPS = {
+    "loss": ("loss", "eval_loss"),
+    "accuracy": ("accuracy", "eval_accuracy"),
+    "reward": ("reward/score", "reward/score_ema"),
+    "kl": ("kl/sequence", "kl/coef"),
+    "ppo_loss": ("loss/actor", "loss/critic", "loss/ptx"),
+    "answer_length": ("answer/length",),
+}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, list[tuple[float, float]]]:
+    """{metric: [(step, value), ...] sorted by step} of every plotted metric the run logged
+    (at least one, else DataError)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not Path(run_dir).is_dir():
+        raise DataError(f"run folder '{run_dir}' does not exist")
+    if not path.is_file():
+        raise DataError(f"'{run_dir}' has no {METRICS_FILE}; is it the output folder of a training run?")
+    wanted = {key for keys in GROUPS.values() for key in keys}
+    series: dict[str, dict[float, float]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+            if not isinstance(record, dict) or not _number(record.get("step")):
+                raise DataError(f"{path}, line {n}: expected a JSON object with a numeric 'step'")
+            for key in wanted.intersection(record):
+                if _number(record[key]):
+                    series.setdefault(key, {})[record["step"]] = record[key]
+    if not series:
+        raise DataError(f"{path} holds none of the plotted metrics ({', '.join(sorted(wanted))})")
+    return {key: sorted(points.items()) for key, points in series.items()}
+
+
+def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Write one PNG per metric group found in the run; returns their paths."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("plotting needs matplotlib: pip install matplotlib") from None
+    series = read_metrics(run_dir)
+    out = Path(out_dir) if out_dir else Path(run_dir) / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for group, keys in GROUPS.items():
+        present = [k for k in keys if k in series]
+        if not present:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key in present:
+            steps, values = zip(*series[key])
+            ax.plot(steps, values, label=key, marker="o" if len(steps) < 30 else None, markersize=3)
+        ax.set(title=f"{Path(run_dir).resolve().name}: {group.replace('_', ' ')}", xlabel="step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        written.append(out / f"{group}.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    return written
+
+
+def main(argv=None) -> list[Path]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="output folder of a training run")
+    p.add_argument("--out", help="write the PNGs here instead of RUN_DIR/plots")
+    args = p.parse_args(argv)
+    for run in args.runs:  # every folder is checked before anything is drawn
+        read_metrics(run)
+    names = [Path(run).resolve().name for run in args.runs]
+    written = []
+    for i, (run, name) in enumerate(zip(args.runs, names)):
+        out = args.out
+        if out and len(args.runs) > 1:  # a folder per run, named after it
+            out = Path(out) / (name if names.count(name) == 1 else f"{name}-{i}")
+        for path in plot_run(run, out):
+            print(path)
+            written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    cli(main)
