@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -18,14 +17,15 @@ from rlhf_lite.models import load_tokenizer
 from rlhf_lite.ppo import (NonFiniteError, PPOArguments, PPOTrainer, PromptBatches, RLHFEngine,
                            encode_prompts, export_models, latest_checkpoint, load_checkpoint,
                            ptx_batches, save_checkpoint, total_updates)
+from rlhf_lite.ppo.engine import make_accelerator
 from rlhf_lite.training import METRICS_FILE, step_rows
 
 
 def main(argv=None):
     (args,) = parse([PPOArguments], "ppo", argv)
     args.fill_model_paths(preset_name(sys.argv[1:] if argv is None else argv))
-    accelerator = Accelerator(log_with="tensorboard" if args.report_to == "tensorboard" else None,
-                              project_dir=args.output_dir)
+    accelerator = make_accelerator(log_with="tensorboard" if args.report_to == "tensorboard" else None,
+                                   project_dir=args.output_dir)
     rows, _ = step_rows(args, part=2, seed=args.seed, need_pairs=False)
     resume = claim_output_dir(args.output_dir, run_record(args), args.overwrite_output_dir)
     set_seed(args.seed)
@@ -51,6 +51,8 @@ def main(argv=None):
         for step, batch in prompts.batches(done):
             exp = trainer.generate_experience(batch)
             buffer += [exp] if exp is not None else []
+            if exp is None:
+                tqdm.write(f"batch {step + 1}: every answer was only EOS; nothing to train on", file=sys.stderr)
             done = step + 1
             if done % args.generation_batches and done < len(prompts):
                 continue
@@ -65,10 +67,12 @@ def main(argv=None):
                 save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
             bar.update(done - bar.n)
     except (NonFiniteError, KeyboardInterrupt) as err:
-        # The failed update was not applied: keep what was trained, resumable from `trained`.
-        path = save_checkpoint(trainer, args.output_dir, trained, state, args.save_total_limit)
-        if isinstance(err, NonFiniteError):
-            raise NonFiniteError(f"{err} The last good state is in {path}", err.step) from None
+        # The failed update was not applied: keep what was trained, resumable from `trained`. After
+        # a NaN no older checkpoint is rotated away: the weights may have diverged before it showed.
+        keep = 0 if isinstance(err, NonFiniteError) else args.save_total_limit
+        path = save_checkpoint(trainer, args.output_dir, trained, state, keep)
+        if isinstance(err, NonFiniteError):  # the same error, told where it happened and what was kept
+            err.args = (f"{err} (generation batch {step + 1}; the state after batch {trained} is in {path})",)
         raise
     bar.close()
     save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)

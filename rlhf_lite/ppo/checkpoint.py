@@ -8,6 +8,7 @@ when complete, so a crash while saving leaves the previous checkpoint as the lat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -42,10 +43,12 @@ def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int,
         shutil.rmtree(tmp, ignore_errors=True)
     acc.wait_for_everyone()
     acc.save_state(str(tmp))  # every process: DeepSpeed writes its own shards
+    acc.wait_for_everyone()  # ... and its RNG state, which must be in before `tmp` is renamed
     if acc.is_main_process:
         if trainer.ema is not None:
             save_file({f"ema.{i}": t.detach().cpu().contiguous() for i, t in enumerate(trainer.ema)}, tmp / EMA_FILE)
-        state = {"batches_done": batches_done, "trainer": trainer.state_dict(), **extra}
+        # `extra` last would let a resumed run's stale batches_done/trainer entries win
+        state = {**extra, "batches_done": batches_done, "trainer": trainer.state_dict()}
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # last: marks it complete
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -81,10 +84,28 @@ def export_models(engine: RLHFEngine, trainer: PPOTrainer, out_dir: str | Path, 
         if acc.is_main_process:
             prefix = f"{role}."
             weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            save_model(getattr(engine, role), engine.tokenizer, out / folder, merge_lora, state_dict=weights)
+            with _without_zero3_init(acc):
+                save_model(getattr(engine, role), engine.tokenizer, out / folder, merge_lora, state_dict=weights)
         if folder == "actor_ema":
             trainer.swap_ema()
         acc.wait_for_everyone()
+
+
+@contextlib.contextmanager
+def _without_zero3_init(accelerator):
+    """Under ZeRO-3, accelerate makes every `from_pretrained` build a partitioned model (it
+    registers its DeepSpeed config with transformers whatever zero3_init_flag says); the CPU copy
+    of the base that a LoRA merge loads in one process must be whole."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None or plugin.zero_stage != 3:
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:

@@ -34,6 +34,10 @@ class PPOArguments(ScriptArguments):
     lora_dropout: float = 0.0
     lora_module_name: list[str] | None = field(default=None, metadata={
         "help": "modules to adapt; default: the family's attention and MLP projections"})
+    actor_trainable_layers: int | None = field(default=None, metadata={
+        "help": "train only the actor's top N blocks (+ final norm); default: all"})
+    critic_trainable_layers: int | None = field(default=None, metadata={
+        "help": "train only the critic's top N blocks (+ final norm and value head); default: all"})
     actor_gradient_checkpointing: bool = False
     critic_gradient_checkpointing: bool = False
     disable_actor_dropout: bool = True
@@ -151,4 +155,5 @@ class PPOArguments(ScriptArguments):
             path, self.dtype, quant == "8bit", quant == "4bit", lora,
             gradient_checkpointing=trained and getattr(self, f"{role}_gradient_checkpointing"),
             dropout=0.0 if trained and getattr(self, f"disable_{role}_dropout") else None,
+            trainable_layers=getattr(self, f"{role}_trainable_layers") if trained else None,
             trust_remote_code=self.trust_remote_code)

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import torch
 
 from ..data import load_step_rows
-from ..encoding import drop_long_prompts
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..scoring import pad_batch
 from .config import PPOArguments
 
@@ -18,8 +17,16 @@ from .config import PPOArguments
 def encode_prompts(tokenizer, rows: list[dict], max_prompt_seq_len: int) -> list[list[int]]:
     """Token ids of each prompt. Prompts longer than max_prompt_seq_len are dropped and counted,
     as DeepSpeed-Chat does: a truncated prompt would ask a different question."""
-    rows = drop_long_prompts(tokenizer, rows, max_prompt_seq_len + 1, "ppo prompts")
-    return tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
+    ids = tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
+    kept = [x for x in ids if len(x) <= max_prompt_seq_len]
+    # Not encoding.drop_long_prompts: its messages speak of a max_length that step 3 does not have.
+    if ids and not kept:
+        raise ConfigError(f"max_prompt_seq_len {max_prompt_seq_len} is shorter than every ppo prompt "
+                          f"(the shortest has {min(map(len, ids))} tokens)")
+    if len(kept) < len(ids):
+        print(f"ppo prompts: dropped {len(ids) - len(kept)} of {len(ids)} prompts longer than "
+              f"max_prompt_seq_len {max_prompt_seq_len} tokens", file=sys.stderr)
+    return kept
 
 
 class PromptBatches:

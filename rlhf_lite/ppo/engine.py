@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs
 from torch import nn
 from transformers import get_scheduler
 
@@ -35,15 +37,34 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.actor, self.critic = actor, critic
         self.config = actor.config  # accelerate sizes DeepSpeed's "auto" buckets from it
-        self._values: dict = {}
-        score_head(critic).register_forward_hook(lambda m, i, out: self._values.update(v=out))
 
     def forward(self, role: str, **inputs) -> torch.Tensor:
         """role 'actor': next-token logits (B, T, V); 'critic': a value per position (B, T)."""
         if role == "actor":
             return self.actor(**inputs, use_cache=False).logits
-        self.critic(**inputs)  # the head's per-position output, before the model pools the last token
-        return self._values.pop("v").squeeze(-1)
+        # The head's per-position output, before the model pools the last token. The hook is
+        # registered per call so that it runs after ZeRO-3's own forward hooks: those replace the
+        # output by one whose backward gathers the head's partitioned weight first.
+        values: dict = {}
+        hook = score_head(self.critic).register_forward_hook(lambda m, i, out: values.update(v=out))
+        try:
+            self.critic(**inputs)
+        finally:
+            hook.remove()
+        return values["v"].squeeze(-1)
+
+
+def make_accelerator(**kwargs) -> Accelerator:
+    """An Accelerator that also counts the processes of a DeepSpeed launch on a CPU-only machine.
+
+    accelerate (1.15) picks a process-group backend for DeepSpeed only when it sees a GPU-like
+    device; without one, DeepSpeed still starts every process, but accelerate tells each that it
+    is process 0 of 1 (so all would write the outputs, and DeepSpeed's batch-size check fails).
+    """
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and "LOCAL_RANK" in os.environ \
+            and not (torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()):
+        kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", []), InitProcessGroupKwargs(backend="gloo")]
+    return Accelerator(**kwargs)
 
 
 def _is_reward_model(path: str, trust_remote_code: bool) -> bool:
@@ -75,15 +96,12 @@ class RLHFEngine:
         args.actor_model_name_or_path = actor_model_name_or_path
         args.critic_model_name_or_path = critic_model_name_or_path
         args.reward_model_name_or_path = args.reward_model_name_or_path or critic_model_name_or_path
-        self.accelerator = accelerator or Accelerator()
+        self.accelerator = accelerator or make_accelerator()
         self._check_models()
+        self._configure_deepspeed()
 
         actor = load_causal_lm(args.model_settings("actor"), tokenizer)
         critic = load_reward_model(args.model_settings("critic"), tokenizer)
-        self.ref = None if args.actor_lora_dim else self._frozen(load_causal_lm(
-            dataclasses.replace(args.model_settings("actor"), gradient_checkpointing=False), tokenizer))
-        self.reward = self._frozen(load_reward_model(args.model_settings("reward"), tokenizer))
-
         groups = (_param_groups(actor, args.actor_learning_rate, args.actor_lora_learning_rate,
                                 args.actor_weight_decay)
                   + _param_groups(critic, args.critic_learning_rate, args.critic_lora_learning_rate,
@@ -93,9 +111,13 @@ class RLHFEngine:
         warmup = math.ceil(warmup * num_total_iters) if 0 < warmup < 1 else int(warmup)
         scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
                                   num_training_steps=max(num_total_iters, 1))
-        self._configure_deepspeed()
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
             ActorCritic(actor, critic), optimizer, scheduler)
+        # After prepare, which fills the DeepSpeed config's "auto" values: ZeRO-3 builds a
+        # DeepSpeed engine for each frozen model too, and DeepSpeed rejects "auto".
+        self.ref = None if args.actor_lora_dim else self._frozen(load_causal_lm(
+            dataclasses.replace(args.model_settings("actor"), gradient_checkpointing=False), tokenizer))
+        self.reward = self._frozen(load_reward_model(args.model_settings("reward"), tokenizer))
 
     # ---------------------------------------------------------------- views of the prepared module
 

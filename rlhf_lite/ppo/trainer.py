@@ -30,10 +30,10 @@ from .maths import (ema_update, gae_advantages, kl_shaped_rewards, make_kl_contr
 
 
 class NonFiniteError(RLHFLiteError):
-    """A reward or loss became NaN/inf; the update was not applied."""
+    """A reward, a loss or the actor's sampling distribution became NaN/inf; the update was not applied."""
 
     def __init__(self, what: str, step: int):
-        super().__init__(f"{what} is NaN or infinite at PPO step {step}; the update was not applied. "
+        super().__init__(f"{what} is NaN or infinite at optimizer step {step}; the update was not applied. "
                          "Lower the learning rates, raise clip_reward_value's strictness or check the "
                          "reward model.")
         self.step = step
@@ -58,6 +58,7 @@ class PPOTrainer:
         self.kl_ctl = make_kl_controller(args.init_kl_coef, args.target_kl, args.kl_horizon)
         self.ptx_batches = ptx_batches
         self.global_step = 0  # optimizer steps
+        self.empty_dropped = 0  # answers dropped as only EOS since the last train_rlhf
         self.eos_id = self.tokenizer.eos_token_id
         self.generation_config = GenerationConfig(
             max_new_tokens=args.max_answer_seq_len, min_new_tokens=args.min_new_tokens or None,
@@ -93,13 +94,19 @@ class PPOTrainer:
         prompts, prompt_mask = prompt_batch["input_ids"], prompt_batch["attention_mask"]
         start = time.perf_counter()
         with self.engine.actor_for_generation() as actor:
-            seq = actor.generate(input_ids=prompts, attention_mask=prompt_mask,
-                                 generation_config=self.generation_config)
+            try:
+                seq = actor.generate(input_ids=prompts, attention_mask=prompt_mask,
+                                     generation_config=self.generation_config)
+            except RuntimeError as err:  # torch.multinomial on NaN/inf: the last update diverged
+                if "probability tensor" not in str(err):
+                    raise
+                raise NonFiniteError("the actor's next-token distribution", self.global_step) from err
         generated = time.perf_counter()
         P = prompts.shape[1]
         mask = answer_mask(seq[:, P:], self.eos_id)
         keep = seq[:, P] != self.eos_id  # an answer that is only EOS says nothing
         n_empty = int((~keep).sum())
+        self.empty_dropped += n_empty  # counted even when the whole batch goes
         if not keep.any():
             return None
         seq, mask, prompt_mask = seq[keep], mask[keep], prompt_mask[keep]
@@ -142,9 +149,10 @@ class PPOTrainer:
         self.kl_ctl.update(seq_kl, sum(len(e["mask"]) for e in exps))
         self.stats = {k: sum(v) / len(v) for k, v in history.items()} | _mean_stats([
             self._experience_stats(e, adv, ret) for e, (adv, ret, _) in zip(exps, shaped)]) | {
-            "kl/sequence": seq_kl, "kl/coef": self.kl_ctl.value,
+            "kl/sequence": seq_kl, "kl/coef": self.kl_ctl.value, "answer/empty_dropped": self.empty_dropped,
             "time/training": time.perf_counter() - start,
             "lr/actor": self.engine.scheduler.get_last_lr()[0]}
+        self.empty_dropped = 0
         return self.stats["loss/actor"], self.stats["loss/critic"]
 
     def _advantages(self, exp: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -167,7 +175,6 @@ class PPOTrainer:
                 "advantages/std": masked_mean((advantages - adv_mean) ** 2, mask).sqrt().item(),
                 "answer/length": mask.sum(1).mean().item(),
                 "answer/eos_share": exp["has_eos"].float().mean().item(),
-                "answer/empty_dropped": exp["n_empty"],
                 "time/generation": exp["time_generation"], "time/scoring": exp["time_scoring"]}
 
     def _update(self, exp: dict, idx: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
@@ -236,7 +243,7 @@ def total_updates(n_prompts: int, args: PPOArguments, num_processes: int = 1) ->
     batches = per_epoch * args.num_train_epochs
     if args.max_steps > 0:
         batches = min(batches, args.max_steps)
-    rounds = batches // args.generation_batches
-    per_round = math.ceil(args.per_device_generation_batch_size * args.generation_batches
-                          / args.per_device_training_batch_size) * args.ppo_epochs
-    return rounds * per_round
+    # train_rlhf splits each experience into its own mini-batches, and a last, partly filled
+    # buffer is trained too: count per generation batch (an upper bound once answers are dropped).
+    per_batch = math.ceil(args.per_device_generation_batch_size / args.per_device_training_batch_size)
+    return batches * per_batch * args.ppo_epochs
