@@ -39,7 +39,8 @@ class ActorCritic(nn.Module):
         self.config = actor.config  # accelerate sizes DeepSpeed's "auto" buckets from it
 
     def forward(self, role: str, **inputs) -> torch.Tensor:
-        """role 'actor': next-token logits (B, T, V); 'critic': a value per position (B, T)."""
+        """role 'actor': next-token logits (B, T, V), or of the last `logits_to_keep` positions;
+        'critic': a value per position (B, T)."""
         if role == "actor":
             return self.actor(**inputs, use_cache=False).logits
         # The head's per-position output, before the model pools the last token. The hook is

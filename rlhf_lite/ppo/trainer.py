@@ -13,6 +13,7 @@ answer tokens, EOS included.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import time
@@ -79,9 +80,14 @@ class PPOTrainer:
             inputs["position_ids"] = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
         return inputs
 
-    def _logprobs(self, logits: torch.Tensor, seq: torch.Tensor, prompt_len: int) -> torch.Tensor:
-        # logits[t] predicts token t+1: the answer tokens are predicted from prompt_len-1 on.
-        return token_logprobs(logits[:, prompt_len - 1:-1], seq[:, prompt_len:])
+    @staticmethod
+    def _logprobs(forward, inputs: dict, seq: torch.Tensor, prompt_len: int) -> torch.Tensor:
+        """Log-probabilities of the answer tokens under `forward` (actor or reference)."""
+        answer_len = seq.shape[1] - prompt_len
+        # Logits only where they predict an answer token (position t predicts t+1): projecting
+        # every prompt position onto the whole vocabulary would be the costliest waste of a pass.
+        logits = forward(**inputs, logits_to_keep=answer_len + 1)
+        return token_logprobs(logits[:, -answer_len - 1:-1], seq[:, prompt_len:])
 
     @torch.no_grad()
     def generate_experience(self, prompt_batch: dict) -> dict | None:
@@ -113,8 +119,8 @@ class PPOTrainer:
         attention_mask = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
 
         actor_inputs = self._inputs(seq, attention_mask, "actor")
-        logprobs = self._logprobs(model("actor", **actor_inputs), seq, P)
-        ref_logprobs = self._logprobs(self.engine.reference_logits(**actor_inputs), seq, P)
+        logprobs = self._logprobs(functools.partial(model, "actor"), actor_inputs, seq, P)
+        ref_logprobs = self._logprobs(self.engine.reference_logits, actor_inputs, seq, P)
         values = model("critic", **actor_inputs)[:, P - 1:-1].float()
         scores = self.engine.reward_scores(**self._inputs(seq, attention_mask, "reward")).float()
         has_eos = (seq[:, P:] == self.eos_id).any(1)
@@ -181,7 +187,7 @@ class PPOTrainer:
         a, model, P = self.args, self.engine.model, exp["prompt_len"]
         seq, attention_mask, mask = exp["seq"][idx], exp["attention_mask"][idx], exp["mask"][idx]
         inputs = self._inputs(seq, attention_mask, "actor")
-        logprobs = self._logprobs(model("actor", **inputs), seq, P)
+        logprobs = self._logprobs(functools.partial(model, "actor"), inputs, seq, P)
         actor_loss, actor_stats = policy_loss(logprobs, exp["logprobs"][idx], advantages[idx], mask, a.cliprange)
         values = model("critic", **inputs)[:, P - 1:-1].float()
         critic_loss, critic_stats = value_loss(values, exp["values"][idx], returns[idx], mask, a.cliprange_value)
