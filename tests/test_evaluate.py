@@ -33,14 +33,7 @@ def run(name, argv, tmp_path):
     return result, json.loads(out.read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and two threads next to another busy process
-    made reward-model training here ten times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
