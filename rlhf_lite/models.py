@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -476,6 +477,7 @@ def export_saved(saved_dir: str | os.PathLike, model, tokenizer: PreTrainedToken
                 if f.is_file() and f.name != "training_args.bin":  # a pickle; nothing needs it
                     shutil.copy2(f, staging / f.name)
         tokenizer.save_pretrained(staging)
+        _enable_kv_cache(staging / "config.json")
         _publish(staging, out)
     return out
 
@@ -483,6 +485,15 @@ def export_saved(saved_dir: str | os.PathLike, model, tokenizer: PreTrainedToken
 MODEL_FILES = re.compile(r"^(config\.json|generation_config\.json|adapter_config\.json|"
                          r".*\.safetensors|.*\.bin|.*\.index\.json|tokenizer.*|special_tokens_map\.json|"
                          r"chat_template\.jinja|vocab\.json|merges\.txt|added_tokens\.json)$")
+
+
+def _enable_kv_cache(config_file: Path) -> None:
+    # Trainers switch the KV cache off for gradient checkpointing and save it so; a published
+    # model that generates without it recomputes the whole sequence for every new token.
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if config.get("use_cache") is False:
+        config["use_cache"] = True
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _publish(staging: Path, out: Path) -> None:
