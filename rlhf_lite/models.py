@@ -490,6 +490,8 @@ MODEL_FILES = re.compile(r"^(config\.json|generation_config\.json|adapter_config
 def _enable_kv_cache(config_file: Path) -> None:
     # Trainers switch the KV cache off for gradient checkpointing and save it so; a published
     # model that generates without it recomputes the whole sequence for every new token.
+    if not config_file.is_file():  # an adapter-only export
+        return
     config = json.loads(config_file.read_text(encoding="utf-8"))
     if config.get("use_cache") is False:
         config["use_cache"] = True
