@@ -64,7 +64,7 @@ class PPOTrainer:
         self.generation_config = GenerationConfig(
             max_new_tokens=args.max_answer_seq_len, min_new_tokens=args.min_new_tokens or None,
             use_cache=True,  # whatever the checkpoint says: trainers save it off for checkpointing
-            do_sample=True, temperature=args.temperature, top_k=args.top_k or None,
+            do_sample=True, temperature=args.temperature, top_k=args.top_k,  # 0: none (None: transformers' 50)
             top_p=args.top_p, eos_token_id=self.eos_id, pad_token_id=self.tokenizer.pad_token_id,
             bos_token_id=self.tokenizer.bos_token_id)
         # BLOOM derives positions from the mask itself; the others need them for left padding.
