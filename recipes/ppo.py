@@ -4,9 +4,7 @@
     accelerate launch --config_file accelerate_configs/zero2.yaml recipes/ppo.py --config ...
 """
 
-import json
 import sys
-from pathlib import Path
 
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
@@ -18,7 +16,8 @@ from rlhf_lite.ppo import (NonFiniteError, PPOArguments, PPOTrainer, PromptBatch
                            encode_prompts, export_models, latest_checkpoint, load_checkpoint,
                            ptx_batches, save_checkpoint, total_updates)
 from rlhf_lite.ppo.engine import make_accelerator
-from rlhf_lite.training import METRICS_FILE, step_rows
+from rlhf_lite.metrics import append_metrics
+from rlhf_lite.training import step_rows
 
 
 def main(argv=None):
@@ -35,7 +34,7 @@ def main(argv=None):
                             tokenizer.pad_token_id, accelerator.process_index,
                             accelerator.num_processes, accelerator.device)
     engine = RLHFEngine(args.actor_model_name_or_path, args.critic_model_name_or_path, tokenizer,
-                        total_updates(len(prompts.prompts), args, accelerator.num_processes), args, accelerator)
+                        total_updates(len(prompts), args), args, accelerator)
     trainer = PPOTrainer(engine, args)
     checkpoint = latest_checkpoint(args.output_dir) if resume else None
     state = load_checkpoint(trainer, checkpoint) if checkpoint else {"batches_done": 0, "reward_ema": None}
@@ -89,8 +88,7 @@ def log(trainer, state, done, args, accelerator, bar):
     if done % args.logging_steps == 0 or done == bar.total:
         accelerator.log(stats, step=done)
         if accelerator.is_main_process:
-            with open(Path(args.output_dir) / METRICS_FILE, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": done, **stats}) + "\n")
+            append_metrics(args.output_dir, {"step": done, **stats})
 
 
 def print_answers(tokenizer, exp, done, accelerator):

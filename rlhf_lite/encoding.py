@@ -16,16 +16,23 @@ def _prompt_lengths(tokenizer, rows: list[dict]) -> list[int]:
     return [len(ids) for ids in tokenizer([r["prompt"] for r in rows])["input_ids"]]
 
 
-def drop_long_prompts(tokenizer, rows: list[dict], max_length: int, label: str) -> list[dict]:
-    lengths = _prompt_lengths(tokenizer, rows)
-    kept = [r for r, n in zip(rows, lengths) if n < max_length]
-    if not kept:
-        raise ConfigError(f"max_length {max_length} is shorter than every {label} prompt "
+def keep_short_prompts(items: list, lengths: list[int], limit: int, label: str, setting: str) -> list:
+    """The items whose prompt has at most `limit` tokens; the others are dropped and counted on
+    stderr, and a `setting` (e.g. "max_length 512") that leaves none is a ConfigError."""
+    kept = [x for x, n in zip(items, lengths) if n <= limit]
+    if items and not kept:
+        raise ConfigError(f"{setting} is shorter than every {label} prompt "
                           f"(the shortest has {min(lengths)} tokens)")
-    if len(kept) < len(rows):
-        print(f"{label}: dropped {len(rows) - len(kept)} of {len(rows)} rows whose prompt alone "
-              f"has >= {max_length} tokens", file=sys.stderr)
+    if len(kept) < len(items):
+        print(f"{label} prompts: dropped {len(items) - len(kept)} of {len(items)} rows whose prompt "
+              f"has more than {limit} tokens ({setting})", file=sys.stderr)
     return kept
+
+
+def drop_long_prompts(tokenizer, rows: list[dict], max_length: int, label: str) -> list[dict]:
+    """Rows whose prompt leaves room for at least one answer token within max_length."""
+    return keep_short_prompts(rows, _prompt_lengths(tokenizer, rows), max_length - 1, label,
+                              f"max_length {max_length}")
 
 
 def encode_pairs(tokenizer, rows: list[dict], max_length: int, label: str) -> list[dict]:

@@ -509,6 +509,24 @@ def _publish(staging: Path, out: Path) -> None:
         os.replace(f, out / f.name)
 
 
+@contextlib.contextmanager
+def _whole_weights():
+    """Under DeepSpeed ZeRO-3, transformers builds every `from_pretrained` model partitioned (a
+    DeepSpeed config registered by Trainer or accelerate is in force); the one-process CPU copy a
+    LoRA merge loads must hold whole weights."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    config = ref() if ref is not None else None
+    if config is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(config)
+
+
 def _merged_copy(adapter_dir: Path, model) -> PreTrainedModel:
     # The merge happens on a fresh CPU copy of the base read back from disk, never on the model
     # being trained: merging in place would change it under the caller, a deepcopy would double
@@ -521,7 +539,8 @@ def _merged_copy(adapter_dir: Path, model) -> PreTrainedModel:
     config.use_cache = True  # switched off for gradient checkpointing, wanted for generation
     dtype = config.dtype if isinstance(config.dtype, torch.dtype) else torch.float32
     source, kwargs = _source_kwargs(base_path)
-    full = type(base).from_pretrained(source, config=config, dtype=dtype, **kwargs)
+    with _whole_weights():
+        full = type(base).from_pretrained(source, config=config, dtype=dtype, **kwargs)
     trained = base.get_input_embeddings().weight
     if full.get_input_embeddings().num_embeddings != trained.shape[0] and trained.dim() == 2:
         # Rows added for a new pad token were initialised randomly: take the trained model's

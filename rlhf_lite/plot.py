@@ -15,8 +15,8 @@ import math
 from pathlib import Path
 
 from .errors import ConfigError, DataError, cli
+from .metrics import METRICS_FILE
 
-METRICS_FILE = "metrics.jsonl"  # training.METRICS_FILE; importing that module would load torch
 
 GROUPS = {
     "loss": ("loss", "eval_loss"),

@@ -6,7 +6,6 @@ export: each a small function so a recipe reads top to bottom.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -17,9 +16,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .args import ModelArguments, ScriptArguments, claim_output_dir, run_record
 from .data import load_step_rows
+from .metrics import append_metrics
 from .models import export_saved
 
-METRICS_FILE = "metrics.jsonl"
 
 
 def step_rows(script: ScriptArguments, part: int, seed: int, need_pairs: bool):
@@ -63,13 +62,14 @@ class MetricsFile(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            with open(Path(args.output_dir) / METRICS_FILE, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+            append_metrics(args.output_dir, {"step": state.global_step, "epoch": state.epoch, **logs})
 
 
 def train_and_export(trainer, resume: str | None, tokenizer, model_args: ModelArguments) -> None:
     trainer.train(resume_from_checkpoint=resume)
-    if trainer.args.eval_strategy != "no":
+    state = trainer.state
+    evaluated = any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history)
+    if trainer.args.eval_strategy != "no" and not evaluated:  # the last step may have been evaluated
         trainer.log(trainer.evaluate())
     export(trainer, tokenizer, model_args)
 

@@ -259,7 +259,7 @@ def test_generation_batches_buffer_and_ppo_epochs_repeat(tiny, tmp_path):
 def test_total_updates_counts_every_optimizer_step():
     def count(**kw):
         args = PPOArguments(**({"per_device_generation_batch_size": 4, "per_device_training_batch_size": 2} | kw))
-        return total_updates(20, args)
+        return total_updates(len(PromptBatches([[1]] * 20, args, pad_id=0)), args)  # 20 prompts
     assert count() == 10  # 5 batches x 2 mini-batches
     assert count(ppo_epochs=2) == 20
     assert count(max_steps=3, generation_batches=2) == 6  # the last, half-full buffer trains too

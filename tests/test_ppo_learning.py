@@ -176,12 +176,17 @@ def trained_weights(trainer, exp) -> tuple[dict, tuple[float, float]]:
     return {k: v.detach().clone() for k, v in trainer.engine.unwrapped.state_dict().items()}, losses
 
 
-def test_experience_shapes_masks_and_zero_advantages_after_eos(tiny, tmp_path):
-    tok, engine, trainer = masked_engine(tiny, tmp_path / "out")
+def eos_experience(tiny, out):
+    """(engine, trainer, prompts, experience) with EOS forced at EOS_AT in left-padded rows."""
+    tok, engine, trainer = masked_engine(tiny, out)
     prompts = left_padded_prompts(tok)
     with_eos_at(trainer, EOS_AT)
     torch.manual_seed(0)
-    exp = trainer.generate_experience(prompts)
+    return engine, trainer, prompts, trainer.generate_experience(prompts)
+
+
+def test_experience_shapes_masks_and_zero_advantages_after_eos(tiny, tmp_path):
+    _, trainer, prompts, exp = eos_experience(tiny, tmp_path / "out")
     P = exp["prompt_len"]
     B, A = 4, exp["seq"].shape[1] - P
     assert P == prompts["input_ids"].shape[1] and A == 8  # the last row ran to max_answer_seq_len
@@ -203,11 +208,7 @@ def test_experience_shapes_masks_and_zero_advantages_after_eos(tiny, tmp_path):
 
 
 def test_prompt_padding_and_tokens_after_eos_do_not_change_the_update(tiny, tmp_path):
-    tok, engine, trainer = masked_engine(tiny, tmp_path / "a")
-    prompts = left_padded_prompts(tok)
-    with_eos_at(trainer, EOS_AT)
-    torch.manual_seed(0)
-    exp = trainer.generate_experience(prompts)
+    engine, trainer, prompts, exp = eos_experience(tiny, tmp_path / "a")
     P, mask = exp["prompt_len"], exp["mask"].bool()
     initial = {k: v.detach().clone() for k, v in engine.unwrapped.state_dict().items()}
 
@@ -218,7 +219,7 @@ def test_prompt_padding_and_tokens_after_eos_do_not_change_the_update(tiny, tmp_
     g = torch.Generator().manual_seed(1)
     hidden = exp["attention_mask"] == 0
     assert hidden[:, :P].any() and hidden[:, P:].any()
-    noisy["seq"][hidden] = torch.randint(3, len(tok), (int(hidden.sum()),), generator=g)
+    noisy["seq"][hidden] = torch.randint(3, len(trainer.tokenizer), (int(hidden.sum()),), generator=g)
     for key in ("logprobs", "ref_logprobs", "values"):
         noisy[key][~mask] = float("nan")
     # ... and, to show the comparison can fail, one with a different real answer token

@@ -8,7 +8,6 @@ when complete, so a crash while saving leaves the previous checkpoint as the lat
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -84,28 +83,10 @@ def export_models(engine: RLHFEngine, trainer: PPOTrainer, out_dir: str | Path, 
         if acc.is_main_process:
             prefix = f"{role}."
             weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            with _without_zero3_init(acc):
-                save_model(getattr(engine, role), engine.tokenizer, out / folder, merge_lora, state_dict=weights)
+            save_model(getattr(engine, role), engine.tokenizer, out / folder, merge_lora, state_dict=weights)
         if folder == "actor_ema":
             trainer.swap_ema()
         acc.wait_for_everyone()
-
-
-@contextlib.contextmanager
-def _without_zero3_init(accelerator):
-    """Under ZeRO-3, accelerate makes every `from_pretrained` build a partitioned model (it
-    registers its DeepSpeed config with transformers whatever zero3_init_flag says); the CPU copy
-    of the base that a LoRA merge loads in one process must be whole."""
-    plugin = accelerator.state.deepspeed_plugin
-    if plugin is None or plugin.zero_stage != 3:
-        yield
-        return
-    from transformers.integrations import unset_hf_deepspeed_config
-    unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        plugin.set_deepspeed_weakref()
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import torch
 
 from ..data import load_step_rows
-from ..errors import ConfigError, DataError
+from ..encoding import keep_short_prompts
+from ..errors import DataError
 from ..scoring import pad_batch
 from .config import PPOArguments
 
@@ -18,15 +19,8 @@ def encode_prompts(tokenizer, rows: list[dict], max_prompt_seq_len: int) -> list
     """Token ids of each prompt. Prompts longer than max_prompt_seq_len are dropped and counted,
     as DeepSpeed-Chat does: a truncated prompt would ask a different question."""
     ids = tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
-    kept = [x for x in ids if len(x) <= max_prompt_seq_len]
-    # Not encoding.drop_long_prompts: its messages speak of a max_length that step 3 does not have.
-    if ids and not kept:
-        raise ConfigError(f"max_prompt_seq_len {max_prompt_seq_len} is shorter than every ppo prompt "
-                          f"(the shortest has {min(map(len, ids))} tokens)")
-    if len(kept) < len(ids):
-        print(f"ppo prompts: dropped {len(ids) - len(kept)} of {len(ids)} prompts longer than "
-              f"max_prompt_seq_len {max_prompt_seq_len} tokens", file=sys.stderr)
-    return kept
+    return keep_short_prompts(ids, [len(x) for x in ids], max_prompt_seq_len, "ppo",
+                              f"max_prompt_seq_len {max_prompt_seq_len}")
 
 
 class PromptBatches:
@@ -53,10 +47,12 @@ class PromptBatches:
         return self.total
 
     def batches(self, start: int = 0) -> Iterator[tuple[int, dict]]:
-        bs = self.args.per_device_generation_batch_size
+        bs, order, order_epoch = self.args.per_device_generation_batch_size, None, None
         for step in range(start, self.total):
             epoch, i = divmod(step, self.per_epoch)
-            order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.args.seed + epoch))
+            if epoch != order_epoch:  # one seeded shuffle per epoch, whatever step it resumes at
+                generator = torch.Generator().manual_seed(self.args.seed + epoch)
+                order, order_epoch = torch.randperm(len(self.prompts), generator=generator), epoch
             first = (i * self.world + self.rank) * bs
             ids, mask = pad_batch([self.prompts[j] for j in order[first:first + bs].tolist()], self.pad_id, "left")
             yield step, {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}

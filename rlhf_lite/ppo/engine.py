@@ -165,14 +165,11 @@ class RLHFEngine:
 
     def _check_models(self) -> None:
         a = self.args
-        if not _is_reward_model(a.critic_model_name_or_path, a.trust_remote_code):
-            raise ModelError(f"critic '{a.critic_model_name_or_path}' is not a reward model (a "
-                             "one-output ...ForSequenceClassification); pass step 2's output")
-        if not _is_reward_model(a.reward_model_name_or_path, a.trust_remote_code):
-            raise ModelError(f"reward model '{a.reward_model_name_or_path}' is not a one-output "
-                             "...ForSequenceClassification model; pass step 2's output")
-        for role in ("critic", "reward"):
-            path = getattr(a, f"{role}_model_name_or_path")
+        paths = {a.critic_model_name_or_path: "critic", a.reward_model_name_or_path: "reward model"}
+        for path, role in paths.items():  # usually one path: the critic starts from the reward model
+            if not _is_reward_model(path, a.trust_remote_code):
+                raise ModelError(f"{role} '{path}' is not a reward model (a one-output "
+                                 "...ForSequenceClassification); pass step 2's output")
             check_same_vocab(self.tokenizer, load_tokenizer(path, trust_remote_code=a.trust_remote_code),
                              a.actor_model_name_or_path, path)
 

@@ -70,8 +70,10 @@ class PPOTrainer:
         # BLOOM derives positions from the mask itself; the others need them for left padding.
         self._positions = {"actor": _accepts_position_ids(engine.actor),
                            "reward": _accepts_position_ids(engine.reward)}
-        trained = [p for p in engine.actor.parameters() if p.requires_grad]
-        self.ema = [p.detach().clone() for p in trained] if args.enable_ema else None
+        # The trained parameters of each model, for clipping, EMA and its swap (fixed after prepare).
+        self.trained = {role: [p for p in getattr(engine, role).parameters() if p.requires_grad]
+                        for role in ("actor", "critic")}
+        self.ema = [p.detach().clone() for p in self.trained["actor"]] if args.enable_ema else None
 
     # ---------------------------------------------------------------- experience
 
@@ -204,14 +206,13 @@ class PPOTrainer:
             raise NonFiniteError("the PPO loss", self.global_step)
         self.accelerator.backward(loss)
         if a.max_grad_norm > 0:  # each model clipped on its own, as DeepSpeed-Chat's two engines do
-            for part in (self.engine.actor, self.engine.critic):
-                self.accelerator.clip_grad_norm_([p for p in part.parameters() if p.requires_grad],
-                                                 a.max_grad_norm)
+            for params in self.trained.values():
+                self.accelerator.clip_grad_norm_(params, a.max_grad_norm)
         self.engine.optimizer.step()
         self.engine.scheduler.step()
         self.engine.optimizer.zero_grad()
         if self.ema is not None:
-            ema_update(self.ema, (p for p in self.engine.actor.parameters() if p.requires_grad), a.ema_beta)
+            ema_update(self.ema, self.trained["actor"], a.ema_beta)
         self.global_step += 1
         stats = {"loss/actor": actor_loss.item(), "loss/critic": critic_loss.item(),
                  "clipfrac/actor": float(actor_stats["clipfrac"]),
@@ -233,8 +234,7 @@ class PPOTrainer:
     @torch.no_grad()
     def swap_ema(self) -> None:
         """Exchange the actor's trained weights with their EMA (call twice to swap back)."""
-        trained = [p for p in self.engine.actor.parameters() if p.requires_grad]
-        for p, e in zip(trained, self.ema, strict=True):
+        for p, e in zip(self.trained["actor"], self.ema, strict=True):
             tmp = p.detach().clone()
             p.copy_(e)
             e.copy_(tmp)
@@ -244,13 +244,9 @@ def _mean_stats(dicts: list[dict]) -> dict:
     return {k: sum(d[k] for d in dicts) / len(dicts) for k in dicts[0]}
 
 
-def total_updates(n_prompts: int, args: PPOArguments, num_processes: int = 1) -> int:
-    """Optimizer steps a run takes: it sizes the learning-rate schedule."""
-    per_epoch = n_prompts // (args.per_device_generation_batch_size * num_processes)
-    batches = per_epoch * args.num_train_epochs
-    if args.max_steps > 0:
-        batches = min(batches, args.max_steps)
+def total_updates(num_batches: int, args: PPOArguments) -> int:
+    """Optimizer steps a run of `num_batches` generation batches takes: it sizes the schedule."""
     # train_rlhf splits each experience into its own mini-batches, and a last, partly filled
     # buffer is trained too: count per generation batch (an upper bound once answers are dropped).
     per_batch = math.ceil(args.per_device_generation_batch_size / args.per_device_training_batch_size)
-    return batches * per_batch * args.ppo_epochs
+    return num_batches * per_batch * args.ppo_epochs
