@@ -339,3 +339,31 @@ def test_save_merged_from_8bit_is_full_precision(tiny, tmp_path):
     b = batch(tok)
     with torch.no_grad():  # int8 vs fp32 base: close, not equal
         torch.testing.assert_close(reloaded(**b).logits, model(**b).logits, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("kind", ["causal", "reward"])
+def test_trainable_layers_trains_the_top_blocks_and_backward_stops_there(tiny, family, kind):
+    tok = load_tokenizer(tiny[family, "causal"])
+    load = load_causal_lm if kind == "causal" else load_reward_model
+    model = load(ModelSettings(tiny[family, kind], trainable_layers=1), tok)  # tiny models have 2 blocks
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    blocks = {"opt": "model.decoder.layers.", "bloom": "transformer.h.", "llama": "model.layers."}[family]
+    assert any(n.startswith(blocks + "1.") for n in trainable)
+    assert not any(n.startswith(blocks + "0.") or "embed" in n for n in trainable)
+    assert any(("norm" in n or "ln_f" in n) and not n.startswith(blocks) for n in trainable)
+    if kind == "reward":
+        assert "score.weight" in trainable
+    b = batch(tok)
+    out = model(**b, labels=b["input_ids"]) if kind == "causal" else model(**b)
+    (out.loss if kind == "causal" else out.logits.sum()).backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if n in trainable)
+    assert all(p.grad is None for n, p in model.named_parameters() if n not in trainable)
+    with pytest.raises(ConfigError):
+        ModelSettings("x", trainable_layers=0)
+
+
+def test_trainable_layers_with_lora_adapts_only_the_top_blocks(tiny):
+    model = load_causal_lm(ModelSettings(tiny["llama", "causal"], lora=LoraSettings(r=4), trainable_layers=1))
+    adapted = {n.split(".layers.")[1].split(".")[0] for n in lora_names(model)}
+    assert adapted == {"1"}

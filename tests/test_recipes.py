@@ -66,6 +66,19 @@ def test_sft_trains_and_saves_a_standard_folder(tiny, tmp_path):
     assert json.loads((out / "run_config.json").read_text())["model_name_or_path"] == str(tiny["llama"])
 
 
+@pytest.mark.parametrize("step", ["sft", "rm"])
+def test_trainable_layers_leaves_the_lower_blocks_as_they_were(tiny, tmp_path, step):
+    out = tmp_path / step
+    recipe(step)(args(tiny, out, "--max_steps", "2", "--max_length", "64", "--trainable_layers", "1"))
+    before = AutoModelForCausalLM.from_pretrained(tiny["llama"]).state_dict()
+    auto = AutoModelForSequenceClassification if step == "rm" else AutoModelForCausalLM
+    after = auto.from_pretrained(out).state_dict()
+    same = lambda prefix: all(torch.equal(before[k], after[k]) for k in before  # noqa: E731
+                              if k.startswith(prefix) and k in after)
+    assert same("model.layers.0.") and same("model.embed_tokens.")
+    assert not same("model.layers.1.")
+
+
 def test_sft_loss_decreases_on_a_tiny_overfit_set(tiny, tmp_path):
     out = tmp_path / "overfit"
     recipe("sft")(args(tiny, out, "--max_steps", "25", "--learning_rate", "3e-3",
