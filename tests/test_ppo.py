@@ -480,7 +480,7 @@ def test_python_api_refuses_bad_arguments():
 # ------------------------------------------------------------------ 8. accelerate launch + DeepSpeed
 
 
-def launch(tiny, out, zero, *extra, processes=1, timeout=900):
+def launch(tiny, out, zero, *extra, processes=1, timeout=600):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(ROOT / "accelerate_configs" / f"{zero}.yaml"), "--num_processes", str(processes),
            str(ROOT / "recipes" / "ppo.py"), *ppo_args(tiny, out, "--max_steps", "2", *extra)]
