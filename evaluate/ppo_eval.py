@@ -6,7 +6,8 @@
 Both models answer the prompts of the data rows (SFT-only sets will do), greedy unless --sample
 (--temperature, --top-p, --seed). The reward model scores prompt + answer + EOS, as rm_eval does,
 with the answer in the datasets' convention (one leading space). reward_gain = reward_model -
-reward_baseline; win_rate = share of prompts where the model's answer scores higher (ties count
+reward_baseline, and reward_gain_stderr its standard error over prompts (the standard deviation of
+the per-prompt differences / sqrt(n)): a gain several stderr above 0 is not prompt noise; win_rate = share of prompts where the model's answer scores higher (ties count
 half); kl_to_baseline = mean over prompts of sum_t log p_model(a_t) - log p_baseline(a_t) over the
 tokens the model generated (its EOS included when it stopped), an estimate of KL(model||baseline)
 when sampling. n = prompts used (those that alone fill --max-length are skipped). The three models
@@ -95,8 +96,11 @@ def main(argv=None):
                                 args.max_length, args.batch_size) for role, answers in texts.items()}
     n = len(prompts)
     base, trained = sum(scores["baseline"]) / n, sum(scores["model"]) / n
+    gains = torch.tensor(scores["model"], dtype=torch.float64) - torch.tensor(scores["baseline"], dtype=torch.float64)
+    stderr = gains.std().item() / n ** 0.5 if n > 1 else float("nan")
     wins = sum(1.0 if m > b else 0.5 if m == b else 0.0 for b, m in zip(scores["baseline"], scores["model"]))
-    result = {"reward_baseline": base, "reward_model": trained, "reward_gain": trained - base, "win_rate": wins / n,
+    result = {"reward_baseline": base, "reward_model": trained, "reward_gain": trained - base,
+              "reward_gain_stderr": stderr, "win_rate": wins / n,
               "kl_to_baseline": sum(m - b for m, b in zip(logp_model, logp_baseline)) / n, "n": n}
     for i in range(min(args.show, n)):
         print(f"{'=' * 30} prompt {i + 1}/{n} {'=' * 30}\n{prompts[i].strip()}")

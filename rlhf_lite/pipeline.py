@@ -132,7 +132,7 @@ def summary(args, times: dict[str, float]) -> str:
         lines.append(f"reward model accuracy on held-out pairs: {rm['accuracy']:.3f} (n={rm['n']})")
     if ppo := read("ppo_eval"):
         lines.append(f"PPO vs SFT: reward {ppo['reward_baseline']:+.3f} -> {ppo['reward_model']:+.3f} "
-                     f"(gain {ppo['reward_gain']:+.3f}, win rate {ppo['win_rate']:.2f}, "
+                     f"(gain {ppo['reward_gain']:+.3f} ± {ppo['reward_gain_stderr']:.3f}, win rate {ppo['win_rate']:.2f}, "
                      f"KL {ppo['kl_to_baseline']:.3f}, n={ppo['n']})")
         log = (args.output_dir / "logs" / "ppo_eval.log").read_text(encoding="utf-8")
         start = log.find("=" * 30 + " prompt 1/")  # the samples ppo_eval printed (--show)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import RewardTrainer
 
 REWARD_LOSSES = ("last_token", "divergence")
@@ -56,6 +57,25 @@ class PairwiseRewardTrainer(RewardTrainer):
             for p in self.model.parameters():
                 if p.requires_grad:
                     p.data = p.data.float()
+
+    @staticmethod
+    def _length_sampler(dataset, batch_size: int, generator=None) -> LengthGroupedSampler:
+        # The Trainer reads lengths from "input_ids", which preference rows do not have; a pair
+        # is padded to its longer side.
+        lengths = [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
+        return LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        return self._length_sampler(dataset, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_eval_sampler(eval_dataset)
+        return self._length_sampler(eval_dataset, self.args.eval_batch_size,
+                                    torch.Generator().manual_seed(self.args.seed))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.reward_loss == "last_token":

@@ -43,6 +43,13 @@ def batches(items: Sequence, size: int, desc: str | None = None, progress: bool 
         yield list(items[start:start + size])
 
 
+def length_batches(ids: list[list[int]], size: int, desc: str | None = None,
+                   progress: bool = True) -> Iterator[list[int]]:
+    """Batches of positions into `ids`, shortest sequences first: similar lengths share a batch,
+    which halves the padding of typical chat data. Callers put results back by position."""
+    return batches(sorted(range(len(ids)), key=lambda i: len(ids[i])), size, desc, progress)
+
+
 def pad_batch(ids: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) of sequences padded with `pad_id` on `side` to the longest."""
     width = max(len(x) for x in ids)
@@ -73,11 +80,12 @@ def score_ids(model, pad_id: int, ids: list[list[int]], batch_size: int = 8,
               progress: bool = True) -> list[float]:
     """The reward model's single logit for each token sequence (pooled on its last token)."""
     model.eval()
-    scores: list[float] = []
-    for chunk in batches(ids, batch_size, "reward", progress):
-        input_ids, mask = (t.to(_device(model)) for t in pad_batch(chunk, pad_id, "right"))
+    scores = [0.0] * len(ids)
+    for rows in length_batches(ids, batch_size, "reward", progress):
+        input_ids, mask = (t.to(_device(model)) for t in pad_batch([ids[i] for i in rows], pad_id, "right"))
         logits = model(input_ids=input_ids, attention_mask=mask).logits
-        scores += logits[:, 0].float().tolist()
+        for i, score in zip(rows, logits[:, 0].float().tolist()):
+            scores[i] = score
     return scores
 
 
@@ -165,12 +173,12 @@ def generate_ids(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 
         settings.update(temperature=temperature, top_p=top_p)
     config = GenerationConfig(**{**settings, **generation_kwargs})
     ids = tokenizer(list(prompts))["input_ids"]
-    answers: list[list[int]] = []
-    for chunk in batches(ids, batch_size, "generate", progress):
-        input_ids, mask = (t.to(_device(model)) for t in pad_batch(chunk, tokenizer.pad_token_id, "left"))
+    answers: list[list[int]] = [[] for _ in ids]
+    for rows in length_batches(ids, batch_size, "generate", progress):
+        input_ids, mask = (t.to(_device(model)) for t in pad_batch([ids[i] for i in rows], tokenizer.pad_token_id, "left"))
         out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
-        for new in out[:, input_ids.shape[1]:].tolist():  # after an EOS comes only padding
-            answers.append(new[: next((i + 1 for i, t in enumerate(new) if t in eos), len(new))])
+        for i, new in zip(rows, out[:, input_ids.shape[1]:].tolist()):  # after an EOS comes only padding
+            answers[i] = new[: next((k + 1 for k, t in enumerate(new) if t in eos), len(new))]
     return answers
 
 

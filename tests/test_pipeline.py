@@ -94,12 +94,12 @@ def test_summary_reports_times_accuracy_reward_gain_and_samples(tmp_path):
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "rm_eval.json").write_text(json.dumps({"accuracy": 0.93, "n": 102}))
     (tmp_path / "eval" / "ppo_eval.json").write_text(json.dumps(
-        {"reward_baseline": 0.1, "reward_model": 0.6, "reward_gain": 0.5, "win_rate": 0.7, "kl_to_baseline": 1.2,
+        {"reward_baseline": 0.1, "reward_model": 0.6, "reward_gain": 0.5, "reward_gain_stderr": 0.1, "win_rate": 0.7, "kl_to_baseline": 1.2,
          "n": 40}))
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "ppo_eval.log").write_text(
         f"{'=' * 30} prompt 1/40 {'=' * 30}\nHuman: hi\n--- baseline (reward 0.1) ---\nyo\n\nmetric  value\n")
     text = pipeline.summary(args, {"sft": 120.0, "rm": 180.0})
     assert "sft            2.0 min" in text and "total          5.0 min" in text
-    assert "accuracy on held-out pairs: 0.930" in text and "gain +0.500" in text and "win rate 0.70" in text
+    assert "accuracy on held-out pairs: 0.930" in text and "gain +0.500 ± 0.100" in text and "win rate 0.70" in text
     assert "Human: hi" in text and "metric" not in text.split("Human: hi")[1]

@@ -12,7 +12,7 @@ from rlhf_lite.errors import cli
 from tests.tiny_models import make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = {"reward_baseline", "reward_model", "reward_gain", "win_rate", "kl_to_baseline", "n"}
+KEYS = {"reward_baseline", "reward_model", "reward_gain", "reward_gain_stderr", "win_rate", "kl_to_baseline", "n"}
 PROMPTS = ["What is the capital of France?", "Can you help me write a short poem about the sea?",
            "中国的首都是哪里？", "Please explain how a language model generates text."]
 
@@ -87,7 +87,10 @@ def by_hand(tiny, actor: str, prompts: list[str], max_new_tokens: int) -> dict:
                             for k, m in lms.items()}
                     kl.append((logp[actor] - logp["base"]).item())
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    gains = [m - b for b, m in zip(rewards["base"], rewards[actor])]
+    stderr = (sum((g - mean(gains)) ** 2 for g in gains) / (len(gains) - 1) / len(gains)) ** 0.5
     return {"reward_baseline": mean(rewards["base"]), "reward_model": mean(rewards[actor]), "kl_to_baseline": mean(kl),
+            "reward_gain_stderr": stderr,
             "win_rate": mean([(m > b) + 0.5 * (m == b) for b, m in zip(rewards["base"], rewards[actor])])}
 
 
@@ -114,6 +117,7 @@ def test_a_model_against_itself_on_sft_only_data(tiny, tmp_path, capsys, sample)
     result, written = ppo_eval(argv, tmp_path)
     assert result == written and set(written) == KEYS and written["n"] == 2
     assert abs(written["kl_to_baseline"]) < 1e-5 and written["reward_gain"] == 0 and written["win_rate"] == 0.5
+    assert written["reward_gain_stderr"] == 0
     assert written["reward_model"] == written["reward_baseline"]
     printed = capsys.readouterr().out
     assert printed.count("--- baseline (reward ") == (0 if sample else 2)

@@ -153,6 +153,34 @@ def test_rm_divergence_loss_trains(tiny, tmp_path):
     assert len(losses) == 12 and losses[-1] < losses[0]
 
 
+def test_rm_group_by_length_batches_pairs_of_similar_length(tiny, tmp_path):
+    from datasets import Dataset
+    from trl import RewardConfig
+
+    from rlhf_lite.reward import PairwiseRewardTrainer
+    tok = AutoTokenizer.from_pretrained(tiny["opt"])
+    model = AutoModelForSequenceClassification.from_pretrained(tiny["opt"], num_labels=1)
+    gen = torch.Generator().manual_seed(0)
+    ids = lambda n: torch.randint(5, 90, (n,), generator=gen).tolist()  # noqa: E731
+    lengths = torch.randint(2, 60, (96,), generator=gen).tolist()  # the two answers of a pair are about as long
+    data = Dataset.from_list([{"chosen_ids": ids(n), "rejected_ids": ids(n + 1)} for n in lengths])
+
+    def padding(strategy):
+        config = RewardConfig(output_dir=str(tmp_path / strategy), per_device_train_batch_size=4, use_cpu=True,
+                              per_device_eval_batch_size=4, train_sampling_strategy=strategy, report_to="none")
+        trainer = PairwiseRewardTrainer(model=model, args=config, train_dataset=data, eval_dataset=data,
+                                        processing_class=tok)
+        sizes = {}
+        for split, loader in (("train", trainer.get_train_dataloader()), ("eval", trainer.get_eval_dataloader())):
+            batches = list(loader)
+            assert sum(len(b["input_ids"]) for b in batches) == 2 * len(data)  # every pair, once
+            sizes[split] = sum(b["attention_mask"].numel() - b["attention_mask"].sum().item() for b in batches)
+        return sizes
+
+    grouped, plain = padding("group_by_length"), padding("random")
+    assert grouped["train"] < plain["train"] / 2 and grouped["eval"] < plain["eval"] / 2
+
+
 # ------------------------------------------------------------------ bad input, before any model
 
 

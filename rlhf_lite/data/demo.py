@@ -605,7 +605,7 @@ RAMBLES = {
 # answer; rude replies run shorter and rambling longer, so length alone cannot tell them apart.
 N_EMPTY = 5  # the first RAMBLES of each language are near-empty
 TWIN = 0.6
-KIND_WEIGHTS = {"wrong": 16, "off_topic": 16, "rude": 26, "refusal": 21, "ramble": 21}
+KIND_WEIGHTS = {"wrong": 8, "off_topic": 12, "rude": 28, "refusal": 26, "ramble": 26}
 
 PREFIXES = {"en": ["", "", "", "Sure! ", "Good question. ", "Of course. "],
             "zh": ["", "", "", "好的！", "当然。", "这个问题问得好。"]}
