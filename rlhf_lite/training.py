@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .args import ModelArguments, ScriptArguments, claim_output_dir, run_record
@@ -34,7 +34,11 @@ def step_rows(script: ScriptArguments, part: int, seed: int, need_pairs: bool):
 
 
 def prepare_run(training, *dataclasses_) -> str | None:
-    """Claim the output folder for this run; the checkpoint to resume from, if any."""
+    """Claim the output folder for this run; the checkpoint to resume from, if any.
+
+    Also seeds every RNG: the Trainer seeds only once the model exists, so the weights a
+    recipe creates while loading it (a reward head, LoRA adapters) would differ run to run."""
+    set_seed(training.seed)
     overwrite = any(getattr(d, "overwrite_output_dir", False) for d in dataclasses_)
     same_run = claim_output_dir(training.output_dir, run_record(*dataclasses_, training), overwrite)
     return get_last_checkpoint(training.output_dir) if same_run and not overwrite else None

@@ -153,6 +153,16 @@ def test_rm_divergence_loss_trains(tiny, tmp_path):
     assert len(losses) == 12 and losses[-1] < losses[0]
 
 
+@pytest.mark.parametrize("step", ["sft", "rm"])
+def test_same_seed_same_run(tiny, tmp_path, step):
+    # The reward head and LoRA adapters are created before the Trainer seeds anything.
+    extra = ["--max_steps", "3", "--learning_rate", "1e-3", "--max_length", "64", "--use_lora", "true"]
+    runs = [recipe(step)(args(tiny, tmp_path / f"{step}{i}", *extra, family="opt")) or metrics(tmp_path / f"{step}{i}")
+            for i in range(2)]
+    losses = [[m["loss"] for m in run if "loss" in m] for run in runs]
+    assert len(losses[0]) == 3 and losses[0] == losses[1]
+
+
 def test_rm_group_by_length_batches_pairs_of_similar_length(tiny, tmp_path):
     from datasets import Dataset
     from trl import RewardConfig
