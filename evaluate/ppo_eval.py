@@ -6,9 +6,10 @@
 Both models answer the prompts of the data rows (SFT-only sets will do), greedy unless --sample
 (--temperature, --top-p, --seed). The reward model scores prompt + answer + EOS, as rm_eval does,
 with the answer in the datasets' convention (one leading space). reward_gain = reward_model -
-reward_baseline, and reward_gain_stderr its standard error over prompts (the standard deviation of
-the per-prompt differences / sqrt(n)): a gain several stderr above 0 is not prompt noise; win_rate = share of prompts where the model's answer scores higher (ties count
-half); kl_to_baseline = mean over prompts of sum_t log p_model(a_t) - log p_baseline(a_t) over the
+reward_baseline, and reward_gain_stderr its standard error over prompts (the standard deviation
+of the per-prompt differences / sqrt(n)): a gain several stderr above 0 is not prompt noise;
+win_rate = share of prompts where the model's answer scores higher (ties count half);
+kl_to_baseline = mean over prompts of sum_t log p_model(a_t) - log p_baseline(a_t) over the
 tokens the model generated (its EOS included when it stopped), an estimate of KL(model||baseline)
 when sampling. n = prompts used (those that alone fill --max-length are skipped). The three models
 must share one vocabulary: checked before anything is generated.

@@ -605,6 +605,8 @@ RAMBLES = {
 # answer; rude replies run shorter and rambling longer, so length alone cannot tell them apart.
 N_EMPTY = 5  # the first RAMBLES of each language are near-empty
 TWIN = 0.6
+# Wrong facts and other questions' answers are kept rare: telling them apart takes knowledge a
+# 135M reward model trained for a few CPU minutes lacks (about 0.7 accuracy on them, ~1.0 on the rest).
 KIND_WEIGHTS = {"wrong": 8, "off_topic": 12, "rude": 28, "refusal": 26, "ramble": 26}
 
 PREFIXES = {"en": ["", "", "", "Sure! ", "Good question. ", "Of course. "],
