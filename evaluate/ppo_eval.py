@@ -16,6 +16,7 @@ must share one vocabulary: checked before anything is generated.
 """
 
 import argparse
+import statistics
 
 import torch
 
@@ -97,8 +98,8 @@ def main(argv=None):
                                 args.max_length, args.batch_size) for role, answers in texts.items()}
     n = len(prompts)
     base, trained = sum(scores["baseline"]) / n, sum(scores["model"]) / n
-    gains = torch.tensor(scores["model"], dtype=torch.float64) - torch.tensor(scores["baseline"], dtype=torch.float64)
-    stderr = gains.std().item() / n ** 0.5 if n > 1 else float("nan")
+    gains = [m - b for b, m in zip(scores["baseline"], scores["model"])]
+    stderr = statistics.stdev(gains) / n ** 0.5 if n > 1 else float("nan")
     wins = sum(1.0 if m > b else 0.5 if m == b else 0.0 for b, m in zip(scores["baseline"], scores["model"]))
     result = {"reward_baseline": base, "reward_model": trained, "reward_gain": trained - base,
               "reward_gain_stderr": stderr, "win_rate": wins / n,
