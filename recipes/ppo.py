@@ -17,7 +17,7 @@ from rlhf_lite.ppo import (NonFiniteError, PPOArguments, PPOTrainer, PromptBatch
                            ptx_batches, save_checkpoint, total_updates)
 from rlhf_lite.ppo.engine import make_accelerator
 from rlhf_lite.metrics import append_metrics
-from rlhf_lite.training import step_rows
+from rlhf_lite.training import DeferredInterrupt, step_rows
 
 
 def main(argv=None):
@@ -47,24 +47,27 @@ def main(argv=None):
     trained = done  # batches whose experience has been trained on
     bar = tqdm(total=len(prompts), initial=done, desc="ppo", disable=not accelerator.is_main_process)
     try:
-        for step, batch in prompts.batches(done):
-            exp = trainer.generate_experience(batch)
-            buffer += [exp] if exp is not None else []
-            if exp is None:
-                tqdm.write(f"batch {step + 1}: every answer was only EOS; nothing to train on", file=sys.stderr)
-            done = step + 1
-            if done % args.generation_batches and done < len(prompts):
-                continue
-            if buffer:
-                trainer.train_rlhf(buffer)
-                trained = done
-                log(trainer, state, done, args, accelerator, bar)
-                if args.print_answers_interval and done % args.print_answers_interval == 0:
-                    print_answers(tokenizer, buffer[-1], done, accelerator)
-            buffer, trained = [], done
-            if args.save_steps and done % args.save_steps == 0:
-                save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
-            bar.update(done - bar.n)
+        with DeferredInterrupt() as interrupt:
+            for step, batch in prompts.batches(done):
+                exp = trainer.generate_experience(batch)
+                buffer += [exp] if exp is not None else []
+                if exp is None:
+                    tqdm.write(f"batch {step + 1}: every answer was only EOS; nothing to train on", file=sys.stderr)
+                done = step + 1
+                if done % args.generation_batches and done < len(prompts):
+                    continue
+                if buffer:
+                    trainer.train_rlhf(buffer)
+                    trained = done
+                    log(trainer, state, done, args, accelerator, bar)
+                    if args.print_answers_interval and done % args.print_answers_interval == 0:
+                        print_answers(tokenizer, buffer[-1], done, accelerator)
+                buffer, trained = [], done
+                if args.save_steps and done % args.save_steps == 0:
+                    save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
+                bar.update(done - bar.n)
+                if done < len(prompts) and interrupt.on_any_process(accelerator.device):
+                    raise KeyboardInterrupt  # Ctrl-C: stop where everything generated has been trained on
     except (NonFiniteError, KeyboardInterrupt) as err:
         # The failed update was not applied: keep what was trained, resumable from `trained`. After
         # a NaN no older checkpoint is rotated away: the weights may have diverged before it showed.

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -172,6 +173,11 @@ def _check_model_dir(path: str) -> None:
 
 
 def _load_error(name: str, path: str, err: Exception) -> ModelError:
+    if isinstance(err, pickle.UnpicklingError):  # torch.load(weights_only=True) refused it
+        return ModelError(
+            f"model '{name}': a pickled weights file (.bin) in {path} holds more than tensors, so it was "
+            "not loaded (unpickling can run code); use a safetensors copy from a source you trust"
+        )
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if "trust_remote_code" in str(err):
         return ModelError(
@@ -342,7 +348,7 @@ def _load(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None, re
         model = auto.from_pretrained(
             source, config=config, dtype=dtype, **common, **_quantization(settings, dtype)
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, pickle.UnpicklingError) as err:
         raise _load_error(settings.name_or_path, path, err) from err
 
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -389,16 +395,31 @@ def _prepare_for_training(model: PreTrainedModel, settings: ModelSettings, rewar
         raise ModelError(f"model '{settings.name_or_path}': cannot apply LoRA ({err})") from err
 
 
+def _blocks(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList] | None:
+    """(name, module) of the model's list of transformer blocks, or None if it has none."""
+    depth = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == depth:
+            return name, module
+    return None
+
+
+def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """The model's transformer blocks, bottom first (None if it has no recognisable list)."""
+    found = _blocks(model)
+    return found[1] if found else None
+
+
 def _top_layers(model: PreTrainedModel, n: int | None) -> tuple[str, list[int]] | None:
     """(name of the block list, indices of its top `n` blocks), or None to train every block."""
     if n is None:
         return None
-    depth = model.config.num_hidden_layers
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == depth:
-            return (name, list(range(max(depth - n, 0), depth))) if n < depth else None
-    raise ModelError(f"model '{model.config.name_or_path}': cannot find its {depth} transformer blocks "
-                     "to apply trainable_layers")
+    found = _blocks(model)
+    if found is None:
+        raise ModelError(f"model '{model.config.name_or_path}': cannot find its {model.config.num_hidden_layers} "
+                         "transformer blocks to apply trainable_layers")
+    depth = len(found[1])
+    return (found[0], list(range(max(depth - n, 0), depth))) if n < depth else None
 
 
 def _freeze_below(model: PreTrainedModel, blocks: str, top: list[int]) -> None:

@@ -2,23 +2,40 @@
 
 Loading the step's rows, the LoRA learning-rate split, metrics.jsonl, resuming and the final
 export: each a small function so a recipe reads top to bottom.
+
+Reliability around the Trainer: a run resumes from its last *complete* `checkpoint-N` (the
+Trainer writes `trainer_state.json` last, so a folder without a readable one is a save that was
+cut short, and is removed); Ctrl-C finishes the optimizer step under way, saves a checkpoint and
+exits with status 130; a NaN/inf training loss stops the run before its update is applied.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from .args import ModelArguments, ScriptArguments, claim_output_dir, run_record
+from .args import RUN_FILE, ModelArguments, ScriptArguments, claim_output_dir, run_record
 from .data import load_step_rows
-from .metrics import append_metrics
-from .models import export_saved
+from .embedded import is_embedded
+from .errors import RLHFLiteError
+from .metrics import METRICS_FILE, append_metrics
+from .models import _check_model_dir, export_saved, resolve_model_path
 
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last into checkpoint-N
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class NonFiniteLossError(RLHFLiteError):
+    """The training loss became NaN or infinite; the update it would have made was not applied."""
 
 
 def step_rows(script: ScriptArguments, part: int, seed: int, need_pairs: bool):
@@ -39,9 +56,71 @@ def prepare_run(training, *dataclasses_) -> str | None:
     Also seeds every RNG: the Trainer seeds only once the model exists, so the weights a
     recipe creates while loading it (a reward head, LoRA adapters) would differ run to run."""
     set_seed(training.seed)
+    if not (Path(training.output_dir) / RUN_FILE).exists():  # a mistyped path must not claim a new folder
+        for name in {getattr(d, "model_name_or_path", None) for d in dataclasses_} - {None}:
+            if not is_embedded(name):
+                _check_model_dir(resolve_model_path(name))
     overwrite = any(getattr(d, "overwrite_output_dir", False) for d in dataclasses_)
     same_run = claim_output_dir(training.output_dir, run_record(*dataclasses_, training), overwrite)
-    return get_last_checkpoint(training.output_dir) if same_run and not overwrite else None
+    return resume_point(training.output_dir) if same_run and not overwrite else None
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The Trainer's checkpoint-N folders whose save finished, oldest first."""
+    out = Path(output_dir)
+    found = [p for p in out.iterdir() if _CHECKPOINT.match(p.name) and _is_complete(p)] if out.is_dir() else []
+    return sorted(found, key=_step_of)
+
+
+def _step_of(path: Path) -> int:
+    return int(_CHECKPOINT.match(path.name).group(1))
+
+
+def _is_complete(checkpoint: Path) -> bool:
+    # trainer_state.json comes after the weights, optimizer, scheduler and RNG states; a process
+    # killed while writing it leaves JSON that does not parse.
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == _step_of(checkpoint)
+
+
+def resume_point(output_dir: str | Path) -> str | None:
+    """The last complete checkpoint of a run that stopped (None: start from the beginning).
+
+    The main process also tidies what a crash left: checkpoint folders whose save was cut short
+    (the Trainer would otherwise pick the newest one, however incomplete, and fail on it or
+    write into it) and metrics.jsonl rows logged after the checkpoint (they are logged again)."""
+    out = Path(output_dir)
+    complete = complete_checkpoints(out)
+    last = complete[-1] if complete else None
+    if int(os.environ.get("RANK", "0")) == 0:
+        for partial in [p for p in out.iterdir() if _CHECKPOINT.match(p.name) and p not in complete]:
+            print(f"removing {partial}: its save did not finish (no readable {TRAINER_STATE})", file=sys.stderr)
+            shutil.rmtree(partial, ignore_errors=True)
+        rewind_metrics(out, _step_of(last) if last else 0)
+    return str(last) if last else None
+
+
+def rewind_metrics(output_dir: str | Path, step: int) -> None:
+    """Drop the metrics.jsonl rows logged after optimizer step `step` (atomically)."""
+    path = Path(output_dir) / METRICS_FILE
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line cut short by the crash
+            continue
+        if isinstance(row, dict) and row.get("step", 0) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept != lines:
+        tmp = path.with_name(f".{METRICS_FILE}.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def lora_optimizer(model, training, model_args: ModelArguments):
@@ -69,9 +148,114 @@ class MetricsFile(TrainerCallback):
             append_metrics(args.output_dir, {"step": state.global_step, "epoch": state.epoch, **logs})
 
 
+class DeferredInterrupt:
+    """Within `with DeferredInterrupt() as interrupt:` a first Ctrl-C (SIGINT) only sets
+    `interrupt.requested`, so the loop can finish the update under way and save a checkpoint at
+    its next step boundary; a second Ctrl-C raises KeyboardInterrupt at once (the last complete
+    checkpoint then stays the latest). Outside the main thread, or where SIGINT is ignored (a
+    background job), it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self._installed, self._previous = False, None
+
+    def __enter__(self) -> "DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            self.restore()
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupted: saving a checkpoint after this step (Ctrl-C again stops at once)",
+              file=sys.stderr, flush=True)
+
+    def restore(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
+            self._installed = False
+
+    def on_any_process(self, device=None) -> bool:
+        """`requested` in any process (every process must stop at the same step: a collective)."""
+        import torch.distributed as dist
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+class SaveOnInterrupt(TrainerCallback):
+    """Ctrl-C lets the optimizer step under way finish, then saves a checkpoint and stops
+    training (see DeferredInterrupt); `stopped_at` is then the step it stopped after."""
+
+    def __init__(self):
+        self.interrupt = DeferredInterrupt()
+        self.stopped_at: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.interrupt.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.interrupt.on_any_process(args.device):
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.stopped_at is not None:  # saved at the step already: no second save or evaluation
+            control.should_save = control.should_evaluate = False
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.interrupt.restore()
+
+
+def stop_on_nonfinite_loss(trainer) -> None:
+    """Make `trainer` raise NonFiniteLossError when a micro-batch's loss is NaN/inf, before the
+    optimizer step (the Trainer would log the average of earlier losses instead and apply it)."""
+    step = trainer.training_step
+
+    def training_step(model, inputs, *args, **kwargs):
+        loss = step(model, inputs, *args, **kwargs)
+        value = torch.as_tensor(loss).detach()
+        bad = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0], device=value.device)
+        if trainer.accelerator.num_processes > 1:  # every process must stop, not wait for the others
+            bad = trainer.accelerator.gather(bad)
+        if bad.any():
+            state = trainer.state
+            found = complete_checkpoints(trainer.args.output_dir)
+            kept = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was saved"
+            raise NonFiniteLossError(
+                f"the training loss is NaN or infinite at optimizer step {state.global_step + 1} "
+                f"(epoch {state.epoch or 0:.2f}); the update was not applied and no model was exported "
+                f"({kept}). Lower learning_rate, check the data, or train in fp32.")
+        return loss
+
+    trainer.training_step = training_step
+
+
 def train_and_export(trainer, resume: str | None, tokenizer, model_args: ModelArguments) -> None:
-    trainer.train(resume_from_checkpoint=resume)
+    interrupt = SaveOnInterrupt()
+    trainer.add_callback(interrupt)
+    stop_on_nonfinite_loss(trainer)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        interrupt.interrupt.restore()
     state = trainer.state
+    if interrupt.stopped_at is not None and state.global_step < state.max_steps:
+        if trainer.is_world_process_zero():
+            print(f"interrupted: the state after optimizer step {state.global_step} is in "
+                  f"{Path(trainer.args.output_dir) / f'checkpoint-{state.global_step}'}; run the same "
+                  "command again to resume", file=sys.stderr)
+        raise SystemExit(130)
     evaluated = any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history)
     if trainer.args.eval_strategy != "no" and not evaluated:  # the last step may have been evaluated
         trainer.log(trainer.evaluate())

@@ -118,3 +118,63 @@ def test_cli_is_runnable_as_module(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rlhf_lite.data", "check", str(f)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "malformed JSON" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ({"chosen": "yes", "rejected": "no"}, "missing field 'prompt'"),
+    ({"prompt": "q", "rejected": "no"}, "missing field 'chosen'"),
+    ({"prompt": None, "chosen": "yes", "rejected": "no"}, "field 'prompt' is null"),
+    ({"prompt": "q", "chosen": "yes", "rejected": None}, "field 'rejected' is null"),
+    ({"prompt": "q", "chosen": "", "rejected": "no"}, "field 'chosen' is empty"),
+    ({"prompt": " \n\t ", "chosen": "yes", "rejected": "no"}, "field 'prompt' is empty"),
+    ({"prompt": "q", "chosen": "yes", "rejected": "\u3000"}, "field 'rejected' is empty"),  # ideographic space
+    ({"prompt": "q", "chosen": "same", "rejected": "same"}, "chosen and rejected are identical"),
+    ({"prompt": "q", "chosen": "same\n", "rejected": "  same"}, "chosen and rejected are identical"),
+    ({"prompt": 42, "chosen": "yes", "rejected": "no"}, "field 'prompt' is int, not text"),
+    ({"prompt": "q", "chosen": True, "rejected": "no"}, "field 'chosen' is bool, not text"),
+    ({"prompt": "q", "chosen": ["yes"], "rejected": "no"}, "field 'chosen' is list, not text"),
+    ({"prompt": {"text": "q"}, "chosen": "yes", "rejected": "no"}, "field 'prompt' is dict, not text"),
+    ({"prompt": "q", "chosen": float("nan"), "rejected": "no"}, "field 'chosen' is float, not text"),  # NaN in JSON
+    ({"prompt": "q\ud800", "chosen": "yes", "rejected": "no"}, "field 'prompt' is not valid Unicode (a lone surrogate)"),
+    ("just a string", "row is str, not an object"),
+])
+def test_each_bad_row_is_skipped_with_its_reason_file_and_line(tmp_path, bad, reason):
+    good = {"prompt": "ok", "chosen": "yes", "rejected": "no"}
+    f = tmp_path / "train.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in [good, good, bad, good]))  # `bad` on line 3
+    (tmp_path / "eval.jsonl").write_text(json.dumps(good))
+    kept, report = load(tmp_path, tmp_path)
+    assert len(kept) == 3 and report.dropped == {reason: 1}
+    assert report.first_at[reason] == f"{f}:3"
+    assert f"1 x {reason} (first at {f}:3)" in report.summary()
+
+
+def test_a_bad_row_in_a_json_list_names_its_item(tmp_path):
+    f = tmp_path / "train.json"
+    f.write_text(json.dumps([{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": "a", "chosen": None}]))
+    (tmp_path / "eval.json").write_text(json.dumps([{"prompt": "a", "chosen": "b", "rejected": "c"}]))
+    _, report = load(tmp_path, tmp_path)
+    assert report.first_at == {"field 'chosen' is null": f"{f} item 1"}
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n", "[]"], ids=["empty", "blank-lines", "empty-list"])
+def test_an_empty_file_says_so(tmp_path, content):
+    f = tmp_path / "train.jsonl"
+    f.write_text(content)
+    with pytest.raises(DataError, match=r"train\.jsonl: holds no rows \(its data files are empty\)"):
+        load(f, tmp_path)
+
+
+def test_non_utf8_csv_reports_line(tmp_path):
+    f = tmp_path / "train.csv"
+    f.write_bytes(b"prompt,chosen,rejected\nq,a,b\nq2,\xe9t\xe9,b\n")  # latin-1, not UTF-8
+    with pytest.raises(DataError, match=r"train\.csv:3: not valid UTF-8 \(byte 0xe9\)"):
+        load(f, tmp_path)
+
+
+def test_csv_empty_cells_are_counted(tmp_path):
+    f = tmp_path / "train.csv"
+    f.write_text("prompt,chosen,rejected\nq,a,b\nq2,,b\nq3,a,b\n")
+    (tmp_path / "eval.csv").write_text("prompt,chosen,rejected\nq,a,b\n")
+    kept, report = load(tmp_path, tmp_path)
+    assert len(kept) == 2 and report.first_at == {"field 'chosen' is empty": f"{f}:3"}

@@ -176,7 +176,7 @@ def test_rm_group_by_length_batches_pairs_of_similar_length(tiny, tmp_path):
     data = Dataset.from_list([{"chosen_ids": ids(n), "rejected_ids": ids(n + 1)} for n in lengths])
 
     def padding(strategy):
-        config = RewardConfig(output_dir=str(tmp_path / strategy), per_device_train_batch_size=4, use_cpu=True,
+        config = RewardConfig(output_dir=str(tmp_path / strategy), per_device_train_batch_size=4, use_cpu=True, bf16=False,
                               per_device_eval_batch_size=4, train_sampling_strategy=strategy, report_to="none")
         trainer = PairwiseRewardTrainer(model=model, args=config, train_dataset=data, eval_dataset=data,
                                         processing_class=tok)

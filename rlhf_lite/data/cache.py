@@ -56,5 +56,5 @@ def store(key: str, rows: list[dict], meta: dict, cache_dir: str | None = None) 
                                        encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: text JSON cannot encode
         shutil.rmtree(tmp, ignore_errors=True)  # a cache we cannot write is only slower, not wrong

@@ -49,6 +49,8 @@ def _adapter_for(spec: DatasetSpec, loc: sources.Location, splits) -> Adapter:
     if loc.path is None:
         get_adapter(spec.name)  # raises the "unknown dataset" error listing the known names
     columns = set().union(*(s.columns for s in splits.values()))
+    if not any(len(s.rows) for s in splits.values()):
+        raise DataError(f"{loc.label}: holds no rows (its data files are empty)")
     return adapter_for_columns(columns, loc.label)
 
 

@@ -8,11 +8,13 @@ Rows that cannot be used are dropped and counted with a reason, never passed on 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SkipRow(Exception):
@@ -48,6 +50,8 @@ def _text(row: dict, key: str) -> str:
         raise SkipRow(f"field '{key}' is {type(value).__name__}, not text")
     if not value.strip():
         raise SkipRow(f"field '{key}' is empty")
+    if _SURROGATE.search(value):  # a JSON escape such as \\ud800: valid JSON, not valid text
+        raise SkipRow(f"field '{key}' is not valid Unicode (a lone surrogate)")
     return value
 
 

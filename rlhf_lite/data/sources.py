@@ -7,6 +7,7 @@ reported with its file and line, and so the cache can fingerprint the exact file
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -116,8 +117,7 @@ def _read_file(f: Path) -> RawSplit:
             table = pq.read_table(f)
             return RawSplit(table.to_pylist(), lambda i: f"{f} row {i}", set(table.column_names))
         if f.suffix == ".csv":
-            with open(f, newline="", encoding="utf-8") as fh:
-                rows = list(csv.DictReader(fh))
+            rows = list(csv.DictReader(io.StringIO(_decode(f, f.read_bytes()), newline="")))
             # Row i of the data is on line i + 2 (after the header).
             return RawSplit(rows, lambda i: f"{f}:{i + 2}", set(rows[0]) if rows else set())
         if f.suffix == ".arrow":
@@ -131,12 +131,7 @@ def _read_file(f: Path) -> RawSplit:
 
 def read_json(f: Path) -> RawSplit:
     """A JSON list or JSON Lines file; malformed text is reported with its line."""
-    data = f.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise DataError(f"{f}:{line}: not valid UTF-8 (byte {data[e.start]:#04x})") from None
+    text = _decode(f, f.read_bytes())
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -152,6 +147,14 @@ def read_json(f: Path) -> RawSplit:
                 raise DataError(f"{f}:{n}: malformed JSON line: {e.msg} (column {e.colno})") from None
             lines.append(n)
     return RawSplit(rows, lambda i: f"{f}:{lines[i]}", _columns(rows))
+
+
+def _decode(f: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{f}:{line}: not valid UTF-8 (byte {data[e.start]:#04x})") from None
 
 
 def _columns(rows: list) -> set[str]:

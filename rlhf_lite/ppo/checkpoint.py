@@ -3,7 +3,8 @@
 A checkpoint is `checkpoint-<batches done>/`: accelerate's state of the actor-critic module,
 optimizer, scheduler and every process's RNG, plus `trainer_state.json` (optimizer steps, KL
 controller, reward EMA) and the EMA weights. It is written under a temporary name and renamed
-when complete, so a crash while saving leaves the previous checkpoint as the latest.
+when complete, so a crash while saving leaves the previous checkpoint as the latest (and what it
+left half-written is removed by the next save).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from ..models import save_model
+from ..training import rewind_metrics
 from .engine import RLHFEngine
 from .trainer import PPOTrainer
 
@@ -38,8 +40,9 @@ def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int,
     acc, out = trainer.accelerator, Path(out_dir)
     final = out / f"checkpoint-{batches_done}"
     tmp = out / f".tmp-checkpoint-{batches_done}"
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if acc.is_main_process:  # what an earlier crash while saving left behind
+        for stale in [*out.glob(".tmp-checkpoint-*"), *out.glob(".old-checkpoint-*")]:
+            shutil.rmtree(stale, ignore_errors=True)
     acc.wait_for_everyone()
     acc.save_state(str(tmp))  # every process: DeepSpeed writes its own shards
     acc.wait_for_everyone()  # ... and its RNG state, which must be in before `tmp` is renamed
@@ -49,8 +52,13 @@ def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int,
         # `extra` last would let a resumed run's stale batches_done/trainer entries win
         state = {**extra, "batches_done": batches_done, "trainer": trainer.state_dict()}
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # last: marks it complete
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        if final.exists():  # saved again at the same step: set the old one aside, never delete it first
+            aside = out / f".old-checkpoint-{batches_done}"
+            os.replace(final, aside)
+            os.replace(tmp, final)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
         for old in checkpoints(out)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     acc.wait_for_everyone()
@@ -58,10 +66,13 @@ def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int,
 
 
 def load_checkpoint(trainer: PPOTrainer, path: str | Path) -> dict:
-    """Restore everything `save_checkpoint` wrote; returns its trainer_state.json."""
+    """Restore everything `save_checkpoint` wrote; returns its trainer_state.json. The run's
+    metrics.jsonl loses the rows logged after the checkpoint: the resumed run logs them again."""
     path = Path(path)
     trainer.accelerator.load_state(str(path))
     state = json.loads((path / STATE_FILE).read_text())
+    if trainer.accelerator.is_main_process:
+        rewind_metrics(path.parent, state["batches_done"])
     trainer.load_state_dict(state["trainer"])
     if trainer.ema is not None and (path / EMA_FILE).exists():
         saved = load_file(path / EMA_FILE)
