@@ -28,6 +28,7 @@ from ..errors import ConfigError, ModelError
 from ..models import check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer, resolve_model_path
 from ..reward import score_head
 from .config import PPOArguments
+from .trunk import frozen_depth
 
 
 class ActorCritic(nn.Module):
@@ -119,6 +120,7 @@ class RLHFEngine:
         self.ref = None if args.actor_lora_dim else self._frozen(load_causal_lm(
             dataclasses.replace(args.model_settings("actor"), gradient_checkpointing=False), tokenizer))
         self.reward = self._frozen(load_reward_model(args.model_settings("reward"), tokenizer))
+        self.trunk_depth = self._trunk_depths()
 
     # ---------------------------------------------------------------- views of the prepared module
 
@@ -139,6 +141,11 @@ class RLHFEngine:
             return self.ref(**inputs, use_cache=False).logits
         with self.actor.disable_adapter():  # LoRA: the SFT model is the actor without its adapter
             return self.model("actor", **inputs)
+
+    @property
+    def reference(self) -> nn.Module:
+        """The module the reference forward runs through (the actor itself under LoRA)."""
+        return self.ref if self.ref is not None else self.actor
 
     def reward_scores(self, **inputs) -> torch.Tensor:
         return self.reward(**inputs).logits.squeeze(-1)
@@ -172,6 +179,21 @@ class RLHFEngine:
                                  "...ForSequenceClassification); pass step 2's output")
             check_same_vocab(self.tokenizer, load_tokenizer(path, trust_remote_code=a.trust_remote_code),
                              a.actor_model_name_or_path, path)
+
+    def _trunk_depths(self) -> dict[str, int]:
+        """Frozen bottom blocks whose output each role can reuse (see trunk.py): the actor's for
+        the actor and the reference, the critic's for the critic and, when it is the same
+        checkpoint loaded the same way, the reward model."""
+        a = self.args
+        plugin = self.accelerator.state.deepspeed_plugin
+        if plugin is not None and plugin.zero_stage == 3:  # blocks are partitioned, gathered by hooks
+            return {"actor": 0, "critic": 0, "reward": 0}
+        # Dropout in the trunk would make a training pass differ from the recorded one.
+        actor = frozen_depth(self.actor) if a.disable_actor_dropout else 0
+        critic = frozen_depth(self.critic) if a.disable_critic_dropout else 0
+        same_reward = (a.reward_model_name_or_path == a.critic_model_name_or_path
+                       and a.reward_quantization == a.critic_quantization)
+        return {"actor": actor, "critic": critic, "reward": critic if same_reward else 0}
 
     def _frozen(self, model: nn.Module) -> nn.Module:
         model.requires_grad_(False)

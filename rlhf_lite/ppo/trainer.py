@@ -26,6 +26,7 @@ from transformers import GenerationConfig
 from ..errors import RLHFLiteError
 from .config import PPOArguments
 from .engine import RLHFEngine
+from .trunk import capture, replay
 from .maths import (ema_update, gae_advantages, kl_shaped_rewards, make_kl_controller, masked_mean,
                     masked_whiten, policy_loss, token_logprobs, value_loss)
 
@@ -74,6 +75,11 @@ class PPOTrainer:
         self.trained = {role: [p for p in getattr(engine, role).parameters() if p.requires_grad]
                         for role in ("actor", "critic")}
         self.ema = [p.detach().clone() for p in self.trained["actor"]] if args.enable_ema else None
+        # Reused frozen blocks (trunk.py); the reward model shares the critic's only if it reads
+        # the same inputs (its family takes position ids exactly when the actor's does).
+        self.trunk_depth = dict(engine.trunk_depth)
+        if self._positions["reward"] != self._positions["actor"]:
+            self.trunk_depth["reward"] = 0
 
     # ---------------------------------------------------------------- experience
 
@@ -121,11 +127,16 @@ class PPOTrainer:
         seq, mask, prompt_mask = seq[keep], mask[keep], prompt_mask[keep]
         attention_mask = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
 
+        engine, depth = self.engine, self.trunk_depth
         actor_inputs = self._inputs(seq, attention_mask, "actor")
-        logprobs = self._logprobs(functools.partial(model, "actor"), actor_inputs, seq, P)
-        ref_logprobs = self._logprobs(self.engine.reference_logits, actor_inputs, seq, P)
-        values = model("critic", **actor_inputs)[:, P - 1:-1].float()
-        scores = self.engine.reward_scores(**self._inputs(seq, attention_mask, "reward")).float()
+        with capture(engine.actor, depth["actor"]) as actor_trunk:
+            logprobs = self._logprobs(functools.partial(model, "actor"), actor_inputs, seq, P)
+        with replay(engine.reference, depth["actor"], actor_trunk):
+            ref_logprobs = self._logprobs(engine.reference_logits, actor_inputs, seq, P)
+        with capture(engine.critic, depth["critic"]) as critic_trunk:
+            values = model("critic", **actor_inputs)[:, P - 1:-1].float()
+        with replay(engine.reward, depth["reward"], critic_trunk):
+            scores = engine.reward_scores(**self._inputs(seq, attention_mask, "reward")).float()
         has_eos = (seq[:, P:] == self.eos_id).any(1)
         if self.args.no_eos_penalty:
             scores = scores - self.args.no_eos_penalty * (~has_eos).float()
@@ -134,6 +145,7 @@ class PPOTrainer:
         return {"seq": seq, "attention_mask": attention_mask, "prompt_len": P, "mask": mask,
                 "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values,
                 "scores": scores, "has_eos": has_eos, "n_empty": n_empty,
+                "trunk": {"actor": actor_trunk, "critic": critic_trunk},
                 "time_generation": generated - start, "time_scoring": time.perf_counter() - generated}
 
     # ---------------------------------------------------------------- training
@@ -190,9 +202,12 @@ class PPOTrainer:
         a, model, P = self.args, self.engine.model, exp["prompt_len"]
         seq, attention_mask, mask = exp["seq"][idx], exp["attention_mask"][idx], exp["mask"][idx]
         inputs = self._inputs(seq, attention_mask, "actor")
-        logprobs = self._logprobs(functools.partial(model, "actor"), inputs, seq, P)
+        trunk, depth = exp["trunk"], self.trunk_depth
+        with replay(self.engine.actor, depth["actor"], trunk["actor"], idx):
+            logprobs = self._logprobs(functools.partial(model, "actor"), inputs, seq, P)
         actor_loss, actor_stats = policy_loss(logprobs, exp["logprobs"][idx], advantages[idx], mask, a.cliprange)
-        values = model("critic", **inputs)[:, P - 1:-1].float()
+        with replay(self.engine.critic, depth["critic"], trunk["critic"], idx):
+            values = model("critic", **inputs)[:, P - 1:-1].float()
         critic_loss, critic_stats = value_loss(values, exp["values"][idx], returns[idx], mask, a.cliprange_value)
         loss = actor_loss + critic_loss
         ptx_loss = None
