@@ -101,7 +101,7 @@ def eval_commands(args) -> dict[str, list[str]]:
     if have("sft") and have("rm") and (out / "ppo" / "actor" / "config.json").is_file():
         cmds["ppo_eval"] = [*script("ppo_eval"), "--baseline", str(out / "sft"), "--model",
                             str(out / "ppo" / "actor"), "--reward", str(out / "rm"), "--data", data,
-                            "-n", "40", "--show", "3"]
+                            "--show", "3"]
     return {name: [*cmd, "--output", str(ev / f"{name}.json")] for name, cmd in cmds.items()}
 
 
