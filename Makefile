@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast clean
+.PHONY: install test test-fast clean bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,6 +33,14 @@ test-fast: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache outputs
+
+# The four benchmarks, each printing one JSON object into benchmarks/results/ (about 40 minutes on
+# 2 idle cores; the comparisons alternate their sides, but run them on an otherwise idle machine).
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_ppo.py
+	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_memory.py
 
 # ---- the pipeline steps: `make sft rm ppo PRESET=demo` (ACCELERATE_CONFIG=zero2 for DeepSpeed)
 PRESET ?= demo
