@@ -7,12 +7,13 @@
 from dataclasses import dataclass, field
 
 from datasets import Dataset
-from trl import SFTConfig, SFTTrainer
+from trl import SFTConfig
 
 from rlhf_lite.args import ModelArguments, ScriptArguments, parse
 from rlhf_lite.encoding import drop_long_prompts
 from rlhf_lite.errors import cli
 from rlhf_lite.models import load_causal_lm, load_tokenizer
+from rlhf_lite.sft_loss import AnswerOnlySFTTrainer
 from rlhf_lite.training import (MetricsFile, lora_optimizer, prepare_run, step_rows,
                                 train_and_export)
 
@@ -39,10 +40,10 @@ def main(argv=None):
 
     model = load_causal_lm(model_args.settings(training.gradient_checkpointing,
                                                training.trust_remote_code), tokenizer)
-    trainer = SFTTrainer(model=model, args=training, train_dataset=train,
-                         eval_dataset=evals if training.eval_strategy != "no" else None,
-                         processing_class=tokenizer, callbacks=[MetricsFile()],
-                         optimizers=(lora_optimizer(model, training, model_args), None))
+    trainer = AnswerOnlySFTTrainer(model=model, args=training, train_dataset=train,
+                                   eval_dataset=evals if training.eval_strategy != "no" else None,
+                                   processing_class=tokenizer, callbacks=[MetricsFile()],
+                                   optimizers=(lora_optimizer(model, training, model_args), None))
     train_and_export(trainer, resume, tokenizer, model_args)
 
 

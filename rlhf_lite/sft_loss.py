@@ -1,0 +1,52 @@
+"""Step 1's loss without projecting prompt and padding positions onto the vocabulary.
+
+TRL 1.16's SFTTrainer always computes its loss through a chunked "fused LM head". Without Triton
+(on a CPU) that falls back to PyTorch which scores every position, prompt and padding included,
+recomputes the head's matmul in the backward pass and makes several fp32 passes over
+tokens x vocabulary for its metrics: the demo's SFT steps ran at ~0.8x a hand-written loop
+(benchmarks/bench_train.py). Here the head runs only on the positions that carry a label, and
+the loss, normalisation and logged metrics are TRL's. Anything this does not cover (a GPU,
+several processes, DeepSpeed, custom losses, label smoothing, MoE auxiliary losses, soft-capped
+or scaled logits) goes through TRL's own path.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from trl import SFTTrainer
+
+
+class AnswerOnlySFTTrainer(SFTTrainer):
+    def _plain_loss_applies(self, model, inputs: dict, return_outputs: bool) -> bool:
+        config = self.accelerator.unwrap_model(model).config.get_text_config()
+        return (inputs["input_ids"].device.type == "cpu" and not return_outputs and "labels" in inputs
+                and "attention_mask" in inputs                and self.accelerator.num_processes == 1 and not self.is_deepspeed_enabled
+                and self.compute_loss_func is None and self.label_smoother is None
+                and self.args.loss_type == "nll" and not self.aux_loss_enabled
+                and not getattr(config, "final_logit_softcapping", None) and not getattr(config, "logit_scale", None))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self._plain_loss_applies(model, inputs, return_outputs):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mode = "train" if self.model.training else "eval"
+        unwrapped = self.accelerator.unwrap_model(model)
+        causal_lm = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
+        body_inputs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
+        hidden = causal_lm.base_model(**body_inputs).last_hidden_state[:, :-1]
+        labels = inputs["labels"][:, 1:]  # position t predicts token t + 1
+        scored = labels != -100
+        targets = labels[scored]
+        logits = causal_lm.get_output_embeddings()(hidden[scored]).float()
+        count = scored.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = F.cross_entropy(logits, targets, reduction="sum") / torch.as_tensor(count).clamp(min=1)
+
+        with torch.no_grad():  # TRL's metrics, over the same positions
+            valid = max(int(scored.sum()), 1)
+            logp = logits.log_softmax(-1)
+            self._metrics[mode]["entropy"].append(float(-(logp.exp() * logp).sum()) / valid)
+            self._metrics[mode]["mean_token_accuracy"].append(float((logits.argmax(-1) == targets).sum()) / valid)
+        if mode == "train":
+            self._total_train_tokens += int(inputs["attention_mask"].sum())
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss
