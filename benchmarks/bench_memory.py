@@ -51,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from saved_results import with_unrun_cases  # benchmarks/, the script's own folder
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_memory.json"
 GB = 2**30
@@ -282,15 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     report["planner_error"] = worst = max(abs(report[c]["planner_error"]) for c in cases)
     report["bound"] = BOUND
     print(json.dumps(report))
-    # The file keeps the latest result of every case (a run of one case leaves the other's).
-    saved = {}
-    if RESULTS.is_file():
-        try:
-            saved = json.loads(RESULTS.read_text(encoding="utf-8"))
-        except ValueError:
-            saved = {}
-    if saved.get("device") == a.device:
-        report = {**{c: saved[c] for c in CASES if c in saved and c not in cases}, **report}
+    report = with_unrun_cases(RESULTS, a.device, CASES, report)
     report["planner_error"] = max(abs(report[c]["planner_error"]) for c in CASES if c in report)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -77,6 +77,8 @@ from pathlib import Path
 
 import torch
 
+from saved_results import with_unrun_cases  # benchmarks/, the script's own folder
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_train.json"
 KINDS = ("sft", "rm")
@@ -501,14 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             r[f"{side}_fraction_of_peak"] = round(r[f"{side}_achieved_gflops"] / peak, 4)
         r["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
 
-    saved = {}
-    if RESULTS.is_file():
-        try:
-            saved = json.loads(RESULTS.read_text(encoding="utf-8"))
-        except ValueError:
-            saved = {}
-    if saved.get("device") == a.device:  # keep the latest result of a kind not run this time
-        results = {**{k: saved[k] for k in KINDS if k in saved and k not in results}, **results}
+    results = with_unrun_cases(RESULTS, a.device, KINDS, results)
     ratios = [results[k]["ratio_vs_torch"] for k in KINDS if k in results]
     report = {
         "benchmark": "bench_train",
