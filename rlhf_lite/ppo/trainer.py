@@ -26,9 +26,9 @@ from transformers import GenerationConfig
 from ..errors import RLHFLiteError
 from .config import PPOArguments
 from .engine import RLHFEngine
-from .trunk import capture, replay
 from .maths import (ema_update, gae_advantages, kl_shaped_rewards, make_kl_controller, masked_mean,
                     masked_whiten, policy_loss, token_logprobs, value_loss)
+from .trunk import capture, replay
 
 
 class NonFiniteError(RLHFLiteError):
