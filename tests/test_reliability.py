@@ -293,8 +293,18 @@ def test_ppo_crash_while_saving_keeps_the_last_checkpoint(tiny, ppo_reference, t
     assert not list(out.glob(".tmp-checkpoint-*"))  # the next save cleared what the crash left
 
 
+@pytest.fixture
+def sigint_is_ctrl_c():
+    """A test session started in the background inherits SIGINT ignored; these tests need what a
+    terminal's Ctrl-C gives a Python program (KeyboardInterrupt)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_ppo_at(monkeypatch, method: str, call: int, before: bool):
-    """Send this process SIGINT (a real Ctrl-C) in the `call`-th PPOTrainer.`method` call."""
+    """Send this process SIGINT (a real Ctrl-C) in the `call`-th PPOTrainer.`method` call
+    (tests using it take the sigint_is_ctrl_c fixture)."""
     real, calls = getattr(PPOTrainer, method), []
 
     def patched(self, *args, **kw):
@@ -308,6 +318,7 @@ def interrupt_ppo_at(monkeypatch, method: str, call: int, before: bool):
     monkeypatch.setattr(PPOTrainer, method, patched)
 
 
+@pytest.mark.usefixtures("sigint_is_ctrl_c")
 def test_ppo_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_from_it(tiny, ppo_reference, tmp_path, monkeypatch):
     out = tmp_path / "ppo"
     argv = ppo_args(tiny, out, "--save_steps", "0")  # no periodic checkpoint: Ctrl-C's own
@@ -325,6 +336,7 @@ def test_ppo_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_from_it(tiny, ppo_r
     assert_same_ppo_run(out, ppo_reference)
 
 
+@pytest.mark.usefixtures("sigint_is_ctrl_c")
 @pytest.mark.parametrize("method, call, before", [("generate_experience", 3, False), ("_update", 6, True)],
                          ids=["after-generating", "between-mini-batches"])
 def test_ppo_ctrl_c_mid_batch_resumes_to_the_uninterrupted_result(tiny, ppo_reference, tmp_path, monkeypatch,
