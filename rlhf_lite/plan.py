@@ -75,6 +75,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import ConfigError, RLHFLiteError, cli
 
@@ -438,19 +439,26 @@ def inference_bytes(m: ModelCount, B: int, T: int, d: int) -> int:
     return int(B * T * per_token)
 
 
-def logits_peaks(B: int, T: int, A: int, V: int, d: int) -> tuple[int, int]:
-    """(no-grad peak, training peak) of the actor's logits and `token_logprobs` over the answer.
+class LogitsPeaks(NamedTuple):
+    forward: int  # a no-grad forward's peak
+    training: int  # a training forward + backward's peak
+    kept: int  # what a training forward keeps for its backward
+
+
+def logits_peaks(B: int, T: int, A: int, V: int, d: int) -> LogitsPeaks:
+    """Peaks of the actor's logits and `token_logprobs` over the answer.
 
     Measured with resource/VmHWM on this CPU for fp32 and bf16 and A/T = 1/4, 1/2, 3/4 (within
     2%): X = B*T*V*d logits, U = B*A*V*4. No grad: X, the fp32 copy of the answer slice (16-bit
     logits only) and logsumexp's (x - max) temporary. Training: the same forward, then the
     backward holds logsumexp's saved input S (X for fp32: the slice keeps the whole tensor;
-    U otherwise) plus three U-sized gradients/temporaries.
+    U otherwise) plus three U-sized gradients/temporaries. The PPO engine asks for the logits
+    of the A + 1 positions that predict answer tokens only (T = A + 1).
     """
     X, U = B * T * V * d, B * A * V * 4
     forward = X + (U if d != 4 else 0) + U
     saved = X if d == 4 else U
-    return forward, max(forward, saved + 3 * U)
+    return LogitsPeaks(forward, max(forward, saved + 3 * U), saved)
 
 
 def sft_logits_bytes(m: ModelCount, B: int, T: int, d: int, device: str) -> int:
@@ -560,6 +568,7 @@ class PPOSettings:
     answer_len: int
     ema: bool = False
     ptx: bool = False
+    reuse: tuple[str, ...] = ()  # roles whose scoring forward is the first update's (not under ZeRO-3)
 
 
 COMPONENTS = ("weights", "gradients", "optimizer", "activations", "kv_cache", "logits", "runtime")
@@ -691,16 +700,24 @@ def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
     gathered = actor.weight_bytes - _weights_on_device(actor, hw) if hw.deepspeed and hw.zero_stage == 3 else 0
     phases = {"generation": resident | {"weights": resident["weights"] + gathered, "kv_cache": kv,
                                         "activations": prefill}}
-    # Scoring: no-grad forwards of actor, reference, critic and reward model over B x T tokens;
-    # the actor's (and reference's) logits are the largest part.
-    fwd_logits, _ = logits_peaks(Bg, T, A, actor.shape.vocab, d)
+    # Scoring: forwards of actor, reference, critic and reward model over B x T tokens; the
+    # actor's (and reference's) logits are the largest part. A reused actor / critic forward
+    # (PPOArguments.reuses_rollout_forward) is the first update's, so its graph stays alive
+    # through the reference and reward forwards.
+    fwd_logits = logits_peaks(Bg, A + 1, A, actor.shape.vocab, d).forward
+    train_logits = logits_peaks(Bt, A + 1, A, actor.shape.vocab, d)
     experience = Bg * T * 8 * 3 + Bg * A * 4 * 8
-    scoring_act = max(inference_bytes(x, Bg, T, d) for x in [actor, critic, *frozen]) + gather
-    phases["scoring"] = resident | {"activations": scoring_act + experience, "logits": fwd_logits}
+    reused = set() if hw.deepspeed and hw.zero_stage == 3 else set(s.reuse)
+    roles = {"actor": actor, "critic": critic}
+    kept = sum(training_activation_bytes(roles[r], Bg, T, d, device=hw.device) for r in reused)
+    no_grad = [roles[r] for r in roles if r not in reused] + frozen
+    scoring_act = max(inference_bytes(x, Bg, T, d) for x in no_grad) + gather
+    phases["scoring"] = resident | {"activations": kept + scoring_act + experience,
+                                    "logits": fwd_logits + (train_logits.kept if "actor" in reused else 0)}
     # Training: one mini-batch through actor and critic, kept for their summed backward.
-    _, train_logits = logits_peaks(Bt, T, A, actor.shape.vocab, d)
     act = (training_activation_bytes(actor, Bt, T, d, device=hw.device)
            + training_activation_bytes(critic, Bt, T, d, device=hw.device) + gather + experience)
+    train_logits = train_logits.training
     if s.ptx:
         # The pretraining mix: a language-modelling loss on the actor's full (B, T, V) logits.
         train_logits += Bt * T * actor.shape.vocab * (d + 8)
@@ -985,7 +1002,8 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
             generation_batch=args.per_device_generation_batch_size,
             training_batch=args.per_device_training_batch_size,
             prompt_len=args.max_prompt_seq_len, answer_len=args.max_answer_seq_len,
-            ema=args.enable_ema, ptx=bool(args.ptx_datasets))
+            ema=args.enable_ema, ptx=bool(args.ptx_datasets),
+            reuse=tuple(r for r in ("actor", "critic") if args.reuses_rollout_forward(r)))
     return Preset(name, {s: settings[s] for s in steps}, {s: defaults[s] for s in steps})
 
 

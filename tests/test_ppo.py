@@ -505,6 +505,8 @@ def test_ema_under_zero3_is_refused_before_loading_models(tiny, tmp_path):
 def test_accelerate_launch_with_deepspeed(tiny, tmp_path, zero, lora, processes):
     out = tmp_path / "out"
     extra = ["--actor_lora_dim", "4", "--critic_lora_dim", "4"] if lora else []
+    if zero == "zero2":  # one mini-batch per experience: the scoring forwards double as the update's
+        extra += ["--per_device_training_batch_size", "4"]
     proc = launch(tiny, out, zero, *extra, "--actor_learning_rate", "1e-3", "--critic_learning_rate", "1e-3",
                   processes=processes)
     assert proc.returncode == 0, proc.stderr[-5000:]

@@ -7,7 +7,7 @@ import torch
 
 from rlhf_lite.models import decoder_blocks, load_tokenizer
 from rlhf_lite.ppo import PPOArguments, PPOTrainer, PromptBatches, RLHFEngine, encode_prompts
-from rlhf_lite.ppo.trunk import capture, frozen_depth, replay
+from rlhf_lite.ppo.trunk import Recorded, capture, frozen_depth, replay
 from rlhf_lite.training import step_rows
 from tests.test_recipes import separable_pairs
 from tests.tiny_models import make_tiny_model
@@ -74,9 +74,20 @@ def test_replay_restores_the_blocks_and_matches_a_full_forward(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(make_tiny_model(tmp_path, "llama", "causal")).eval()
     ids = torch.randint(3, 50, (3, 7))
     blocks = list(decoder_blocks(model))
-    with torch.no_grad(), capture(model, 1) as trunk:
+    trunk = Recorded(ids.shape)
+    with torch.no_grad(), capture(model, 1, trunk):
         full = model(input_ids=ids).logits
     with torch.no_grad(), replay(model, 1, trunk, torch.tensor([2, 0])):
         replayed = model(input_ids=ids[[2, 0]]).logits
     torch.testing.assert_close(replayed, full[[2, 0]])
+    # a group of rows and columns at a time (padding.row_groups), into and out of the same record
+    part = Recorded(ids.shape)
+    for rows, columns in ((torch.tensor([0, 2]), slice(0, 7)), (torch.tensor([1]), slice(3, 7))):
+        with torch.no_grad(), capture(model, 1, part, rows, columns):
+            model(input_ids=ids[rows, columns])
+    torch.testing.assert_close(part.hidden[[0, 2]], trunk.hidden[[0, 2]])
+    with torch.no_grad(), replay(model, 1, part, torch.tensor([1]), slice(3, 7)):
+        replayed = model(input_ids=ids[[1], 3:]).logits
+    with torch.no_grad():
+        torch.testing.assert_close(replayed, model(input_ids=ids[[1], 3:]).logits)
     assert list(decoder_blocks(model)) == blocks

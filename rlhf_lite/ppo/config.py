@@ -143,6 +143,17 @@ class PPOArguments(ScriptArguments):
         if self.reward_model_name_or_path is None:
             self.reward_model_name_or_path = self.critic_model_name_or_path
 
+    def reuses_rollout_forward(self, role: str, zero_stage: int = 0) -> bool:
+        """Whether `role`'s ('actor' or 'critic') scoring forward, kept with its autograd graph, is
+        also the forward of the first PPO update after the rollout. It is when that update sees
+        the same weights, the same rows and no dropout: one experience (generation_batches 1) in
+        one mini-batch, the models untouched in between, and no ZeRO-3 (whose hooks re-partition
+        the weights between passes)."""
+        lora_dropout = self.lora_dropout if getattr(self, f"{role}_lora_dim") else 0.0
+        return (zero_stage != 3 and self.generation_batches == 1
+                and self.per_device_generation_batch_size <= self.per_device_training_batch_size
+                and getattr(self, f"disable_{role}_dropout") and lora_dropout == 0.0)
+
     def model_settings(self, role: str) -> ModelSettings:
         """ModelSettings of 'actor', 'critic' or 'reward'."""
         path = getattr(self, f"{role}_model_name_or_path")

@@ -25,6 +25,7 @@ from torch import nn
 from transformers import get_scheduler
 
 from ..errors import ConfigError, ModelError
+from ..host_memory import keep_freed_memory
 from ..models import check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer, resolve_model_path
 from ..reward import score_head
 from .config import PPOArguments
@@ -99,6 +100,8 @@ class RLHFEngine:
         args.critic_model_name_or_path = critic_model_name_or_path
         args.reward_model_name_or_path = args.reward_model_name_or_path or critic_model_name_or_path
         self.accelerator = accelerator or make_accelerator()
+        if self.accelerator.device.type == "cpu":
+            keep_freed_memory()
         self._check_models()
         self._configure_deepspeed()
 
@@ -125,8 +128,16 @@ class RLHFEngine:
             dataclasses.replace(args.model_settings("actor"), gradient_checkpointing=False), tokenizer))
         self.reward = self._frozen(load_reward_model(args.model_settings("reward"), tokenizer))
         self.trunk_depth = self._trunk_depths()
+        self.reuse_rollout_forward = {role: args.reuses_rollout_forward(role, self.zero_stage)
+                                      for role in ("actor", "critic")}
 
     # ---------------------------------------------------------------- views of the prepared module
+
+    @property
+    def zero_stage(self) -> int:
+        """DeepSpeed's ZeRO stage; 0 without DeepSpeed."""
+        plugin = self.accelerator.state.deepspeed_plugin
+        return plugin.zero_stage if plugin is not None else 0
 
     @property
     def unwrapped(self) -> ActorCritic:
@@ -159,8 +170,7 @@ class RLHFEngine:
         """The actor, with every ZeRO-3 shard gathered for the whole generate call (one
         all-gather instead of one per layer per token, which is both slow and prone to hangs
         when ranks stop at different lengths)."""
-        plugin = self.accelerator.state.deepspeed_plugin
-        if plugin is None or plugin.zero_stage != 3:
+        if self.zero_stage != 3:
             yield self.actor
             return
         import deepspeed
@@ -189,8 +199,7 @@ class RLHFEngine:
         the actor and the reference, the critic's for the critic and, when it is the same
         checkpoint loaded the same way, the reward model."""
         a = self.args
-        plugin = self.accelerator.state.deepspeed_plugin
-        if plugin is not None and plugin.zero_stage == 3:  # blocks are partitioned, gathered by hooks
+        if self.zero_stage == 3:  # blocks are partitioned, gathered by hooks
             return {"actor": 0, "critic": 0, "reward": 0}
         # Dropout in the trunk would make a training pass differ from the recorded one.
         actor = frozen_depth(self.actor) if a.disable_actor_dropout else 0
@@ -202,8 +211,7 @@ class RLHFEngine:
     def _frozen(self, model: nn.Module) -> nn.Module:
         model.requires_grad_(False)
         model.eval()
-        plugin = self.accelerator.state.deepspeed_plugin
-        if plugin is not None and plugin.zero_stage == 3:
+        if self.zero_stage == 3:
             from trl.models.utils import prepare_deepspeed  # partitions the frozen weights too
             return prepare_deepspeed(model, self.accelerator)
         if getattr(model, "is_quantized", False):

@@ -13,6 +13,7 @@ answer tokens, EOS included.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -28,7 +29,8 @@ from .config import PPOArguments
 from .engine import RLHFEngine
 from .maths import (ema_update, gae_advantages, kl_shaped_rewards, make_kl_controller, masked_mean,
                     masked_whiten, policy_loss, token_logprobs, value_loss)
-from .trunk import capture, replay
+from .padding import RowGroup, row_groups, stitch
+from .trunk import Recorded, capture, replay
 
 
 class NonFiniteError(RLHFLiteError):
@@ -89,14 +91,39 @@ class PPOTrainer:
             inputs["position_ids"] = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
         return inputs
 
-    @staticmethod
-    def _logprobs(forward, inputs: dict, seq: torch.Tensor, prompt_len: int) -> torch.Tensor:
-        """Log-probabilities of the answer tokens under `forward` (actor or reference)."""
-        answer_len = seq.shape[1] - prompt_len
-        # Logits only where they predict an answer token (position t predicts t+1): projecting
-        # every prompt position onto the whole vocabulary would be the costliest waste of a pass.
-        logits = forward(**inputs, logits_to_keep=answer_len + 1)
-        return token_logprobs(logits[:, -answer_len - 1:-1], seq[:, prompt_len:])
+    def _forward(self, role: str, seq: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
+                 trunk: Recorded, rows: torch.Tensor | None = None, record: bool = False) -> torch.Tensor:
+        """`role`'s output for every row: the answer tokens' log-probabilities under the actor or
+        the reference, the critic's values at the positions that predict them (both (B, A)) or
+        the reward model's scores (B,). Run group by group on the columns each group's tokens
+        span (padding.py). `trunk` holds the frozen blocks' output of the experience `rows`
+        (default: all of it) are from: `record` captures it, otherwise it is replayed."""
+        engine, model = self.engine, self.engine.model
+        module = {"actor": engine.actor, "reference": engine.reference,
+                  "critic": engine.critic, "reward": engine.reward}[role]
+        depth = self.trunk_depth[{"reference": "actor"}.get(role, role)]
+        kind = "reward" if role == "reward" else "actor"  # whose inputs (position ids or not)
+
+        def run(g: RowGroup) -> torch.Tensor:
+            columns, P = slice(g.start, g.stop), prompt_len - g.start
+            s = seq[g.positions, columns]
+            inputs = self._inputs(s, attention_mask[g.positions, columns], kind)
+            where = g.positions if rows is None else rows[g.positions]
+            with (capture if record else replay)(module, depth, trunk, where, columns):
+                if role == "reward":
+                    return engine.reward_scores(**inputs).float()
+                if role == "critic":
+                    return model("critic", **inputs)[:, P - 1:-1].float()
+                # Logits only where they predict an answer token (position t predicts t+1):
+                # projecting every prompt position onto the whole vocabulary would be the
+                # costliest waste of a pass.
+                forward = functools.partial(model, "actor") if role == "actor" else engine.reference_logits
+                answer_len = s.shape[1] - P
+                logits = forward(**inputs, logits_to_keep=answer_len + 1)
+                return token_logprobs(logits[:, -answer_len - 1:-1], s[:, P:])
+
+        width = None if role == "reward" else seq.shape[1] - prompt_len
+        return stitch(row_groups(attention_mask), run, width)
 
     @torch.no_grad()
     def generate_experience(self, prompt_batch: dict) -> dict | None:
@@ -127,16 +154,18 @@ class PPOTrainer:
         seq, mask, prompt_mask = seq[keep], mask[keep], prompt_mask[keep]
         attention_mask = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
 
-        engine, depth = self.engine, self.trunk_depth
-        actor_inputs = self._inputs(seq, attention_mask, "actor")
-        with capture(engine.actor, depth["actor"]) as actor_trunk:
-            logprobs = self._logprobs(functools.partial(model, "actor"), actor_inputs, seq, P)
-        with replay(engine.reference, depth["actor"], actor_trunk):
-            ref_logprobs = self._logprobs(engine.reference_logits, actor_inputs, seq, P)
-        with capture(engine.critic, depth["critic"]) as critic_trunk:
-            values = model("critic", **actor_inputs)[:, P - 1:-1].float()
-        with replay(engine.reward, depth["reward"], critic_trunk):
-            scores = engine.reward_scores(**self._inputs(seq, attention_mask, "reward")).float()
+        # The actor's and critic's passes record their frozen blocks' output for the reference's
+        # and reward model's (and the updates') to reuse (trunk.py).
+        trunk = {"actor": Recorded(seq.shape), "critic": Recorded(seq.shape)}
+        with self._graph_kept("actor"):
+            logprobs = self._forward("actor", seq, attention_mask, P, trunk["actor"], record=True)
+        ref_logprobs = self._forward("reference", seq, attention_mask, P, trunk["actor"])
+        with self._graph_kept("critic"):
+            values = self._forward("critic", seq, attention_mask, P, trunk["critic"], record=True)
+        # The outputs with their graphs: the first update's forward passes (see _update).
+        graph = {"step": self.global_step, "actor": logprobs, "critic": values}
+        logprobs, values = logprobs.detach(), values.detach()
+        scores = self._forward("reward", seq, attention_mask, P, trunk["critic"])
         has_eos = (seq[:, P:] == self.eos_id).any(1)
         if self.args.no_eos_penalty:
             scores = scores - self.args.no_eos_penalty * (~has_eos).float()
@@ -145,8 +174,25 @@ class PPOTrainer:
         return {"seq": seq, "attention_mask": attention_mask, "prompt_len": P, "mask": mask,
                 "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values,
                 "scores": scores, "has_eos": has_eos, "n_empty": n_empty,
-                "trunk": {"actor": actor_trunk, "critic": critic_trunk},
+                "trunk": trunk,
+                "graph": {k: v for k, v in graph.items() if not torch.is_tensor(v) or v.requires_grad},
                 "time_generation": generated - start, "time_scoring": time.perf_counter() - generated}
+
+    @contextlib.contextmanager
+    def _graph_kept(self, role: str):
+        """Run `role`'s scoring forward as a training forward when it will serve as the first
+        update's (engine.reuse_rollout_forward): with autograd on, in train mode (so gradient
+        checkpointing applies; without dropout both modes compute the same)."""
+        if not self.engine.reuse_rollout_forward[role]:
+            yield
+            return
+        model = self.engine.model
+        with torch.enable_grad():
+            model.train()
+            try:
+                yield
+            finally:
+                model.eval()
 
     # ---------------------------------------------------------------- training
 
@@ -201,13 +247,17 @@ class PPOTrainer:
     def _update(self, exp: dict, idx: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
         a, model, P = self.args, self.engine.model, exp["prompt_len"]
         seq, attention_mask, mask = exp["seq"][idx], exp["attention_mask"][idx], exp["mask"][idx]
-        inputs = self._inputs(seq, attention_mask, "actor")
-        trunk, depth = exp["trunk"], self.trunk_depth
-        with replay(self.engine.actor, depth["actor"], trunk["actor"], idx):
-            logprobs = self._logprobs(functools.partial(model, "actor"), inputs, seq, P)
+        # The scoring forward is this update's own when no step has changed the weights since and
+        # this mini-batch holds every row: then only the backward pass remains to be done.
+        graph = exp.pop("graph", {})
+        if graph.get("step") != self.global_step or len(idx) != len(exp["mask"]):
+            graph = {}
+        trunk = exp["trunk"]
+        logprobs = graph["actor"][idx] if "actor" in graph else \
+            self._forward("actor", seq, attention_mask, P, trunk["actor"], rows=idx)
         actor_loss, actor_stats = policy_loss(logprobs, exp["logprobs"][idx], advantages[idx], mask, a.cliprange)
-        with replay(self.engine.critic, depth["critic"], trunk["critic"], idx):
-            values = model("critic", **inputs)[:, P - 1:-1].float()
+        values = graph["critic"][idx] if "critic" in graph else \
+            self._forward("critic", seq, attention_mask, P, trunk["critic"], rows=idx)
         critic_loss, critic_stats = value_loss(values, exp["values"][idx], returns[idx], mask, a.cliprange_value)
         loss = actor_loss + critic_loss
         ptx_loss = None

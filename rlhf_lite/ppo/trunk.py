@@ -42,7 +42,7 @@ def frozen_depth(model: nn.Module) -> int:
     return min(trained, default=len(blocks))
 
 
-class _Recorded(nn.Module):
+class _StandIn(nn.Module):
     """Stands in for a bottom block: returns what the top frozen block returned (its input is ignored)."""
 
     def __init__(self, output):
@@ -53,35 +53,53 @@ class _Recorded(nn.Module):
         return self.output
 
 
+class Recorded:
+    """The output of a model's top frozen block for a batch of `shape` = (B, T) tokens, filled by
+    `capture` over all of it or a group of rows and columns at a time (padding.row_groups)."""
+
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = shape
+        self.hidden: torch.Tensor | None = None  # (B, T, hidden size), allocated by the first capture
+        self.as_tuple = False  # whether the block returns a tuple (older transformers blocks)
+
+
+Rows = torch.Tensor | slice
+
+
 @contextlib.contextmanager
-def capture(model: nn.Module, depth: int) -> Iterator[dict]:
-    """Yields a dict whose "hidden" is, after a forward of `model` inside the block, the output
-    of its block `depth - 1` (None when depth is 0)."""
-    out: dict = {"hidden": None}
+def capture(model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(None),
+            columns: slice = slice(None)) -> Iterator[None]:
+    """Inside the block, a forward of `model` over `rows` x `columns` of the recorded batch writes
+    the output of its block `depth - 1` there. No-op when depth is 0."""
     if depth == 0:
-        yield out
+        yield
         return
 
     def keep(module, args, output):
         hidden = output[0] if isinstance(output, tuple) else output
-        out["hidden"], out["tuple"] = hidden.detach(), isinstance(output, tuple)
+        if record.hidden is None:
+            record.hidden = hidden.new_zeros(*record.shape, hidden.shape[-1])
+            record.as_tuple = isinstance(output, tuple)
+        record.hidden[rows, columns] = hidden.detach()
 
     hook = decoder_blocks(model)[depth - 1].register_forward_hook(keep)
     try:
-        yield out
+        yield
     finally:
         hook.remove()
 
 
 @contextlib.contextmanager
-def replay(model: nn.Module, depth: int, recorded: dict | None, rows: torch.Tensor | None = None) -> Iterator[None]:
-    """Inside the block, forwards of `model` skip blocks 0..depth-1 and take `recorded` (from
-    `capture`, optionally only its `rows`) as their output. No-op when depth is 0 or nothing was recorded."""
-    if depth == 0 or recorded is None or recorded["hidden"] is None:
+def replay(model: nn.Module, depth: int, record: Recorded | None, rows: Rows = slice(None),
+           columns: slice = slice(None)) -> Iterator[None]:
+    """Inside the block, forwards of `model` (over `rows` x `columns` of the recorded batch) skip
+    blocks 0..depth-1 and take the recorded output as theirs. No-op when depth is 0 or nothing
+    was recorded."""
+    if depth == 0 or record is None or record.hidden is None:
         yield
         return
-    hidden = recorded["hidden"] if rows is None else recorded["hidden"][rows]
-    stand_in = _Recorded((hidden,) if recorded["tuple"] else hidden)
+    hidden = record.hidden[rows][:, columns]
+    stand_in = _StandIn((hidden,) if record.as_tuple else hidden)
     blocks = decoder_blocks(model)
     originals = [blocks[i] for i in range(depth)]
     for i in range(depth):
