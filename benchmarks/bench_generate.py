@@ -31,21 +31,11 @@ import time
 from pathlib import Path
 
 import torch
+from model_folders import fresh_head_critic  # benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_generate.json"
 EMBEDDED = "embedded:smollm2-135m"
-
-
-def fresh_head_critic(actor: Path, folder: Path) -> Path:
-    """What step 2 starts from: the actor with a fresh one-output score head, saved in `folder`."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    critic = folder / "critic"
-    model = AutoModelForSequenceClassification.from_pretrained(actor, num_labels=1, dtype=torch.float32)
-    model.config.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    model.save_pretrained(critic)
-    AutoTokenizer.from_pretrained(actor).save_pretrained(critic)
-    return critic
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     actor = Path(resolve_model_path(EMBEDDED))
     with tempfile.TemporaryDirectory() as folder:
-        critic = fresh_head_critic(actor, Path(folder))
+        critic = fresh_head_critic(actor, Path(folder) / "critic")
         args = PPOArguments(datasets=["demo"], data_split="2,4,4", output_dir=folder, report_to="none",
                             per_device_generation_batch_size=a.batch, per_device_training_batch_size=a.batch,
                             max_prompt_seq_len=a.prompt_len, max_answer_seq_len=a.new_tokens,

@@ -51,7 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from saved_results import with_unrun_cases  # benchmarks/, the script's own folder
+from model_folders import fresh_head_critic, save_folder  # benchmarks/, the script's own folder
+from saved_results import with_unrun_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_memory.json"
@@ -101,20 +102,13 @@ def _run(argv: list[str], env: dict, what: str) -> str:
 
 def prepare(case: str, folder: str) -> dict:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     out = Path(folder)
     if case == "demo":
         from rlhf_lite.models import resolve_model_path
         actor = Path(resolve_model_path("embedded:smollm2-135m"))
-        critic = out / "smollm2-rm"
-        if not (critic / "config.json").is_file():
-            # What step 2 starts from: the same model with a fresh one-output score head.
-            model = AutoModelForSequenceClassification.from_pretrained(actor, num_labels=1, dtype=torch.float32)
-            model.config.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-            model.save_pretrained(critic)
-            AutoTokenizer.from_pretrained(actor).save_pretrained(critic)
-        return {"actor": str(actor), "critic": str(critic)}
+        return {"actor": str(actor), "critic": str(fresh_head_critic(actor, out / "smollm2-rm"))}
 
     from transformers import AutoModelForCausalLM
 
@@ -133,8 +127,7 @@ def prepare(case: str, folder: str) -> dict:
                 config.num_labels = 1
                 model = AutoModelForSequenceClassification.from_config(config, dtype=torch.bfloat16)
             assert model.get_input_embeddings().num_embeddings == 50272
-            model.save_pretrained(path)
-            tokenizer.save_pretrained(path)
+            save_folder(model, tokenizer, path)
             del model
         paths[role] = str(path)
     return paths

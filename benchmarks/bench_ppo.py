@@ -53,8 +53,7 @@ pins); each case then loads both sides (~15 s each) and runs 2 x (1 + --repeats)
 The numbers are only as quiet as the machine: with other jobs running (a load average of 5 on
 these 2 cores) one iteration of the full model took 100-230 s, the default run 44 min,
 and one phase varied up to 10x between iterations. Run it on an idle machine (load_average in
-the JSON tells); there an iteration should take a fraction of that (the demo preset's PPO steps
-take ~14 s), but that was not measured here.
+the JSON tells); there an iteration takes 17-25 s and the default run about 8 minutes.
 
 On a GPU: run it from the project's .venv with CUDA torch (`make install` picks it when nvidia-smi
 is present). `--device cuda` puts both sides on the GPU; the TRL virtualenv then installs
@@ -72,7 +71,6 @@ import argparse
 import importlib.metadata
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -80,6 +78,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import IO
+
+from model_folders import fresh_head_critic, save_folder  # benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_ppo.json"
@@ -148,7 +148,7 @@ def prepare(folder: str, layers: int | None, batch: int, max_prompt_len: int) ->
     """Actor and critic folders (plain safetensors HF checkpoints, read by both sides) and the
     token ids of the first generation batch of the demo preset's PPO prompts."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from rlhf_lite.data import load_step_rows
     from rlhf_lite.models import load_tokenizer, resolve_model_path
@@ -160,24 +160,12 @@ def prepare(folder: str, layers: int | None, batch: int, max_prompt_len: int) ->
     depth = config.num_hidden_layers if layers is None else min(layers, config.num_hidden_layers)
     out = Path(folder) / f"smollm2-135m-{depth}l"
     paths = {"actor": out / "actor", "critic": out / "critic"}
-    for role, path in paths.items():
-        if (path / "config.json").is_file():
-            continue
+    if not (paths["actor"] / "config.json").is_file():
         config = AutoConfig.from_pretrained(source, num_hidden_layers=depth)
-        if role == "actor":
-            model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch.float32)
-        else:
-            # What step 2 starts from: the same network with a fresh, seeded one-output head.
-            config.num_labels, config.pad_token_id = 1, tokenizer.pad_token_id
-            torch.manual_seed(0)
-            model = AutoModelForSequenceClassification.from_pretrained(source, config=config, dtype=torch.float32)
-        staging = path.with_name(path.name + ".partial")  # renamed when complete: never half a folder
-        for stale in (staging, path):
-            shutil.rmtree(stale, ignore_errors=True)
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        os.replace(staging, path)
+        model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch.float32)
+        save_folder(model, tokenizer, paths["actor"])
         del model
+    fresh_head_critic(source, paths["critic"], num_hidden_layers=depth)
 
     args = PPOArguments(per_device_generation_batch_size=batch, per_device_training_batch_size=batch,
                         max_prompt_seq_len=max_prompt_len)
@@ -428,9 +416,12 @@ def main(argv: list[str] | None = None) -> int:
         "each side runs its own defaults where the settings do not reach: ours clips each model's gradient norm "
         "at 1.0 (DeepSpeed-Chat's default), TRL's PPO loop never clips; the optimizers are in 'optimizer' of "
         "each case (transformers' default for TRL is the fused AdamW)",
-        "TRL takes the actor's log-probabilities from the scores generate returns; ours runs one more actor "
-        "forward for them (its scoring = 4 forwards, TRL's = 3, but TRL's reference and training forwards "
-        "project every position on the vocabulary, ours only the answer's)",
+        "work each side does: TRL takes the actor's log-probabilities from the scores generate returns, runs "
+        "3 scoring forwards (reference, value, reward) and 2 training forwards (policy, value) on the full "
+        "padded batch; ours runs 4 scoring forwards (actor and critic with autograd on) whose graphs the "
+        "first update reuses (so no training forward in one epoch of one mini-batch), on groups of rows "
+        "that skip their shared padding, projects only the answer positions on the vocabulary, generates "
+        "with merged copies of the LoRA weights, and on a CPU keeps freed memory in the process",
         "the sampled answers differ between the sides (mean_score is a sanity check, not a comparison); their "
         "shapes are identical and checked",
         "medians of --repeats iterations after one warm-up; the sides alternate iteration by iteration; "

@@ -231,6 +231,7 @@ class ModelCount:
     lora_modules: frozenset  # short names of the LoRA-adapted linears
     head_trained: bool
     compute_bytes: int  # bytes of one activation value
+    lora_base_bytes: int = 0  # fp32 weights of LoRA-adapted linears (merged copies for generation)
 
 
 def _resolve_dtype(dtype: str, config) -> str:
@@ -295,6 +296,9 @@ def count_model(spec: ModelSpec) -> ModelCount:
                 quantized.add(id(module.weight))
     weight_bytes = params = trainable = trainable_bytes = largest = 0
     groups: dict[str, int] = {}
+    # engine.merged_lora: only unquantised fp32 layers are merged
+    lora_base = sum(m.base_layer.weight.numel() * 4 for m in model.modules() if hasattr(m, "lora_A")
+                    and m.base_layer.weight.dtype == torch.float32) if spec.quant == "none" else 0
     for name, p in model.named_parameters():
         n = p.numel()
         params += n
@@ -327,7 +331,7 @@ def count_model(spec: ModelSpec) -> ModelCount:
     block_params = max((sum(p.numel() for p in b.parameters()) for b in blocks), default=0)
     return ModelCount(spec, shape_of(config), params, weight_bytes, trainable, trainable_bytes,
                       tuple(sorted(groups.items())), largest, block_params, graph, full,
-                      frozenset(lora_modules), head_trained, DTYPE_BYTES.get(dtype, 4))
+                      frozenset(lora_modules), head_trained, DTYPE_BYTES.get(dtype, 4), lora_base)
 
 
 # --------------------------------------------------------------------------- activation formulas
@@ -694,11 +698,14 @@ def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
     gather = _zero3_gather([actor, critic, *frozen], hw)
 
     # Generation: the KV cache of every block for B x (P + A) tokens, the prefill's temporaries;
-    # ZeRO-3 gathers the whole actor for the generate call.
+    # ZeRO-3 gathers the whole actor for the generate call; otherwise fp32 LoRA layers compute
+    # with merged copies of their weights (engine.merged_lora; not under autocast).
     kv = 2 * actor.shape.layers * Bg * T * actor.shape.kv * d
     prefill = inference_bytes(actor, Bg, P, d) + 3 * Bg * actor.shape.vocab * 4
-    gathered = actor.weight_bytes - _weights_on_device(actor, hw) if hw.deepspeed and hw.zero_stage == 3 else 0
-    phases = {"generation": resident | {"weights": resident["weights"] + gathered, "kv_cache": kv,
+    zero3 = hw.deepspeed and hw.zero_stage == 3
+    gathered = actor.weight_bytes - _weights_on_device(actor, hw) if zero3 else 0
+    merged = 0 if zero3 else actor.lora_base_bytes
+    phases = {"generation": resident | {"weights": resident["weights"] + gathered + merged, "kv_cache": kv,
                                         "activations": prefill}}
     # Scoring: forwards of actor, reference, critic and reward model over B x T tokens; the
     # actor's (and reference's) logits are the largest part. A reused actor / critic forward

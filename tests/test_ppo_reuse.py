@@ -123,3 +123,41 @@ def test_when_the_scoring_forward_is_reused(settings, expected):
     args = PPOArguments(**({"per_device_generation_batch_size": 4, "per_device_training_batch_size": 4} | settings))
     assert {role: args.reuses_rollout_forward(role) for role in expected} == expected
     assert not args.reuses_rollout_forward("actor", zero_stage=3)
+
+
+def test_generation_uses_merged_lora_copies_and_leaves_the_base_weights_as_they_were(tmp_path):
+    from peft.tuners.lora import LoraLayer
+
+    from rlhf_lite.ppo.engine import merged_lora
+    trainer, prompts = make_trainer(tmp_path, actor_lora_dim=4)
+    actor = trainer.engine.actor
+    with torch.no_grad():
+        for name, p in actor.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.1)  # a trained adapter (PEFT starts B at zero)
+    base = {n: p.clone() for n, p in actor.named_parameters() if "lora_" not in n}
+    ids = torch.randint(3, 50, (2, 7))
+    with torch.no_grad():
+        expected = actor(input_ids=ids).logits
+        with actor.disable_adapter():
+            reference = actor(input_ids=ids).logits
+        calls: list = []
+        hooks = [m.lora_A.register_forward_hook(lambda *_: calls.append(1))
+                 for m in actor.modules() if isinstance(m, LoraLayer)]
+        with merged_lora(actor):
+            merged = actor(input_ids=ids).logits
+        for hook in hooks:
+            hook.remove()
+    assert calls == []  # one product per linear: the adapters did not run
+    torch.testing.assert_close(merged, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(expected, reference)  # the adapter matters, so the merge does too
+    assert all(torch.equal(p, base[n]) for n, p in actor.named_parameters() if "lora_" not in n)
+    # the engine generates inside it, and the answers are the ones the unmerged actor samples
+    _, batch = next(prompts.batches())
+    torch.manual_seed(0)
+    exp = trainer.generate_experience(batch)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        plain = actor.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                               generation_config=trainer.generation_config)
+    assert exp["n_empty"] == 0 and torch.equal(exp["seq"], plain)
