@@ -714,7 +714,7 @@ def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
     fwd_logits = logits_peaks(Bg, A + 1, A, actor.shape.vocab, d).forward
     train_logits = logits_peaks(Bt, A + 1, A, actor.shape.vocab, d)
     experience = Bg * T * 8 * 3 + Bg * A * 4 * 8
-    reused = set() if hw.deepspeed and hw.zero_stage == 3 else set(s.reuse)
+    reused = set() if zero3 else set(s.reuse)
     roles = {"actor": actor, "critic": critic}
     kept = sum(training_activation_bytes(roles[r], Bg, T, d, device=hw.device) for r in reused)
     no_grad = [roles[r] for r in roles if r not in reused] + frozen

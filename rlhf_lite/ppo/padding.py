@@ -29,10 +29,11 @@ class RowGroup:
 # two groups of 4 x 68 and 4 x 104 tokens ran 10% faster than one of 8 x 104, eight single
 # rows (30% fewer tokens) 15% slower. So a group must save this share of the batch's tokens.
 MIN_SAVING = 0.1
+MAX_GROUPS = 4
 MAX_CUTS = 32  # candidate boundaries searched (keeps the search small for large batches)
 
 
-def row_groups(attention_mask: Tensor, max_groups: int = 4, min_saving: float = MIN_SAVING) -> list[RowGroup]:
+def row_groups(attention_mask: Tensor, max_groups: int = MAX_GROUPS, min_saving: float = MIN_SAVING) -> list[RowGroup]:
     """Groups of rows (contiguous in prompt-length order) minimising the tokens computed, plus
     `min_saving` x the batch's tokens for each group."""
     mask = attention_mask.bool()

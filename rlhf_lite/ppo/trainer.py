@@ -29,7 +29,7 @@ from .config import PPOArguments
 from .engine import RLHFEngine
 from .maths import (ema_update, gae_advantages, kl_shaped_rewards, make_kl_controller, masked_mean,
                     masked_whiten, policy_loss, token_logprobs, value_loss)
-from .padding import RowGroup, row_groups, stitch
+from .padding import MAX_GROUPS, RowGroup, row_groups, stitch
 from .trunk import Recorded, capture, replay
 
 
@@ -123,7 +123,10 @@ class PPOTrainer:
                 return token_logprobs(logits[:, -answer_len - 1:-1], s[:, P:])
 
         width = None if role == "reward" else seq.shape[1] - prompt_len
-        return stitch(row_groups(attention_mask), run, width)
+        # Under ZeRO-3 every forward gathers the weights with the other processes, so all of them
+        # must run as many: one group each (still without the padding all its rows share).
+        groups = row_groups(attention_mask, max_groups=1 if engine.zero_stage == 3 else MAX_GROUPS)
+        return stitch(groups, run, width)
 
     @torch.no_grad()
     def generate_experience(self, prompt_batch: dict) -> dict | None:
