@@ -86,13 +86,13 @@ def test_grouped_forwards_give_the_numbers_of_one_padded_batch(tmp_path, monkeyp
 
     seen = []
 
-    def many(mask):  # as many groups as the rows allow
+    def many(mask, **_):  # as many groups as the rows allow
         groups = row_groups(mask, max_groups=8, min_saving=0.0)
         seen.append(len(groups))
         return groups
 
     grouped = two_steps(many)
-    whole = two_steps(lambda mask: [RowGroup(torch.arange(len(mask)), 0, mask.shape[1])])
+    whole = two_steps(lambda mask, **_: [RowGroup(torch.arange(len(mask)), 0, mask.shape[1])])
     assert max(seen) >= 2  # the data has prompts of different lengths
     for (exp_a, losses_a), (exp_b, losses_b) in zip(grouped, whole, strict=True):
         for a, b in zip(exp_a, exp_b, strict=True):
