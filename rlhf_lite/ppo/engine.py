@@ -46,8 +46,8 @@ def merged_lora(model: nn.Module):
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
     # The adapter is switched off for the whole model: only when every LoRA layer can be merged.
     if not layers or not all(isinstance(m, LoraLinear) and type(m.get_base_layer()) is nn.Linear
-                             and m.get_base_layer().weight.dtype == torch.float32 and not m.merged and not any(m.use_dora.get(a) for a in m.active_adapters)
-                             for m in layers):
+                             and m.get_base_layer().weight.dtype == torch.float32 and not m.merged
+                             and not any(m.use_dora.get(a) for a in m.active_adapters) for m in layers):
         yield
         return
     swapped = []

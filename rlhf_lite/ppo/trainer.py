@@ -91,12 +91,18 @@ class PPOTrainer:
             inputs["position_ids"] = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
         return inputs
 
+    def _groups(self, attention_mask: torch.Tensor) -> list[RowGroup]:
+        # Under ZeRO-3 every forward gathers the weights with the other processes, so all of them
+        # must run as many: one group each (still without the padding all its rows share).
+        return row_groups(attention_mask, max_groups=1 if self.engine.zero_stage == 3 else MAX_GROUPS)
+
     def _forward(self, role: str, seq: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
-                 trunk: Recorded, rows: torch.Tensor | None = None, record: bool = False) -> torch.Tensor:
+                 groups: list[RowGroup], trunk: Recorded, rows: torch.Tensor | None = None,
+                 record: bool = False) -> torch.Tensor:
         """`role`'s output for every row: the answer tokens' log-probabilities under the actor or
         the reference, the critic's values at the positions that predict them (both (B, A)) or
-        the reward model's scores (B,). Run group by group on the columns each group's tokens
-        span (padding.py). `trunk` holds the frozen blocks' output of the experience `rows`
+        the reward model's scores (B,). Run group by group (`groups`, from `_groups`) on the
+        columns each group's tokens span (padding.py). `trunk` holds the frozen blocks' output of the experience `rows`
         (default: all of it) are from: `record` captures it, otherwise it is replayed."""
         engine, model = self.engine, self.engine.model
         module = {"actor": engine.actor, "reference": engine.reference,
@@ -122,11 +128,7 @@ class PPOTrainer:
                 logits = forward(**inputs, logits_to_keep=answer_len + 1)
                 return token_logprobs(logits[:, -answer_len - 1:-1], s[:, P:])
 
-        width = None if role == "reward" else seq.shape[1] - prompt_len
-        # Under ZeRO-3 every forward gathers the weights with the other processes, so all of them
-        # must run as many: one group each (still without the padding all its rows share).
-        groups = row_groups(attention_mask, max_groups=1 if engine.zero_stage == 3 else MAX_GROUPS)
-        return stitch(groups, run, width)
+        return stitch(groups, run, None if role == "reward" else seq.shape[1] - prompt_len)
 
     @torch.no_grad()
     def generate_experience(self, prompt_batch: dict) -> dict | None:
@@ -160,15 +162,17 @@ class PPOTrainer:
         # The actor's and critic's passes record their frozen blocks' output for the reference's
         # and reward model's (and the updates') to reuse (trunk.py).
         trunk = {"actor": Recorded(seq.shape), "critic": Recorded(seq.shape)}
+        groups = self._groups(attention_mask)
         with self._graph_kept("actor"):
-            logprobs = self._forward("actor", seq, attention_mask, P, trunk["actor"], record=True)
-        ref_logprobs = self._forward("reference", seq, attention_mask, P, trunk["actor"])
+            logprobs = self._forward("actor", seq, attention_mask, P, groups, trunk["actor"], record=True)
+        ref_logprobs = self._forward("reference", seq, attention_mask, P, groups, trunk["actor"])
         with self._graph_kept("critic"):
-            values = self._forward("critic", seq, attention_mask, P, trunk["critic"], record=True)
+            values = self._forward("critic", seq, attention_mask, P, groups, trunk["critic"], record=True)
         # The outputs with their graphs: the first update's forward passes (see _update).
-        graph = {"step": self.global_step, "actor": logprobs, "critic": values}
+        graph = {"step": self.global_step} | {role: out for role, out in (("actor", logprobs), ("critic", values))
+                                              if out.requires_grad}
         logprobs, values = logprobs.detach(), values.detach()
-        scores = self._forward("reward", seq, attention_mask, P, trunk["critic"])
+        scores = self._forward("reward", seq, attention_mask, P, groups, trunk["critic"])
         has_eos = (seq[:, P:] == self.eos_id).any(1)
         if self.args.no_eos_penalty:
             scores = scores - self.args.no_eos_penalty * (~has_eos).float()
@@ -178,7 +182,7 @@ class PPOTrainer:
                 "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values,
                 "scores": scores, "has_eos": has_eos, "n_empty": n_empty,
                 "trunk": trunk,
-                "graph": {k: v for k, v in graph.items() if not torch.is_tensor(v) or v.requires_grad},
+                "graph": graph,
                 "time_generation": generated - start, "time_scoring": time.perf_counter() - generated}
 
     @contextlib.contextmanager
@@ -255,12 +259,12 @@ class PPOTrainer:
         graph = exp.pop("graph", {})
         if graph.get("step") != self.global_step or len(idx) != len(exp["mask"]):
             graph = {}
-        trunk = exp["trunk"]
+        trunk, groups = exp["trunk"], self._groups(attention_mask)
         logprobs = graph["actor"][idx] if "actor" in graph else \
-            self._forward("actor", seq, attention_mask, P, trunk["actor"], rows=idx)
+            self._forward("actor", seq, attention_mask, P, groups, trunk["actor"], rows=idx)
         actor_loss, actor_stats = policy_loss(logprobs, exp["logprobs"][idx], advantages[idx], mask, a.cliprange)
         values = graph["critic"][idx] if "critic" in graph else \
-            self._forward("critic", seq, attention_mask, P, trunk["critic"], rows=idx)
+            self._forward("critic", seq, attention_mask, P, groups, trunk["critic"], rows=idx)
         critic_loss, critic_stats = value_loss(values, exp["values"][idx], returns[idx], mask, a.cliprange_value)
         loss = actor_loss + critic_loss
         ptx_loss = None
