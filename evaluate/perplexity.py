@@ -6,26 +6,25 @@ loss = mean negative log-likelihood over every answer token and EOS given the pr
 weighted), ppl = exp(loss), n = rows used; rows whose prompt alone fills --max-length are skipped.
 """
 
-import argparse
 import math
 
 from rlhf_lite.encoding import drop_long_prompts
-from rlhf_lite.errors import ConfigError, cli
+from rlhf_lite.errors import ArgumentParser, ConfigError, cli
 from rlhf_lite.models import ModelSettings, load_causal_lm, load_tokenizer
 from rlhf_lite.scoring import (add_eval_data_arguments, answer_nll, eval_device, load_eval_rows,
                                print_table, write_json)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="causal LM: local directory, hub id or embedded:smollm2-135m")
     p.add_argument("--data", required=True, help="dataset name or path (as in the recipes' datasets)")
     add_eval_data_arguments(p, "rows")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = parser().parse_args(argv)
     rows = load_eval_rows(args.data, args.split, args.data_dir, args.n)
     tokenizer = load_tokenizer(args.model)
     rows = drop_long_prompts(tokenizer, rows, args.max_length, args.split)

@@ -1,79 +1,104 @@
 """Side-by-side generations of a baseline and a fine-tuned model on fixed prompts.
 
     python evaluate/prompt_eval.py --baseline embedded:smollm2-135m --finetuned out/sft \
-        [--language en|zh] [--prompts FILE] [--sample] [--beams 4] [--output gen.json]
+        [--language en|zh | --open | --prompts FILE] [--judge out/judge] [--sample] [--beams 4] [--output gen.json]
 
-Greedy always; --sample adds a sampled answer (--temperature, --top-p, --seed) and --beams N a
-beam-search one. --prompts FILE: one prompt per line, or a .json list; bare questions are wrapped
-into the Human/Assistant dialogue. The models are loaded one after the other, each with its own
-tokenizer.
+The prompts: DeepSpeed-Chat's six of --language (default), every fixed open prompt of both
+languages (--open, rlhf_lite/data/open_prompts.json), or --prompts FILE (one per line, or a .json
+list; bare questions are wrapped into the Human/Assistant dialogue). Greedy always; --sample adds
+a sampled answer (--temperature, --top-p, --seed) and --beams N a beam-search one. Each model's
+answers get degeneration measures (distinct-1/2, repeated 3-grams, echoes of the question, answers
+under 3 tokens, mean length, share ending with EOS) and, with --judge, the judge reward model's
+mean score. The models are loaded one after the other, each with its own tokenizer.
 """
-
-import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-from rlhf_lite.data.rows import dialogue
-from rlhf_lite.models import ModelSettings, load_causal_lm, load_tokenizer
-from rlhf_lite.scoring import eval_device, generate, positive_int, read_prompts, write_json
-from rlhf_lite.errors import cli
+from rlhf_lite.data.rows import answer
+from rlhf_lite.degeneration import degeneration
+from rlhf_lite.errors import ArgumentParser, cli
+from rlhf_lite.judging import LANGUAGES, open_prompts
+from rlhf_lite.models import ModelSettings, check_model_kind, load_causal_lm, load_reward_model, load_tokenizer
+from rlhf_lite.ranges import option
+from rlhf_lite.scoring import eval_device, generate_ids, print_table, read_prompts, score_texts, write_json
 
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:  # evaluate/prompts.py, also when this file is imported from elsewhere
-    sys.path.insert(0, HERE)
-from prompts import PROMPTS  # noqa: E402
+ROLES = ("baseline", "finetuned")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--baseline", required=True, help="model before fine-tuning (directory or hub id)")
     p.add_argument("--finetuned", required=True, help="model after fine-tuning (directory or hub id)")
-    p.add_argument("--language", choices=sorted(PROMPTS), default="en", help="which fixed prompts")
-    p.add_argument("--prompts", help="file of prompts instead (.txt one per line, or .json list)")
-    p.add_argument("--max-new-tokens", type=positive_int, default=64)
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--language", choices=LANGUAGES, default="en", help="DeepSpeed-Chat's six prompts in it")
+    which.add_argument("--open", action="store_true", help="every fixed open prompt, English and Chinese")
+    which.add_argument("--prompts", help="file of prompts instead (.txt one per line, or .json list)")
+    p.add_argument("--judge", help="a reward model that scores every answer")
+    p.add_argument("--max-new-tokens", type=option("max_new_tokens"), default=64)
+    p.add_argument("--batch-size", type=option("batch_size"), default=8)
     p.add_argument("--sample", action="store_true", help="also sample an answer")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=42, help="for --sample")
-    p.add_argument("--beams", type=positive_int, help="also a beam-search answer with N beams")
+    p.add_argument("--temperature", type=option("temperature"), default=0.7)
+    p.add_argument("--top-p", type=option("top_p"), default=0.9)
+    p.add_argument("--seed", type=option("seed"), default=42, help="for --sample")
+    p.add_argument("--beams", type=option("beams"), help="also a beam-search answer with N beams")
     p.add_argument("--output", help="also write the generations to this JSON file")
-    args = p.parse_args(argv)
-    if args.temperature <= 0 or not 0 < args.top_p <= 1:
-        p.error("--temperature must be > 0 and --top-p in (0, 1]")
-    return args
+    return p
 
 
-def answers(name: str, prompts: list[str], args) -> dict[str, list[str]]:
-    """{mode: one answer per prompt} of the model `name`."""
+def answers(name: str, prompts: list[str], args) -> dict[str, dict]:
+    """{mode: {"texts", "measures"}} of the model `name`."""
     tokenizer = load_tokenizer(name, padding_side="left")
     model = eval_device(load_causal_lm(ModelSettings(name), tokenizer))
-    run = lambda **kw: generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens,  # noqa: E731
-                                batch_size=args.batch_size, **kw)
-    out = {"greedy": run()}
-    if args.sample:
+    out = {}
+    modes = {"greedy": {}, **({"sample": dict(do_sample=True, temperature=args.temperature, top_p=args.top_p)}
+                              if args.sample else {}), **({"beam": dict(num_beams=args.beams)} if args.beams else {})}
+    for mode, settings in modes.items():
         torch.manual_seed(args.seed)
-        out["sample"] = run(do_sample=True, temperature=args.temperature, top_p=args.top_p)
-    if args.beams:
-        out["beam"] = run(num_beams=args.beams)
+        ids = generate_ids(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens,
+                           batch_size=args.batch_size, **settings)
+        texts = [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        out[mode] = {"texts": texts, "measures": degeneration(prompts, ids, texts, tokenizer.eos_token_id)}
     return out
 
 
+def judge_scores(path: str, prompts: list[str], generated: dict) -> None:
+    """Add the judge's mean score to every model's and mode's measures (and per answer)."""
+    tokenizer = load_tokenizer(path)
+    model = eval_device(load_reward_model(ModelSettings(path), tokenizer))
+    for modes in generated.values():
+        for result in modes.values():
+            texts = [p + answer(t) + (tokenizer.eos_token or "") for p, t in zip(prompts, result["texts"])]
+            result["judge"] = score_texts(model, tokenizer, texts)
+            result["measures"]["judge"] = sum(result["judge"]) / len(result["judge"])
+
+
 def main(argv=None):
-    args = parse_args(argv)
-    prompts = read_prompts(args.prompts) if args.prompts else [dialogue(q) for q in PROMPTS[args.language]]
-    generated = {role: answers(getattr(args, role), prompts, args) for role in ("baseline", "finetuned")}
-    result = {"language": args.language, "prompts": [
-        {"prompt": prompt, **{role: {mode: texts[i] for mode, texts in generated[role].items()}
-                              for role in generated}} for i, prompt in enumerate(prompts)]}
+    args = parser().parse_args(argv)
+    if args.prompts:
+        prompts = read_prompts(args.prompts)
+    else:
+        prompts = open_prompts() if args.open else open_prompts((args.language,), first=6)
+    for role in ROLES:  # both before either generates
+        check_model_kind(getattr(args, role), "causal_lm")
+    if args.judge:
+        check_model_kind(args.judge, "reward_model")
+    generated = {role: answers(getattr(args, role), prompts, args) for role in ROLES}
+    if args.judge:
+        judge_scores(args.judge, prompts, generated)
+    result = {"prompts": [
+        {"prompt": prompt, **{role: {mode: r["texts"][i] for mode, r in generated[role].items()} for role in ROLES}}
+        for i, prompt in enumerate(prompts)],
+        "measures": {role: {mode: r["measures"] for mode, r in modes.items()} for role, modes in generated.items()}}
     for i, item in enumerate(result["prompts"], 1):
         print(f"{'=' * 30} prompt {i}/{len(prompts)} {'=' * 30}\n{item['prompt'].strip()}")
         for mode in item["baseline"]:
-            for role in ("baseline", "finetuned"):
-                print(f"--- {role} ({mode}) ---\n{item[role][mode]}")
+            for role in ROLES:
+                score = f", judge {generated[role][mode]['judge'][i - 1]:.3f}" if args.judge else ""
+                print(f"--- {role} ({mode}{score}) ---\n{item[role][mode]}")
         print()
+    keys = list(result["measures"]["baseline"]["greedy"])
+    print_table([(f"{role} {mode}", *(m[k] for k in keys)) for role, modes in result["measures"].items()
+                 for mode, m in modes.items()], header=("model", *keys))
     write_json(args.output, result)
     return result
 

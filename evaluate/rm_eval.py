@@ -7,27 +7,25 @@ A score is the model's single logit on prompt + answer + EOS (truncated to --max
 accuracy is the share of pairs whose chosen answer scores higher than the rejected one.
 """
 
-import argparse
-
 from rlhf_lite.encoding import drop_long_prompts
 from rlhf_lite.models import ModelSettings, load_reward_model, load_tokenizer
 from rlhf_lite.scoring import (add_eval_data_arguments, eval_device, load_eval_rows, pair_metrics,
                                pair_texts, print_table, read_pairs, score_texts, write_json)
-from rlhf_lite.errors import cli
+from rlhf_lite.errors import ArgumentParser, cli
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="reward model: local directory or hub id")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="dataset name or path with chosen and rejected answers")
     source.add_argument("--pairs", help=".json list or .jsonl of {prompt, chosen, rejected} to score")
     add_eval_data_arguments(p, "pairs")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = parser().parse_args(argv)
     if args.pairs:
         rows = read_pairs(args.pairs)[: args.n]
     else:

@@ -7,7 +7,6 @@
 import sys
 
 from accelerate.utils import set_seed
-from tqdm.auto import tqdm
 
 from rlhf_lite.args import claim_output_dir, parse, preset_name, run_record
 from rlhf_lite.errors import cli
@@ -17,6 +16,7 @@ from rlhf_lite.ppo import (NonFiniteError, PPOArguments, PPOTrainer, PromptBatch
                            ptx_batches, save_checkpoint, total_updates)
 from rlhf_lite.ppo.engine import make_accelerator
 from rlhf_lite.metrics import append_metrics
+from rlhf_lite.progress import Progress, write
 from rlhf_lite.training import DeferredInterrupt, step_rows
 
 
@@ -43,29 +43,29 @@ def main(argv=None):
                                           accelerator.device, skip=trainer.global_step)
     accelerator.init_trackers("runs")
 
-    buffer, done = [], state["batches_done"]
+    buffer, done, shown = [], state["batches_done"], {}
     trained = done  # batches whose experience has been trained on
-    bar = tqdm(total=len(prompts), initial=done, desc="ppo", disable=not accelerator.is_main_process)
+    bar = Progress(len(prompts), "ppo", initial=done, disable=not accelerator.is_main_process)
     try:
         with DeferredInterrupt() as interrupt:
             for step, batch in prompts.batches(done):
                 exp = trainer.generate_experience(batch)
                 buffer += [exp] if exp is not None else []
                 if exp is None:
-                    tqdm.write(f"batch {step + 1}: every answer was only EOS; nothing to train on", file=sys.stderr)
+                    write(f"batch {step + 1}: every answer was only EOS; nothing to train on", sys.stderr)
                 done = step + 1
                 if done % args.generation_batches and done < len(prompts):
                     continue
                 if buffer:
                     trainer.train_rlhf(buffer)
                     trained = done
-                    log(trainer, state, done, args, accelerator, bar)
+                    shown = log(trainer, state, done, args, accelerator, len(prompts))
                     if args.print_answers_interval and done % args.print_answers_interval == 0:
                         print_answers(tokenizer, buffer[-1], done, accelerator)
                 buffer, trained = [], done
                 if args.save_steps and done % args.save_steps == 0:
                     save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
-                bar.update(done - bar.n)
+                bar.update(done - bar.n, **shown)
                 if done < len(prompts) and interrupt.on_any_process(accelerator.device):
                     raise KeyboardInterrupt  # Ctrl-C: stop where everything generated has been trained on
     except (NonFiniteError, KeyboardInterrupt) as err:
@@ -82,16 +82,17 @@ def main(argv=None):
     accelerator.end_training()
 
 
-def log(trainer, state, done, args, accelerator, bar):
+def log(trainer, state, done, args, accelerator, total) -> dict:
+    """Record the update's statistics; returns what the progress bar shows."""
     stats = trainer.stats
     score = stats["reward/score"]
     state["reward_ema"] = score if state["reward_ema"] is None else 0.9 * state["reward_ema"] + 0.1 * score
     stats["reward/score_ema"] = state["reward_ema"]
-    bar.set_postfix(reward=f"{score:.3f}", kl=f"{stats['kl/sequence']:.3f}")
-    if done % args.logging_steps == 0 or done == bar.total:
+    if done % args.logging_steps == 0 or done == total:
         accelerator.log(stats, step=done)
         if accelerator.is_main_process:
             append_metrics(args.output_dir, {"step": done, **stats})
+    return {"reward": score, "kl": stats["kl/sequence_k3"]}
 
 
 def print_answers(tokenizer, exp, done, accelerator):
@@ -99,7 +100,7 @@ def print_answers(tokenizer, exp, done, accelerator):
         P = exp["prompt_len"]
         prompt = tokenizer.decode(exp["seq"][0, :P], skip_special_tokens=True).strip()
         answer = tokenizer.decode(exp["seq"][0, P:], skip_special_tokens=True).strip()
-        tqdm.write(f"--- step {done} | score {exp['scores'][0]:.3f}\n{prompt}\n>>> {answer}")
+        write(f"--- step {done} | score {exp['scores'][0]:.3f}\n{prompt}\n>>> {answer}")
 
 
 if __name__ == "__main__":

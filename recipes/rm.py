@@ -23,11 +23,14 @@ class RMArguments(ScriptArguments):
     reward_loss: str = field(default="last_token", metadata={
         "help": "last_token (TRL's) or divergence (DeepSpeed-Chat's: every token after the "
                 "first one where chosen and rejected differ)", "choices": REWARD_LOSSES})
+    data_share: int = field(default=1, metadata={
+        "help": "the share of data_split trained on: 1, step 2's (default); 2, step 3's, for a judge "
+                "reward model that never saw step 2's pairs"})
 
 
 def main(argv=None):
     script, model_args, training = parse([RMArguments, ModelArguments, RewardConfig], "rm", argv)
-    train_rows, eval_rows = step_rows(script, part=1, seed=training.seed, need_pairs=True)
+    train_rows, eval_rows = step_rows(script, part=script.data_share, seed=training.seed, need_pairs=True)
     resume = prepare_run(training, script, model_args)
 
     tokenizer = load_tokenizer(model_args.model_name_or_path,
@@ -35,8 +38,8 @@ def main(argv=None):
     train = Dataset.from_list(encode_pairs(tokenizer, train_rows, training.max_length, "train"))
     evals = Dataset.from_list(encode_pairs(tokenizer, eval_rows, training.max_length, "eval"))
 
-    model = load_reward_model(model_args.settings(training.gradient_checkpointing,
-                                                  training.trust_remote_code), tokenizer)
+    model = load_reward_model(model_args.settings(training.activation_checkpointing,
+                                                  training.trust_remote_code), tokenizer, trained=False)
     trainer = PairwiseRewardTrainer(
         model=model, args=training, train_dataset=train,
         eval_dataset=evals if training.eval_strategy != "no" else None,

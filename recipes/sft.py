@@ -38,7 +38,7 @@ def main(argv=None):
     train = Dataset.from_list(to_examples(train_rows, "train"))
     evals = Dataset.from_list(to_examples(eval_rows, "eval"))
 
-    model = load_causal_lm(model_args.settings(training.gradient_checkpointing,
+    model = load_causal_lm(model_args.settings(training.activation_checkpointing,
                                                training.trust_remote_code), tokenizer)
     trainer = AnswerOnlySFTTrainer(model=model, args=training, train_dataset=train,
                                    eval_dataset=evals if training.eval_strategy != "no" else None,

@@ -9,6 +9,7 @@ output folder holding another run -- fails here, before a model is loaded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .models import LoraSettings, ModelSettings
+from .ranges import check_fields
 
 RUN_FILE = "run_config.json"
 # Fields that may change between a run and its resumption without making it another run.
@@ -88,26 +90,53 @@ class ScriptArguments:
 
 def parse(dataclass_types: list, step: str, argv: list[str] | None = None):
     """Parse config + overrides into the dataclasses; fill the step's defaults."""
-    from trl import TrlParser
     argv = sys.argv[1:] if argv is None else list(argv)
     config = _config_path(argv)
-    has_bf16 = any("bf16" in {f.name for f in dataclasses.fields(d)} for d in dataclass_types)
-    if has_bf16 and "--bf16" not in argv and not _yaml_sets(config, "bf16") and not _has_gpu():
+    if config:
+        read_config(config)  # a missing file or bad YAML is said before anything else
+    fields = {f.name for d in dataclass_types for f in dataclasses.fields(d)}
+    given = lambda key: _argv_sets(argv, key) or _yaml_sets(config, key)  # noqa: E731
+    gpu = _has_gpu()
+    if not gpu:
+        # DeepSpeed (imported while the arguments are checked) would pick the CPU as well, but says
+        # so in a warning from every process; naming it is its documented way to choose.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "bf16" in fields and not given("bf16") and not gpu:
         # TRL turns bf16 autocast on by default (and exports it to accelerate's environment while
         # parsing); on a CPU without bf16 units that makes training ~15x slower.
         argv += ["--bf16", "false"]
-    parser = TrlParser(dataclass_types)
+    if "activation_checkpointing" in fields and not given("activation_checkpointing") \
+            and not given("gradient_checkpointing"):
+        # TRL's configs default transformers' deprecated name (gradient_checkpointing: true), which
+        # warns in every run; its value under the current name says the same without the warning.
+        argv += ["--activation_checkpointing", "true"]
+    parser = _recipe_parser()(dataclass_types)
     try:
         parsed = parser.parse_args_and_config(argv)
     except ValueError as e:  # unknown keys in the YAML, or values transformers rejects
-        raise ConfigError(str(e)) from None
+        raise ConfigError(" ".join(str(e).split())) from None
+    for obj in parsed:
+        check_fields(obj)
     training = next(p for p in parsed if hasattr(p, "output_dir"))
     preset = preset_name(argv)
-    if "--output_dir" not in argv and not _yaml_sets(config, "output_dir"):
-        training.output_dir = str(Path("outputs") / preset / step)
-    if "--report_to" not in argv and not _yaml_sets(config, "report_to"):
+    if not given("output_dir"):  # named after the config: outputs/demo/judge for configs/demo/judge.yaml
+        training.output_dir = str(Path("outputs") / preset / (Path(config).stem if config else step))
+    if not given("report_to"):
         training.report_to = "tensorboard" if isinstance(training.report_to, str) else ["tensorboard"]
     return parsed
+
+
+@functools.cache
+def _recipe_parser():
+    from trl import TrlParser
+
+    class RecipeParser(TrlParser):
+        """TRL's parser, its mistakes (a wrong type, a bad choice) one line as all others."""
+
+        def error(self, message):
+            self.exit(2, f"error: {message} (see --help)\n")
+
+    return RecipeParser
 
 
 def preset_name(argv: list[str]) -> str:
@@ -130,12 +159,32 @@ def _config_path(argv: list[str]) -> str | None:
     return None
 
 
+def _argv_sets(argv: list[str], key: str) -> bool:
+    return any(a == f"--{key}" or a.startswith(f"--{key}=") for a in argv)
+
+
 def _yaml_sets(config: str | None, key: str) -> bool:
-    if not config:
-        return False
+    return bool(config) and key in read_config(config)
+
+
+def read_config(path: str) -> dict:
+    """A recipe's YAML config as a mapping; a missing file or bad YAML is one ConfigError line."""
     import yaml
-    with open(config, encoding="utf-8") as fh:
-        return key in (yaml.safe_load(fh) or {})
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file '{path}': {e}") from None
+    try:
+        content = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file '{path}' must hold `key: value` lines, not a {type(content).__name__}")
+    return content
 
 
 def run_record(*parsed) -> dict:

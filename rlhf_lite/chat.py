@@ -10,16 +10,16 @@ stream as they are generated and end at EOS or where the model starts the next "
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from .data.rows import ASSISTANT, HUMAN
-from .errors import ConfigError, cli
+from .errors import ArgumentParser, ConfigError, cli
 from .models import ModelSettings, load_causal_lm, load_tokenizer
-from .scoring import eval_device, positive_int
+from .ranges import option
+from .scoring import eval_device
 
 
 def cut_turn(text: str) -> str:
@@ -111,23 +111,20 @@ class Chat:
         return answer
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m rlhf_lite.chat", description=__doc__.splitlines()[0])
     p.add_argument("--path", required=True, help="model directory (or hub id) with its tokenizer")
-    p.add_argument("--max-new-tokens", type=positive_int, default=128)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--max-new-tokens", type=option("max_new_tokens"), default=128)
+    p.add_argument("--temperature", type=option("temperature"), default=0.7)
+    p.add_argument("--top-p", type=option("top_p"), default=0.9)
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    p.add_argument("--max-history-tokens", type=positive_int,
+    p.add_argument("--max-history-tokens", type=option("max_history_tokens"),
                    help="cap on prompt tokens (default: the model's context minus --max-new-tokens)")
-    args = p.parse_args(argv)
-    if args.temperature <= 0 or not 0 < args.top_p <= 1:
-        p.error("--temperature must be > 0 and --top-p in (0, 1]")
-    return args
+    return p
 
 
 def main(argv=None, input_fn=input, out=None) -> None:
-    args = parse_args(argv)
+    args = parser().parse_args(argv)
     if out is None:
         out = sys.stdout
         for stream in (sys.stdin, sys.stdout):  # a mis-encoded byte must not end the session

@@ -4,6 +4,7 @@ Command-line entry points run through `cli`, which prints the message of an `RLH
 library callers can catch the precise subclass.
 """
 
+import argparse
 import sys
 
 
@@ -21,6 +22,13 @@ class ModelError(RLHFLiteError):
 
 class ConfigError(RLHFLiteError):
     """A configuration key or value is unknown, of the wrong type or inconsistent."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes are one line, as every other user mistake (see `cli`)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def cli(main):

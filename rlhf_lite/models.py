@@ -21,7 +21,6 @@ import pickle
 import re
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -41,6 +40,11 @@ from transformers import (
 
 from rlhf_lite import embedded
 from rlhf_lite.errors import ConfigError, ModelError
+from rlhf_lite.quiet import logger_silenced, warning_silenced
+
+# PEFT probes transformers 5's deprecated `is_gradient_checkpointing` on every model it wraps; the
+# FutureWarning is about PEFT's code, not the user's.
+PEFT_PROBE = ".*is_gradient_checkpointing"
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +174,52 @@ def _check_model_dir(path: str) -> None:
             "or point to the base model"
         )
     raise ModelError(f"'{path}' has no config.json, so it is not a Hugging Face model directory")
+
+
+def check_weight_files(path: str) -> None:
+    """Refuse a model folder whose safetensors files are truncated or corrupt, naming the file
+    (the header tells how many bytes of tensors follow; reading it costs nothing)."""
+    from safetensors import SafetensorError, safe_open
+    p = Path(path)
+    for f in sorted(p.glob("*.safetensors")) if p.is_dir() else []:
+        try:
+            with safe_open(str(f), "pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise ModelError(f"weights file '{f}' is truncated or corrupt ({str(err).splitlines()[0]}); "
+                             "copy or download it again") from None
+
+
+def kind_error(config: PretrainedConfig, name: str, want: str) -> str | None:
+    """Why a checkpoint with `config` cannot serve as a `want` ('causal_lm': it generates;
+    'reward_model': a trained one-output score head), or None if it can (or cannot be told)."""
+    architectures = getattr(config, "architectures", None) or []
+    classifier = [a for a in architectures if a.endswith("ForSequenceClassification")]
+    if want == "causal_lm" and classifier and len(classifier) == len(architectures):
+        return (f"'{name}' is a reward model ({classifier[0]}): it scores text but does not generate; "
+                "use a causal LM such as step 1's model or the PPO actor")
+    if want == "reward_model" and architectures and not classifier:
+        return (f"'{name}' is not a reward model but a {architectures[0]}: its score head would be random; "
+                "use a model trained by step 2 (make rm)")
+    if want == "reward_model" and classifier and getattr(config, "num_labels", 1) != 1:
+        return (f"'{name}' is not a reward model but a {config.num_labels}-class classifier; a reward "
+                "model has one output (step 2 trains one)")
+    return None
+
+
+def check_model_kind(name_or_path: str, want: str, trust_remote_code: bool = False) -> None:
+    """Refuse, from its config alone (before any weights are read), a model of the wrong kind
+    for its role (`kind_error`), or one whose weight files are damaged."""
+    path = resolve_model_path(name_or_path)
+    _check_model_dir(path)
+    source, kwargs = _source_kwargs(path)
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _load_error(name_or_path, path, err) from err
+    if problem := kind_error(config, name_or_path, want):
+        raise ModelError(problem)
+    check_weight_files(path)
 
 
 def _load_error(name: str, path: str, err: Exception) -> ModelError:
@@ -323,9 +373,10 @@ def _quantization(settings: ModelSettings, dtype: torch.dtype | str) -> dict:
     return kwargs
 
 
-def _load(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None, reward: bool):
+def _load(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None, reward: bool, want: str | None):
     path = resolve_model_path(settings.name_or_path)
     _check_model_dir(path)
+    check_weight_files(path)
     if tokenizer is None:
         tokenizer = load_tokenizer(
             settings.name_or_path, trust_remote_code=settings.trust_remote_code, cache_dir=settings.cache_dir
@@ -335,6 +386,9 @@ def _load(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None, re
     dtype = DTYPES[settings.dtype]
     try:
         config = AutoConfig.from_pretrained(source, **common)
+        if want and (problem := kind_error(config, settings.name_or_path, want)):
+            raise ModelError(problem)
+        fresh_head = reward and not any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
         if settings.dropout is not None:
             _override_dropout(config, settings.dropout)
         if reward:
@@ -345,11 +399,16 @@ def _load(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None, re
         pad_id = tokenizer.pad_token_id
         config.pad_token_id = pad_id if pad_id < getattr(config, "vocab_size", pad_id + 1) else None
         auto = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
-        model = auto.from_pretrained(
-            source, config=config, dtype=dtype, **common, **_quantization(settings, dtype)
-        )
+        # transformers logs a table of the weights a checkpoint lacks; a reward model built from a
+        # causal LM lacks its score head by design
+        with logger_silenced("transformers.modeling_utils", when=fresh_head):
+            model = auto.from_pretrained(
+                source, config=config, dtype=dtype, **common, **_quantization(settings, dtype)
+            )
     except (OSError, ValueError, pickle.UnpicklingError) as err:
         raise _load_error(settings.name_or_path, path, err) from err
+    if fresh_head:
+        logger.info("model '%s': a new one-output score head, to be trained", settings.name_or_path)
 
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=8)
@@ -389,7 +448,7 @@ def _prepare_for_training(model: PreTrainedModel, settings: ModelSettings, rewar
         task_type=TaskType.SEQ_CLS if reward else TaskType.CAUSAL_LM,
     )
     try:
-        with _peft_deprecation_silenced():
+        with warning_silenced(PEFT_PROBE, FutureWarning):
             return get_peft_model(model, config)
     except ValueError as err:
         raise ModelError(f"model '{settings.name_or_path}': cannot apply LoRA ({err})") from err
@@ -435,24 +494,18 @@ def _freeze_below(model: PreTrainedModel, blocks: str, top: list[int]) -> None:
             p.requires_grad_(above and id(p) not in embeddings)
 
 
-@contextlib.contextmanager
-def _peft_deprecation_silenced():
-    # PEFT 0.21 probes transformers 5's deprecated `is_gradient_checkpointing` on every model it
-    # wraps; the FutureWarning is about PEFT's code, not the user's.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-        yield
-
-
 def load_causal_lm(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None = None):
-    """The actor / reference model: AutoModelForCausalLM, wrapped in PEFT if `settings.lora`."""
-    return _load(settings, tokenizer, reward=False)
+    """The actor / reference model: AutoModelForCausalLM, wrapped in PEFT if `settings.lora`.
+    A reward-model checkpoint is refused (ModelError)."""
+    return _load(settings, tokenizer, reward=False, want="causal_lm")
 
 
-def load_reward_model(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None = None):
-    """A one-output AutoModelForSequenceClassification (scores the last non-pad token); a causal
-    LM checkpoint gets a freshly initialised score head."""
-    return _load(settings, tokenizer, reward=True)
+def load_reward_model(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None = None,
+                      trained: bool = True):
+    """A one-output AutoModelForSequenceClassification (scores the last non-pad token). With
+    `trained` the checkpoint must be one (ModelError otherwise); without, as step 2 starts, a
+    causal LM checkpoint gets a freshly initialised score head."""
+    return _load(settings, tokenizer, reward=True, want="reward_model" if trained else None)
 
 
 # --------------------------------------------------------------------------- saving
@@ -570,7 +623,7 @@ def _merged_copy(adapter_dir: Path, model) -> PreTrainedModel:
         full.get_input_embeddings().weight.data.copy_(trained)
         if full.get_output_embeddings() is not None and not getattr(config, "tie_word_embeddings", False):
             full.get_output_embeddings().weight.data.copy_(base.get_output_embeddings().weight)
-    with _peft_deprecation_silenced():
+    with warning_silenced(PEFT_PROBE, FutureWarning):
         merged = PeftModel.from_pretrained(full, str(adapter_dir)).merge_and_unload()
     if base.can_generate():
         merged.generation_config = copy.deepcopy(base.generation_config)

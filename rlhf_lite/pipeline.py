@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .errors import ConfigError, RLHFLiteError, cli
+from .errors import ArgumentParser, ConfigError, RLHFLiteError, cli
+from .progress import ENV as PROGRESS_ENV, Follower
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = {1: "sft", 2: "rm", 3: "ppo"}
@@ -28,8 +30,8 @@ STEPS = {1: "sft", 2: "rm", 3: "ppo"}
 DEPLOYMENTS = {"single_gpu": "single_gpu", "single_node": "zero3", "multi_node": "multi_node"}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m rlhf_lite.pipeline", description=__doc__.splitlines()[0])
     p.add_argument("--preset", default=None, help="recipes/configs/<preset> (default: demo, or "
                    "opt-1.3b-4090 when --actor-model is given)")
     p.add_argument("--steps", type=int, nargs="*", choices=sorted(STEPS), default=[1, 2, 3])
@@ -41,7 +43,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output-dir", help="default outputs/<preset>")
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=True,
                    help="run the evaluations after the steps (default on)")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    args = parser().parse_args(argv)
     args.preset = args.preset or ("opt-1.3b-4090" if args.actor_model else "demo")
     if not (ROOT / "recipes" / "configs" / args.preset).is_dir():
         known = sorted(d.name for d in (ROOT / "recipes" / "configs").iterdir() if d.is_dir())
@@ -60,17 +66,35 @@ def launcher(args) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path)]
 
 
+def step_overrides(args, name: str) -> list[str]:
+    """What the pipeline sets in step `name`'s configuration: its output and input models."""
+    out = args.output_dir
+    extra = ["--output_dir", str(out / name)]
+    if name == "sft" and args.actor_model:
+        extra += ["--model_name_or_path", args.actor_model]
+    if name == "rm" and args.reward_model:
+        extra += ["--model_name_or_path", args.reward_model]
+    if name == "ppo":
+        extra += ["--actor_model_name_or_path", str(out / "sft"), "--critic_model_name_or_path", str(out / "rm")]
+    return extra
+
+
+def check_configs(args) -> None:
+    """Parse every step's configuration (types and ranges) before the first step starts: a mistake
+    in step 3's YAML must not wait for steps 1 and 2 to show."""
+    from .plan import load_preset
+    names = tuple(STEPS[s] for s in args.steps)
+    try:
+        load_preset(args.preset, {name: step_overrides(args, name) for name in STEPS.values()}, names)
+    except RLHFLiteError as e:
+        raise ConfigError(f"recipes/configs/{args.preset}: {e}") from None
+
+
 def step_command(args, step: int) -> list[str]:
     name, out = STEPS[step], args.output_dir
     cmd = [*launcher(args), str(ROOT / "recipes" / f"{name}.py"),
-           "--config", str(ROOT / "recipes" / "configs" / args.preset / f"{name}.yaml"),
-           "--output_dir", str(out / name)]
-    if name == "sft" and args.actor_model:
-        cmd += ["--model_name_or_path", args.actor_model]
-    if name == "rm" and args.reward_model:
-        cmd += ["--model_name_or_path", args.reward_model]
+           "--config", str(ROOT / "recipes" / "configs" / args.preset / f"{name}.yaml"), *step_overrides(args, name)]
     if name == "ppo":
-        cmd += ["--actor_model_name_or_path", str(out / "sft"), "--critic_model_name_or_path", str(out / "rm")]
         for step_dir, number in (("sft", 1), ("rm", 2)):
             if not (out / step_dir / "config.json").is_file():
                 raise ConfigError(f"step 3 needs step {number}'s model in {out / step_dir}, which is "
@@ -85,6 +109,16 @@ def preset_value(preset: str, step: str, key: str):
         return (yaml.safe_load(fh) or {}).get(key)
 
 
+def judge_command(args) -> list[str] | None:
+    """Training of the preset's judge (judge.yaml: step 2's recipe on pairs step 2 never saw),
+    the independent reward model the evaluations score with; None if the preset has none."""
+    config = ROOT / "recipes" / "configs" / args.preset / "judge.yaml"
+    if not config.is_file():
+        return None
+    return [sys.executable, str(ROOT / "recipes" / "rm.py"), "--config", str(config),
+            "--output_dir", str(args.output_dir / "judge")]
+
+
 def eval_commands(args) -> dict[str, list[str]]:
     """The evaluations whose inputs exist: name -> command (each writes eval/<name>.json)."""
     out, ev = args.output_dir, args.output_dir / "eval"
@@ -92,52 +126,110 @@ def eval_commands(args) -> dict[str, list[str]]:
     base = args.actor_model or preset_value(args.preset, "sft", "model_name_or_path")
     script = lambda name: [sys.executable, str(ROOT / "evaluate" / f"{name}.py")]  # noqa: E731
     have = lambda step: (out / step / "config.json").is_file()  # noqa: E731
+    judge = ["--judge", str(out / "judge")] if have("judge") else []
     cmds = {}
     if have("sft"):
-        cmds["prompt_eval"] = [*script("prompt_eval"), "--baseline", base, "--finetuned", str(out / "sft")]
         cmds["perplexity"] = [*script("perplexity"), "--model", str(out / "sft"), "--data", data, "-n", "100"]
-    if have("rm"):
-        cmds["rm_eval"] = [*script("rm_eval"), "--model", str(out / "rm"), "--data", data]
-    if have("sft") and have("rm") and (out / "ppo" / "actor" / "config.json").is_file():
-        cmds["ppo_eval"] = [*script("ppo_eval"), "--baseline", str(out / "sft"), "--model",
-                            str(out / "ppo" / "actor"), "--reward", str(out / "rm"), "--data", data,
-                            "--show", "3"]
+    ppo = have("sft") and have("rm") and have("ppo/actor")
+    for rm in ("rm", "judge"):
+        if have(rm) and not ppo:  # ppo_eval reports both reward models' accuracies itself
+            cmds[f"{rm}_eval"] = [*script("rm_eval"), "--model", str(out / rm), "--data", data]
+    if ppo:
+        cmds["ppo_eval"] = [*script("ppo_eval"), "--baseline", str(out / "sft"), "--model", str(out / "ppo" / "actor"),
+                            "--reward", str(out / "rm"), *judge, "--base", base, "--data", data,
+                            "--open-prompts", "--max-new-tokens", "48", "--show", "3"]
+    elif have("sft"):  # without a PPO actor: base vs SFT on the open prompts
+        cmds["prompt_eval"] = [*script("prompt_eval"), "--baseline", base, "--finetuned", str(out / "sft"), *judge,
+                               "--open"]
     return {name: [*cmd, "--output", str(ev / f"{name}.json")] for name, cmd in cmds.items()}
 
 
+TITLES = {"sft": "step 1, supervised fine-tuning", "rm": "step 2, reward model", "ppo": "step 3, PPO",
+          "judge": "a judge reward model, trained on pairs step 2 never saw",
+          "prompt_eval": "open prompts, base vs SFT", "perplexity": "SFT perplexity on held-out answers",
+          "rm_eval": "reward-model accuracy on held-out pairs", "judge_eval": "judge accuracy on held-out pairs",
+          "ppo_eval": "base, SFT and PPO on held-out and open prompts, judged"}
+
+
 def run(name: str, cmd: list[str], log: Path) -> float:
-    """Run one child process, its output shown and kept in `log`; returns its wall time."""
-    print(f"\n=== {name}: {' '.join(cmd)}", flush=True)
+    """Run one child process with its output in `log` and its progress drawn as one bar on the
+    console (progress.Follower); returns its wall time."""
+    print(f"{name}: {TITLES.get(name, name)} (log: {log})", flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
+    events = log.with_suffix(".progress")
+    events.unlink(missing_ok=True)
+    follower = Follower(str(events), name)
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=os.getcwd(), env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            fh.write(line)
-        proc.wait()
+        fh.write(f"$ {shlex.join(cmd)}\n")
+        fh.flush()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", PROGRESS_ENV: str(events)}
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
+        try:
+            while proc.poll() is None:
+                follower.poll()
+                time.sleep(0.3)
+        except KeyboardInterrupt:  # the step got Ctrl-C too: let it save its checkpoint
+            proc.wait()
+            raise
+        finally:
+            account = follower.close()
+    events.unlink(missing_ok=True)
+    elapsed = time.perf_counter() - start
     if proc.returncode:
-        raise RLHFLiteError(f"{name} failed (exit {proc.returncode}); its output is in {log}")
-    return time.perf_counter() - start
+        tail = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        raise RLHFLiteError(f"{name} failed (exit {proc.returncode}); the end of its log {log}:\n  "
+                            + "\n  ".join(tail[-8:]))
+    if not follower.live:  # off a terminal no bar was drawn: one line says where it ended
+        print(f"{name}: {account + ', ' if account else ''}{elapsed / 60:.1f} min", flush=True)
+    return elapsed
+
+
+MEASURES = (("reward", "reward, step 2's model", "{:+.3f}"), ("judge", "reward, judge", "{:+.3f}"),
+            ("facts", "fact accuracy", "{:.3f}"), ("distinct_1", "distinct-1", "{:.3f}"),
+            ("distinct_2", "distinct-2", "{:.3f}"), ("repeated_3gram_rate", "repeated 3-grams", "{:.3f}"),
+            ("echo_share", "echoes the question", "{:.3f}"), ("short_share", "under 3 tokens", "{:.3f}"),
+            ("mean_length", "mean length, tokens", "{:.1f}"), ("eos_share", "ends with EOS", "{:.3f}"))
+ACTOR_NAMES = {"base": "base", "baseline": "SFT", "model": "PPO"}
+
+
+def comparison_table(ppo: dict) -> list[str]:
+    """base -> SFT -> PPO on every measure, held-out and open prompts, then PPO's gains over SFT."""
+    roles = list(ppo["models"])
+    lines = [f"{'':<28}" + "".join(f"{ACTOR_NAMES[r]:>10}" for r in roles)]
+    sets = [("held-out prompts", ppo)] + ([("open prompts", ppo["open"])] if "open" in ppo else [])
+    for title, part in sets:
+        n = part["n"] if "facts" not in part["models"][roles[0]] else f"{part['n']}, facts {ppo.get('facts_n')}"
+        lines.append(f"{title} (n={n})")
+        for key, label, fmt in MEASURES:
+            if key in part["models"][roles[0]]:
+                lines.append(f"  {label:<26}" + "".join(f"{fmt.format(part['models'][r][key]):>10}" for r in roles))
+    for title, part in sets:
+        gains = [f"{name} {part[f'{key}_gain']:+.3f} ± {part[f'{key}_gain_stderr']:.3f} "
+                 f"(win {part['win_rate' if key == 'reward' else 'judge_win_rate']:.2f})"
+                 for key, name in (("reward", "step 2's model"), ("judge", "judge")) if f"{key}_gain" in part]
+        lines.append(f"PPO vs SFT, {title}: gain under {'; under '.join(gains)}; KL {part['kl_to_baseline']:.3f} "
+                     f"(k3 {part['kl_k3_to_baseline']:.3f})")
+    return lines
 
 
 def summary(args, times: dict[str, float]) -> str:
     ev = args.output_dir / "eval"
     read = lambda name: json.loads((ev / f"{name}.json").read_text()) if (ev / f"{name}.json").is_file() else None  # noqa: E731
     lines = [f"\n=== summary ({args.preset}, outputs in {args.output_dir})"]
-    lines += [f"{name:<12} {t / 60:5.1f} min" for name, t in times.items()]
-    lines.append(f"{'total':<12} {sum(times.values()) / 60:5.1f} min")
-    if rm := read("rm_eval"):
-        lines.append(f"reward model accuracy on held-out pairs: {rm['accuracy']:.3f} (n={rm['n']})")
-    if ppo := read("ppo_eval"):
-        lines.append(f"PPO vs SFT: reward {ppo['reward_baseline']:+.3f} -> {ppo['reward_model']:+.3f} "
-                     f"(gain {ppo['reward_gain']:+.3f} ± {ppo['reward_gain_stderr']:.3f}, win rate {ppo['win_rate']:.2f}, "
-                     f"KL {ppo['kl_to_baseline']:.3f}, n={ppo['n']})")
+    lines.append("  ".join(f"{name} {t / 60:.1f}" for name, t in times.items()) + f"  total {sum(times.values()) / 60:.1f} min")
+    ppo = read("ppo_eval")
+    for name, key, what in (("rm_eval", "reward_accuracy", "reward model (step 2)"),
+                            ("judge_eval", "judge_accuracy", "judge")):
+        result = read(name) or {"accuracy": (ppo or {}).get(key), "n": (ppo or {}).get("n")}
+        if result["accuracy"] is not None:
+            lines.append(f"{what} accuracy on held-out pairs: {result['accuracy']:.3f} (n={result['n']})")
+    if ppo:
+        lines += comparison_table(ppo)
         log = (args.output_dir / "logs" / "ppo_eval.log").read_text(encoding="utf-8")
         start = log.find("=" * 30 + " prompt 1/")  # the samples ppo_eval printed (--show)
         if start >= 0:
-            lines += ["sample answers, before (baseline = SFT) and after (model = PPO):",
+            lines += ["sample answers of base, SFT (baseline) and PPO (model):",
                       log[start:log.find("\nmetric", start)].strip()]
     return "\n".join(lines)
 
@@ -145,11 +237,19 @@ def summary(args, times: dict[str, float]) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logs, times = args.output_dir / "logs", {}
-    for step in args.steps:
-        times[STEPS[step]] = run(STEPS[step], step_command(args, step), logs / f"{STEPS[step]}.log")
-    if args.eval:
-        for name, cmd in eval_commands(args).items():
-            times[name] = run(name, cmd, logs / f"{name}.log")
+    if args.steps:
+        check_configs(args)
+    try:
+        for step in args.steps:
+            times[STEPS[step]] = run(STEPS[step], step_command(args, step), logs / f"{STEPS[step]}.log")
+        if args.eval and (judge := judge_command(args)):
+            times["judge"] = run("judge", judge, logs / "judge.log")
+        if args.eval:
+            for name, cmd in eval_commands(args).items():
+                times[name] = run(name, cmd, logs / f"{name}.log")
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+        raise SystemExit(130) from None
     print(summary(args, times))
 
 

@@ -77,7 +77,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import ConfigError, RLHFLiteError, cli
+from .errors import ArgumentParser, ConfigError, RLHFLiteError, cli
+from .ranges import option
 
 GB = 2**30
 STEPS = ("sft", "rm", "ppo")
@@ -770,7 +771,7 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
             out.append(("use_lora: true, lora_r: 128 (train LoRA adapters only)",
                         rep(s, model=rep(m, lora_r=128, lora_alpha=128)), hw))
         if not m.checkpointing:
-            out.append(("gradient_checkpointing: true", rep(s, model=rep(m, checkpointing=True)), hw))
+            out.append(("activation_checkpointing: true", rep(s, model=rep(m, checkpointing=True)), hw))
         if m.quant == "none" and hw.device == "cuda" and not (hw.deepspeed and hw.zero_stage == 3):
             lora = {} if m.lora_r else {"lora_r": 128, "lora_alpha": 128}
             out.append(("load_in_8bit: true" + ("" if m.lora_r else " with use_lora: true"),
@@ -970,7 +971,7 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
                          lora_targets=tuple(model_args.lora_target_modules) if model_args.lora_target_modules else None,
                          quant="8bit" if model_args.load_in_8bit else "4bit" if model_args.load_in_4bit else "none",
                          trainable_layers=model_args.trainable_layers,
-                         checkpointing=bool(training.gradient_checkpointing),
+                         checkpointing=bool(training.activation_checkpointing),
                          dropout=0.0 if getattr(training, "disable_dropout", False) else model_args.dropout)
         cls = SFTSettings if step == "sft" else RMSettings
         optim = str(getattr(training.optim, "value", training.optim))
@@ -1145,18 +1146,18 @@ def _overrides(items: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rlhf_lite.plan", description=__doc__.split("\n\n")[0],
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m rlhf_lite.plan", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", required=True, help="a folder of recipes/configs (demo, opt-1.3b-4090, ...)")
     p.add_argument("--steps", default="sft,rm,ppo", help="comma-separated: sft, rm, ppo")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cuda: one GPU's memory; cpu: host memory of running the step on this CPU")
-    p.add_argument("--gpu-mem-gb", type=float, default=None,
+    p.add_argument("--gpu-mem-gb", type=option("gpu_mem_gb"), default=None,
                    help="memory budget per GPU in GB (GiB); default from the preset's comments, else 24 "
                         "(with --device cpu: this machine's RAM)")
-    p.add_argument("--num-gpus", type=int, default=None, help="GPUs (processes); default from the preset, else 1")
-    p.add_argument("--zero-stage", type=int, default=None, help="DeepSpeed ZeRO stage 0-3 (0: none)")
+    p.add_argument("--num-gpus", type=option("num_gpus"), default=None, help="GPUs (processes); default from the preset, else 1")
+    p.add_argument("--zero-stage", type=option("zero_stage"), default=None, help="DeepSpeed ZeRO stage 0-3 (0: none)")
     p.add_argument("--offload", choices=("none", "optimizer", "all"), default=None,
                    help="DeepSpeed CPU offload: optimizer states, or all (+ parameters, ZeRO-3)")
     p.add_argument("--set", action="append", default=[], metavar="STEP.FIELD=VALUE",
@@ -1166,7 +1167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parser().parse_args(argv)
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     unknown = [s for s in steps if s not in STEPS]
     if unknown or not steps:

@@ -9,12 +9,11 @@ A step logged twice (a resumed run) keeps its latest value.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 
-from .errors import ConfigError, DataError, cli
+from .errors import ArgumentParser, ConfigError, DataError, cli
 from .metrics import METRICS_FILE
 
 
@@ -90,11 +89,15 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     return written
 
 
-def main(argv=None) -> list[Path]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m rlhf_lite.plot", description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="output folder of a training run")
     p.add_argument("--out", help="write the PNGs here instead of RUN_DIR/plots")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> list[Path]:
+    args = parser().parse_args(argv)
     for run in args.runs:  # every folder is checked before anything is drawn
         read_metrics(run)
     names = [Path(run).resolve().name for run in args.runs]

@@ -16,7 +16,6 @@ share: reading rows and prompt files, printing tables, writing JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -24,23 +23,26 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from .data import load_rows
 from .data.rows import SkipRow, dialogue, normalize
 from .errors import DataError
+from .progress import Progress
+from .ranges import option
 
 # --------------------------------------------------------------------------- batching
 
 
 def batches(items: Sequence, size: int, desc: str | None = None, progress: bool = True) -> Iterator[list]:
-    """Consecutive chunks of `size` items, with a tqdm bar over the chunks."""
+    """Consecutive chunks of `size` items, with a progress bar over the chunks."""
     if size < 1:
         raise ValueError(f"batch size must be positive, got {size}")
     starts = range(0, len(items), size)
-    for start in tqdm(starts, desc=desc, disable=not progress or not starts, leave=False):
-        yield list(items[start:start + size])
+    with Progress(len(starts), desc or "batches", disable=not progress or not starts, leave=False) as bar:
+        for start in starts:
+            yield list(items[start:start + size])
+            bar.update()
 
 
 def length_batches(ids: list[list[int]], size: int, desc: str | None = None,
@@ -197,17 +199,6 @@ def generate(model, tokenizer, prompts: list[str], **settings) -> list[str]:
 # --------------------------------------------------------------------------- command lines
 
 
-def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
 def load_eval_rows(data: str, split: str = "eval", data_dir: str | None = None, n: int | None = None,
                    need_pairs: bool = False) -> list[dict]:
     """The first `n` unified rows of one dataset split (all when n is None)."""
@@ -294,7 +285,7 @@ def add_eval_data_arguments(p, what: str) -> None:
     """The options perplexity.py and rm_eval.py share: which rows, how long, where to write."""
     p.add_argument("--split", default="eval", help="eval (default), train or a raw split name")
     p.add_argument("--data-dir", help="folder of hub dataset mirrors")
-    p.add_argument("-n", type=positive_int, help=f"use the first N {what} only")
-    p.add_argument("--max-length", type=positive_int, default=512, help="tokens of prompt + answer + EOS")
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("-n", type=option("n"), help=f"use the first N {what} only")
+    p.add_argument("--max-length", type=option("max_length"), default=512, help="tokens of prompt + answer + EOS")
+    p.add_argument("--batch-size", type=option("batch_size"), default=8)
     p.add_argument("--output", help="also write the result to this JSON file")

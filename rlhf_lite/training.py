@@ -20,8 +20,10 @@ import sys
 import threading
 from pathlib import Path
 
+import datasets
 import torch
 from transformers import TrainerCallback, set_seed
+from transformers.trainer_callback import ProgressCallback
 
 from .args import RUN_FILE, ModelArguments, ScriptArguments, claim_output_dir, run_record
 from .data import load_step_rows
@@ -29,6 +31,7 @@ from .embedded import is_embedded
 from .errors import RLHFLiteError
 from .metrics import METRICS_FILE, append_metrics
 from .models import _check_model_dir, export_saved, resolve_model_path
+from .progress import Progress
 
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last into checkpoint-N
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -56,6 +59,8 @@ def prepare_run(training, *dataclasses_) -> str | None:
     Also seeds every RNG: the Trainer seeds only once the model exists, so the weights a
     recipe creates while loading it (a reward head, LoRA adapters) would differ run to run."""
     set_seed(training.seed)
+    # TRL prepares a dataset in five `map` passes, each drawing a bar over a fraction of a second.
+    datasets.disable_progress_bars()
     if not (Path(training.output_dir) / RUN_FILE).exists():  # a mistyped path must not claim a new folder
         for name in {getattr(d, "model_name_or_path", None) for d in dataclasses_} - {None}:
             if not is_embedded(name):
@@ -146,6 +151,34 @@ class MetricsFile(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             append_metrics(args.output_dir, {"step": state.global_step, "epoch": state.epoch, **logs})
+
+
+class ProgressBar(TrainerCallback):
+    """The training bar with the live metrics, in place of transformers' ProgressCallback (which
+    also prints every logged dict to the console: metrics.jsonl and TensorBoard hold those)."""
+
+    SHOWN = {"loss": "loss", "accuracy": "accuracy", "mean_token_accuracy": "token_acc"}
+
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = Progress(state.max_steps, self.desc, initial=state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        shown = {name: logs[key] for key, name in self.SHOWN.items() if key in (logs or {})}
+        if self.bar is not None and shown:
+            self.bar.update(0, **shown)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class DeferredInterrupt:
@@ -244,6 +277,8 @@ def stop_on_nonfinite_loss(trainer) -> None:
 def train_and_export(trainer, resume: str | None, tokenizer, model_args: ModelArguments) -> None:
     interrupt = SaveOnInterrupt()
     trainer.add_callback(interrupt)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(ProgressBar(Path(trainer.args.output_dir).name))
     stop_on_nonfinite_loss(trainer)
     try:
         trainer.train(resume_from_checkpoint=resume)

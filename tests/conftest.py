@@ -17,3 +17,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def diverging_optimizer(monkeypatch):
+    """The first AdamW step moves every weight it updates by about 1e10: how a far too large
+    learning rate blows a model up, now that the recipes refuse such learning rates."""
+    import torch
+    original, steps = torch.optim.AdamW.step, []
+
+    def step(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        steps.append(1)
+        if len(steps) == 1:
+            noise = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.add_(torch.randn(p.shape, generator=noise).to(p), alpha=1e10)
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    return steps

@@ -35,11 +35,14 @@ def rows() -> dict[str, list[dict]]:
 
 
 def test_regenerating_gives_byte_identical_files(tmp_path):
-    counts = demo.write_demo_data(tmp_path)
+    counts = demo.write_demo_data(tmp_path / "demo")
     for split in SPLITS:
-        assert (tmp_path / f"{split}.json").read_bytes() == (DEMO_DIR / f"{split}.json").read_bytes(), \
+        assert (tmp_path / "demo" / f"{split}.json").read_bytes() == (DEMO_DIR / f"{split}.json").read_bytes(), \
             f"{split}.json is stale: run `python -m rlhf_lite.data.demo`"
         assert counts[split]["total"] == len(load(split))
+    key = DEMO_DIR.with_name("demo_eval_facts.json")
+    assert (tmp_path / "demo_eval_facts.json").read_bytes() == key.read_bytes(), "the answer key is stale"
+    assert sorted(p.name for p in DEMO_DIR.iterdir()) == ["eval.json", "train.json"]  # the loader reads them all
 
 
 def test_cli_and_function_agree_with_files(tmp_path, capsys):
@@ -110,6 +113,7 @@ def test_no_trivial_surface_feature_separates_the_pairs(rows, tmp_path):
     word, n = words.most_common(1)[0]
     assert n < 0.5 * len(pairs), (word, n)
     # Rejected answers are of several kinds, none dominant.
-    mix = demo.write_demo_data(tmp_path)["train"]["rejected_kinds"]
-    assert {"wrong", "off_topic", "rude", "rude_correct", "refusal", "ramble", "empty"} <= set(mix)
+    mix = demo.write_demo_data(tmp_path / "demo")["train"]["rejected_kinds"]
+    assert {"wrong", "off_topic", "rude", "rude_correct", "refusal", "ramble", "empty", "echo", "repeat",
+            "pleasantry"} <= set(mix)
     assert max(mix.values()) < 0.45 * len(pairs), mix

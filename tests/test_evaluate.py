@@ -158,7 +158,9 @@ def test_rm_eval_unknown_dataset_is_a_data_error(tiny, capsys):
 def test_prompt_eval_side_by_side(tiny, tmp_path, capsys):
     argv = ["--baseline", tiny["llama"], "--finetuned", tiny["opt"], "--max-new-tokens", "5"]
     result, written = run("prompt_eval", argv, tmp_path)
-    assert result == written and written["language"] == "en" and len(written["prompts"]) == 6
+    assert result == written and len(written["prompts"]) == 6
+    assert written["prompts"][0]["prompt"] == "\n\nHuman: Please tell me about Microsoft in a few sentences.\n\nAssistant:"
+    assert {"distinct_1", "echo_share", "eos_share"} <= set(written["measures"]["finetuned"]["greedy"])
     for item in written["prompts"]:
         assert item["prompt"].startswith("\n\nHuman: ") and item["prompt"].endswith("\n\nAssistant:")
         assert set(item) == {"prompt", "baseline", "finetuned"}
@@ -188,12 +190,22 @@ def test_prompt_eval_reads_zh_prompts_from_a_file(tiny, tmp_path, fmt):
     path = tmp_path / f"zh.{fmt}"
     path.write_text("\n".join(questions[:1]) + "\n\n" if fmt == "txt" else json.dumps(questions),
                     encoding="utf-8")
-    result, _ = run("prompt_eval", ["--baseline", tiny["opt"], "--finetuned", tiny["llama"], "--language", "zh",
+    result, _ = run("prompt_eval", ["--baseline", tiny["opt"], "--finetuned", tiny["llama"],
                                     "--prompts", path, "--max-new-tokens", "3", "--sample"], tmp_path)
     expected = ["\n\nHuman: 中国的首都是哪里？\n\nAssistant:", questions[1]][: 1 if fmt == "txt" else 2]
-    assert result["language"] == "zh" and [p["prompt"] for p in result["prompts"]] == expected
+    assert [p["prompt"] for p in result["prompts"]] == expected
     assert all(set(p["baseline"]) == {"greedy", "sample"} for p in result["prompts"])
     assert all(isinstance(p["finetuned"]["sample"], str) for p in result["prompts"])
+
+
+def test_prompt_eval_open_prompts_judged(tiny, tmp_path, capsys):
+    argv = ["--baseline", tiny["opt"], "--finetuned", tiny["opt"], "--open", "--judge", tiny["bloom-rm"],
+            "--max-new-tokens", "3", "--batch-size", "16"]
+    result, _ = run("prompt_eval", argv, tmp_path)
+    assert len(result["prompts"]) >= 60 and any("长城" in p["prompt"] for p in result["prompts"])
+    same = result["measures"]["baseline"]["greedy"]
+    assert same == result["measures"]["finetuned"]["greedy"] and isinstance(same["judge"], float)
+    assert ", judge " in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- as command lines

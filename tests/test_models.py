@@ -154,7 +154,7 @@ def test_causal_and_reward_load(tiny, family):
 
     # Step 2 starts from a causal checkpoint, PPO from a trained reward model: both must load.
     for kind in ("causal", "reward"):
-        rm = load_reward_model(ModelSettings(tiny[family, kind]), tok).eval()
+        rm = load_reward_model(ModelSettings(tiny[family, kind]), tok, trained=kind == "reward").eval()
         assert rm.config.num_labels == 1 and rm.config.pad_token_id == tok.pad_token_id
         with torch.no_grad():
             padded = rm(**batch(tok)).logits
@@ -169,7 +169,7 @@ def test_causal_and_reward_load(tiny, family):
 def test_lora_with_gradient_checkpointing_trains_only_adapters(tiny, family, kind):
     tok = load_tokenizer(tiny[family, "causal"])
     settings = ModelSettings(tiny[family, "causal"], lora=LoraSettings(r=4), gradient_checkpointing=True)
-    model = (load_causal_lm if kind == "causal" else load_reward_model)(settings, tok)
+    model = load_causal_lm(settings, tok) if kind == "causal" else load_reward_model(settings, tok, trained=False)
     assert model.get_base_model().is_activation_checkpointing
     model.train()
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -314,7 +314,7 @@ def test_save_merged_lora_reloads_with_plain_transformers(tiny, tmp_path, family
 
 def test_save_merged_reward_model_and_adapter_only(tiny, tmp_path):
     tok = load_tokenizer(tiny["bloom", "causal"])
-    model = load_reward_model(ModelSettings(tiny["bloom", "causal"], lora=LoraSettings(r=4)), tok).eval()
+    model = load_reward_model(ModelSettings(tiny["bloom", "causal"], lora=LoraSettings(r=4)), tok, trained=False).eval()
     _perturb_lora(model)
     out = save_model(model, tok, tmp_path / "rm")
     reloaded = AutoModelForSequenceClassification.from_pretrained(out).eval()

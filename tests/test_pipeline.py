@@ -63,7 +63,20 @@ def test_steps_and_no_eval_choose_what_runs(monkeypatch, tmp_path):
     assert commands(["--steps", "--no-eval"], monkeypatch, tmp_path) == []
     fake_outputs(tmp_path / "out", "sft", "rm", "ppo/actor")
     names = [name for name, _ in commands(["--steps"], monkeypatch, tmp_path)]
-    assert names == ["prompt_eval", "perplexity", "rm_eval", "ppo_eval"]
+    assert names == ["judge", "perplexity", "ppo_eval"]  # the judge is trained before the evaluations
+    (tmp_path / "out" / "ppo" / "actor" / "config.json").unlink()
+    assert [n for n, _ in commands(["--steps"], monkeypatch, tmp_path)] == ["judge", "perplexity", "rm_eval",
+                                                                            "prompt_eval"]
+    fake_outputs(tmp_path / "out", "ppo/actor")
+    fake_outputs(tmp_path / "out", "judge")
+    ran = dict(commands(["--steps"], monkeypatch, tmp_path))
+    assert list(ran) == ["judge", "perplexity", "ppo_eval"]  # which reports both reward models' accuracies
+    judge = ran["judge"]
+    assert judge[1].endswith("recipes/rm.py") and judge[judge.index("--config") + 1].endswith("demo/judge.yaml")
+    ppo_eval = ran["ppo_eval"]
+    for flag in ("--judge", "--base", "--open-prompts"):
+        assert flag in ppo_eval
+    assert ppo_eval[ppo_eval.index("--judge") + 1] == str(tmp_path / "out" / "judge")
 
 
 def test_step_3_without_step_outputs_names_the_command(tmp_path):
@@ -81,25 +94,71 @@ def test_bad_flags_are_one_line_errors(argv, message, tmp_path, capsys):
     assert exit_.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_run_keeps_the_output_and_fails_clearly(tmp_path, capsys):
+def test_run_keeps_the_output_in_the_log_and_shows_progress(tmp_path, capsys):
     log = tmp_path / "logs" / "x.log"
-    assert pipeline.run("x", [sys.executable, "-c", "print('hello')"], log) > 0
-    assert log.read_text() == "hello\n" and "hello" in capsys.readouterr().out
-    with pytest.raises(RLHFLiteError, match="x failed .exit 3.; its output is in"):
-        pipeline.run("x", [sys.executable, "-c", "raise SystemExit(3)"], log)
+    child = ("import warnings; from rlhf_lite.progress import Progress\n"
+             "print('hello'); warnings.warn('library noise')\n"
+             "with Progress(4, 'x') as bar:\n"
+             "    for i in range(4): bar.update(1, loss=1.0 / (i + 1))\n")
+    assert pipeline.run("x", [sys.executable, "-c", child], log) > 0
+    out = capsys.readouterr()
+    assert "hello" in log.read_text() and "library noise" in log.read_text()
+    console = (out.out + out.err).strip().splitlines()  # off a terminal: what it does, then where it ended
+    assert console[0] == f"x: x (log: {log})" and console[1].startswith("x: 4/4  loss 0.25, ") and len(console) == 2
+    assert not log.with_suffix(".progress").exists()
 
 
-def test_summary_reports_times_accuracy_reward_gain_and_samples(tmp_path):
+def test_a_failed_step_shows_the_end_of_its_log(tmp_path):
+    log = tmp_path / "logs" / "x.log"
+    with pytest.raises(RLHFLiteError, match=r"(?s)x failed \(exit 3\); the end of its log .*x.log:\n  .*why it failed"):
+        pipeline.run("x", [sys.executable, "-c", "print('why it failed'); raise SystemExit(3)"], log)
+
+
+def test_summary_reports_times_accuracies_the_comparison_table_and_samples(tmp_path):
     args = pipeline.parse_args(["--output-dir", str(tmp_path)])
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "rm_eval.json").write_text(json.dumps({"accuracy": 0.93, "n": 102}))
-    (tmp_path / "eval" / "ppo_eval.json").write_text(json.dumps(
-        {"reward_baseline": 0.1, "reward_model": 0.6, "reward_gain": 0.5, "reward_gain_stderr": 0.1, "win_rate": 0.7, "kl_to_baseline": 1.2,
-         "n": 40}))
+    (tmp_path / "eval" / "judge_eval.json").write_text(json.dumps({"accuracy": 0.85, "n": 102}))
+    measures = lambda r, j: {"reward": r, "judge": j, "facts": 0.5, "distinct_1": 0.4, "distinct_2": 0.7,  # noqa: E731
+                             "repeated_3gram_rate": 0.01, "echo_share": 0.0, "short_share": 0.1,
+                             "mean_length": 12.5, "eos_share": 0.9, "n": 40}
+    gains = {"reward_gain": 0.5, "reward_gain_stderr": 0.1, "win_rate": 0.7, "judge_gain": 0.2,
+             "judge_gain_stderr": 0.05, "judge_win_rate": 0.6, "kl_to_baseline": 1.2, "kl_k3_to_baseline": 0.8}
+    models = {"base": measures(-1.0, -0.5), "baseline": measures(0.1, 0.3), "model": measures(0.6, 0.5)}
+    opened = {**gains, "n": 64, "models": {k: {kk: vv for kk, vv in v.items() if kk != "facts"} for k, v in models.items()}}
+    (tmp_path / "eval" / "ppo_eval.json").write_text(json.dumps({**gains, "n": 40, "facts_n": 30, "models": models,
+                                                                 "open": opened}))
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "ppo_eval.log").write_text(
         f"{'=' * 30} prompt 1/40 {'=' * 30}\nHuman: hi\n--- baseline (reward 0.1) ---\nyo\n\nmetric  value\n")
     text = pipeline.summary(args, {"sft": 120.0, "rm": 180.0})
-    assert "sft            2.0 min" in text and "total          5.0 min" in text
-    assert "accuracy on held-out pairs: 0.930" in text and "gain +0.500 ± 0.100" in text and "win rate 0.70" in text
+    assert "sft 2.0  rm 3.0  total 5.0 min" in text
+    assert "reward model (step 2) accuracy on held-out pairs: 0.930" in text and "judge accuracy on held-out pairs: 0.850" in text
+    lines = text.splitlines()
+    assert any(line.split() == ["base", "SFT", "PPO"] for line in lines)
+    assert "held-out prompts (n=40, facts 30)" in text and "open prompts (n=64)" in text
+    assert next(line for line in lines if "reward, judge" in line).split()[-3:] == ["-0.500", "+0.300", "+0.500"]
+    assert sum("fact accuracy" in line for line in lines) == 1  # the open prompts have no answer key
+    assert "gain under step 2's model +0.500 ± 0.100 (win 0.70); under judge +0.200 ± 0.050 (win 0.60)" in text
+    assert "KL 1.200 (k3 0.800)" in text
     assert "Human: hi" in text and "metric" not in text.split("Human: hi")[1]
+
+
+def test_a_bad_value_in_step_3s_config_stops_the_pipeline_before_step_1(monkeypatch, tmp_path, capsys):
+    from rlhf_lite import plan
+    recipes = tmp_path / "repo" / "recipes"
+    (recipes / "configs" / "bad").mkdir(parents=True)
+    for step in ("sft", "rm", "ppo"):
+        (recipes / f"{step}.py").symlink_to(ROOT / "recipes" / f"{step}.py")
+        text = (ROOT / "recipes" / "configs" / "demo" / f"{step}.yaml").read_text()
+        if step == "ppo":
+            text = text.replace("init_kl_coef: 0.05", "init_kl_coef: -0.05")
+        (recipes / "configs" / "bad" / f"{step}.yaml").write_text(text)
+    monkeypatch.setattr(pipeline, "ROOT", tmp_path / "repo")
+    monkeypatch.setattr(plan, "config_dir", lambda: recipes / "configs")
+    monkeypatch.setattr(pipeline, "run", lambda *a: pytest.fail("a step ran"))
+    with pytest.raises(SystemExit) as exit_:
+        cli(lambda: pipeline.main(["--preset", "bad", "--output-dir", str(tmp_path / "out")]))
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert "recipes/configs/bad" in err and "init_kl_coef must be a number >= 0, got -0.05" in err

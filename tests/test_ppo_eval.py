@@ -99,7 +99,7 @@ def test_metrics_are_those_computed_by_hand(tiny, tmp_path, capsys, actor):
     argv = ["--baseline", tiny["base"], "--model", tiny[actor], "--reward", tiny["rm"], "--data", tiny["pairs"],
             "-n", 3, "--max-new-tokens", 6, "--batch-size", 1]
     result, written = ppo_eval(argv, tmp_path)
-    assert result == written and set(written) == KEYS and written["n"] == 3
+    assert result == written and KEYS <= set(written) and written["n"] == 3
     assert written["reward_gain"] == pytest.approx(written["reward_model"] - written["reward_baseline"])
     assert 0 <= written["win_rate"] <= 1
     expected = by_hand(tiny, actor, [f"\n\nHuman: {q}\n\nAssistant:" for q in PROMPTS[:3]], 6)
@@ -115,7 +115,7 @@ def test_a_model_against_itself_on_sft_only_data(tiny, tmp_path, capsys, sample)
     argv = ["--baseline", tiny["ppo"], "--model", tiny["ppo"], "--reward", tiny["rm"], "--data", tiny["sft"],
             "-n", 2, "--max-new-tokens", 5, *(["--sample", "--show", 0] if sample else [])]
     result, written = ppo_eval(argv, tmp_path)
-    assert result == written and set(written) == KEYS and written["n"] == 2
+    assert result == written and KEYS <= set(written) and written["n"] == 2
     assert abs(written["kl_to_baseline"]) < 1e-5 and written["reward_gain"] == 0 and written["win_rate"] == 0.5
     assert written["reward_gain_stderr"] == 0
     assert written["reward_model"] == written["reward_baseline"]
@@ -143,4 +143,37 @@ def test_bad_sampling_settings_are_refused(tiny, capsys):
             "--sample", "--temperature", "0"]
     with pytest.raises(SystemExit) as exit_:
         ppo_eval(argv, Path("unused"))
-    assert exit_.value.code == 2 and "--temperature must be > 0" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "--temperature: must be a number > 0" in capsys.readouterr().err
+
+
+def test_judge_base_open_prompts_facts_and_degeneration(tiny, tmp_path):
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps([{"prompt": PROMPTS[0], "answer": "Paris"}]))
+    argv = ["--baseline", tiny["base"], "--model", tiny["stopper"], "--base", tiny["ppo"], "--reward", tiny["rm"],
+            "--judge", tiny["llama-rm"], "--data", tiny["pairs"], "--open-prompts", "--facts", key,
+            "--max-new-tokens", 4, "--batch-size", 8, "--show", 1]
+    result, written = ppo_eval(argv, tmp_path)
+    assert result == written and written["n"] == len(PROMPTS) and written["facts_n"] == 1
+    for key_ in ("judge_baseline", "judge_model", "judge_gain", "judge_gain_stderr", "judge_win_rate",
+                 "kl_k3_to_baseline"):
+        assert key_ in written, key_
+    assert written["kl_k3_to_baseline"] >= 0 and 0 <= written["reward_accuracy"] <= 1 and "judge_accuracy" in written
+    models = written["models"]
+    assert list(models) == ["base", "baseline", "model"]
+    stopper = models["model"]  # answers [EOS] only: empty, short, all ending with EOS
+    assert stopper["mean_length"] == 0 and stopper["short_share"] == 1 and stopper["eos_share"] == 1
+    assert stopper["facts"] == 0 and {"reward", "judge", "distinct_1", "echo_share"} <= set(stopper)
+    opened = written["open"]
+    assert opened["n"] >= 60 and list(opened["models"]) == ["base", "baseline", "model"]
+    assert opened["models"]["model"]["short_share"] == 1 and "judge_gain" in opened
+    first = written["answers"][0]
+    assert first["prompt"] == f"\n\nHuman: {PROMPTS[0]}\n\nAssistant:" and first["model"]["text"] == " "
+    assert set(first["base"]) == {"text", "reward", "judge"} and len(opened["answers"]) == opened["n"]
+
+
+def test_a_reward_model_where_an_actor_belongs_is_refused_first(tiny, capsys):
+    argv = ["--baseline", tiny["base"], "--model", tiny["base"], "--reward", tiny["base"], "--data", tiny["sft"]]
+    with pytest.raises(SystemExit) as exit_:
+        cli(lambda: ppo_eval(argv, Path("unused")))
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "is not a reward model" in err and len(err.splitlines()) == 1

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlhf_lite.ppo.maths import (AdaptiveKLController, FixedKLController, ema_update,
-                                 gae_advantages, kl_shaped_rewards, make_kl_controller,
+                                 gae_advantages, kl_k3, kl_shaped_rewards, make_kl_controller,
                                  masked_mean, masked_whiten, policy_loss, token_logprobs,
                                  value_loss)
 
@@ -97,6 +97,16 @@ def test_kl_penalty_sign():
                                     torch.zeros(1), mask, kl_coef=0.2, clip_reward_value=1.0)
     assert kl[0, 0].item() > 0 and rewards[0, 0].item() < 0
     assert close(rewards, [[-0.2 * 0.5, 0.0]])
+
+
+def test_kl_k3_is_never_negative_and_zero_at_padding():
+    # p_actor 0.5 / p_ref 0.25 gives r = 0.5: k3 = 0.5 - 1 - ln 0.5 = 0.193147; r = 2: 1 - ln 2 = 0.306853,
+    # where k1 = ln p_actor - ln p_ref would be +0.693 and -0.693.
+    logp = torch.tensor([[math.log(0.5), math.log(0.25), GARBAGE]])
+    ref = torch.tensor([[math.log(0.25), math.log(0.5), -GARBAGE]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    assert close(kl_k3(logp, ref, mask), [[0.193147, 0.306853, 0.0]])
+    assert close(kl_k3(logp, logp, mask), [[0.0, 0.0, 0.0]])
 
 
 # ---------------------------------------------------------------------------- gae_advantages

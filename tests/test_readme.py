@@ -73,13 +73,23 @@ def test_every_command_names_what_exists():
                 else:
                     assert word in targets, f"make {word}: no such target"
             continue
+        if words[0] == "pip":  # the install without the lock: real extras, and pins the lock agrees with
+            assert words[1] == "install", words
+            for word in words[2:]:
+                if word.startswith(".["):
+                    import tomllib
+                    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+                    assert set(word[2:-1].split(",")) <= set(extras), word
+                if "==" in word:
+                    assert word in (ROOT / "requirements" / "constraints.txt").read_text().splitlines(), word
+            continue
         assert words[0] in ("python", "accelerate"), words
         for i, word in enumerate(words):
             if word == "-m":
                 assert importlib.util.find_spec(words[i + 1]) is not None, words[i + 1]
             if word.endswith((".py", ".yaml")) and "/" in word and not word.startswith("../"):
                 assert (ROOT / word).is_file(), word
-    assert seen == {"make", "python", "accelerate"}
+    assert seen == {"make", "python", "accelerate", "pip"}
 
 
 @pytest.mark.parametrize("step", RECIPE_STEPS)

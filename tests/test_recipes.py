@@ -92,7 +92,7 @@ def test_sft_loss_on_full_text_changes_what_is_learned(tiny, tmp_path):
     for flag in ("false", "true"):
         out = tmp_path / flag
         recipe("sft")(args(tiny, out, "--max_steps", "1", "--max_length", "64", "--loss_on_full_text", flag,
-                           "--gradient_checkpointing", "true", "--dropout", "0.0"))
+                           "--activation_checkpointing", "true", "--dropout", "0.0"))
         first[flag] = next(m["loss"] for m in metrics(out) if "loss" in m)
         assert json.loads((out / "run_config.json").read_text())["loss_on_full_text"] == (flag == "true")
     assert first["false"] != first["true"]
@@ -177,7 +177,8 @@ def test_rm_group_by_length_batches_pairs_of_similar_length(tiny, tmp_path):
 
     def padding(strategy):
         config = RewardConfig(output_dir=str(tmp_path / strategy), per_device_train_batch_size=4, use_cpu=True, bf16=False,
-                              per_device_eval_batch_size=4, train_sampling_strategy=strategy, report_to="none")
+                              per_device_eval_batch_size=4, train_sampling_strategy=strategy, report_to="none",
+                              activation_checkpointing=False)
         trainer = PairwiseRewardTrainer(model=model, args=config, train_dataset=data, eval_dataset=data,
                                         processing_class=tok)
         sizes = {}

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from ..errors import RLHFLiteError
+from ..errors import ArgumentParser, RLHFLiteError
+from ..ranges import option
 from . import ADAPTERS, DatasetSpec, load_plugins, load_rows
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rlhf_lite.data", description=__doc__)
+def parser() -> ArgumentParser:
+    ap = ArgumentParser(prog="python -m rlhf_lite.data", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for cmd, doc in (("show", "print unified rows"), ("check", "validate and count kept/dropped rows")):
         p = sub.add_parser(cmd, help=doc)
@@ -22,11 +22,15 @@ def main(argv=None) -> int:
         p.add_argument("--adapter", help="force this registered layout")
         p.add_argument("--data-dir", help="folder holding <hub name> mirrors (RLHF_LITE_DATA_DIR)")
         p.add_argument("--plugin", action="append", default=[], help="module or .py file registering adapters")
-        p.add_argument("--seed", type=int, default=1234)
+        p.add_argument("--seed", type=option("seed"), default=1234)
         if cmd == "show":
-            p.add_argument("-n", type=int, default=3, help="rows to print")
+            p.add_argument("-n", type=option("n"), default=3, help="rows to print")
     sub.add_parser("list", help="list registered dataset names")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
 
     try:
         if args.cmd == "list":

@@ -18,6 +18,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from ..models import save_model
+from ..quiet import logger_silenced
 from ..training import rewind_metrics
 from .engine import RLHFEngine
 from .trainer import PPOTrainer
@@ -44,7 +45,10 @@ def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int,
         for stale in [*out.glob(".tmp-checkpoint-*"), *out.glob(".old-checkpoint-*")]:
             shutil.rmtree(stale, ignore_errors=True)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp))  # every process: DeepSpeed writes its own shards
+    # every process: DeepSpeed writes its own shards. accelerate warns that it left out the tied
+    # copy of the LM head (as from_pretrained expects: the model ties it again on loading)
+    with logger_silenced("accelerate.utils.other"):
+        acc.save_state(str(tmp))
     acc.wait_for_everyone()  # ... and its RNG state, which must be in before `tmp` is renamed
     if acc.is_main_process:
         if trainer.ema is not None:

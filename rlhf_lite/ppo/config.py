@@ -8,6 +8,7 @@ from pathlib import Path
 from ..args import ScriptArguments
 from ..errors import ConfigError
 from ..models import LoraSettings, ModelSettings
+from ..ranges import check_fields
 
 QUANTIZATIONS = ("none", "8bit", "4bit")
 
@@ -101,27 +102,21 @@ class PPOArguments(ScriptArguments):
     report_to: str = field(default="tensorboard", metadata={"help": "tensorboard or none"})
 
     def __post_init__(self) -> None:
-        for name in ("per_device_generation_batch_size", "per_device_training_batch_size",
-                     "generation_batches", "ppo_epochs", "max_prompt_seq_len", "max_answer_seq_len"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_fields(self)
         buffered = self.per_device_generation_batch_size * self.generation_batches
         if buffered % self.per_device_training_batch_size:
             raise ConfigError(
                 f"per_device_generation_batch_size x generation_batches = {buffered} experiences is "
                 f"not a multiple of per_device_training_batch_size = {self.per_device_training_batch_size}")
-        if not 0 <= self.min_new_tokens <= self.max_answer_seq_len:
-            raise ConfigError(f"min_new_tokens must be in [0, max_answer_seq_len], got {self.min_new_tokens}")
+        if self.min_new_tokens > self.max_answer_seq_len:
+            raise ConfigError(f"min_new_tokens ({self.min_new_tokens}) must not exceed max_answer_seq_len "
+                              f"({self.max_answer_seq_len})")
         for role in ("actor", "critic"):
             if getattr(self, f"{role}_quantization") != "none" and not getattr(self, f"{role}_lora_dim"):
                 raise ConfigError(f"{role}_quantization needs {role}_lora_dim > 0: quantised weights "
                                   "cannot be trained directly")
             if getattr(self, f"{role}_lora_learning_rate") is not None and not getattr(self, f"{role}_lora_dim"):
                 raise ConfigError(f"{role}_lora_learning_rate is set but {role}_lora_dim is 0")
-        if self.target_kl is not None and self.target_kl <= 0:
-            raise ConfigError(f"target_kl must be > 0, got {self.target_kl}")
-        if self.enable_ema and not 0 < self.ema_beta < 1:
-            raise ConfigError(f"ema_beta must be in (0, 1), got {self.ema_beta}")
         if self.report_to not in ("tensorboard", "none"):
             raise ConfigError(f"report_to must be tensorboard or none, got '{self.report_to}'")
 

@@ -24,9 +24,9 @@ from accelerate.utils import InitProcessGroupKwargs
 from torch import nn
 from transformers import get_scheduler
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from ..host_memory import keep_freed_memory
-from ..models import check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer, resolve_model_path
+from ..models import check_model_kind, check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer
 from ..reward import score_head
 from .config import PPOArguments
 from .trunk import frozen_depth
@@ -101,13 +101,6 @@ def make_accelerator(**kwargs) -> Accelerator:
             and not (torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()):
         kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", []), InitProcessGroupKwargs(backend="gloo")]
     return Accelerator(**kwargs)
-
-
-def _is_reward_model(path: str, trust_remote_code: bool) -> bool:
-    from transformers import AutoConfig
-    config = AutoConfig.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
-    return any(a.endswith("ForSequenceClassification") for a in config.architectures or []) \
-        and getattr(config, "num_labels", None) == 1
 
 
 def _param_groups(module: nn.Module, lr: float, lora_lr: float | None, weight_decay: float) -> list[dict]:
@@ -221,11 +214,9 @@ class RLHFEngine:
 
     def _check_models(self) -> None:
         a = self.args
-        paths = {a.critic_model_name_or_path: "critic", a.reward_model_name_or_path: "reward model"}
-        for path, role in paths.items():  # usually one path: the critic starts from the reward model
-            if not _is_reward_model(path, a.trust_remote_code):
-                raise ModelError(f"{role} '{path}' is not a reward model (a one-output "
-                                 "...ForSequenceClassification); pass step 2's output")
+        check_model_kind(a.actor_model_name_or_path, "causal_lm", a.trust_remote_code)
+        for path in {a.critic_model_name_or_path, a.reward_model_name_or_path}:  # the critic starts from the reward model
+            check_model_kind(path, "reward_model", a.trust_remote_code)
             check_same_vocab(self.tokenizer, load_tokenizer(path, trust_remote_code=a.trust_remote_code),
                              a.actor_model_name_or_path, path)
 

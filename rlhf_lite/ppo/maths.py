@@ -68,6 +68,15 @@ def kl_shaped_rewards(logprobs: Tensor, ref_logprobs: Tensor, scores: Tensor, ma
     return rewards, kl
 
 
+def kl_k3(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """Per-token KL(actor || reference) estimated as k3 = r - 1 - log r with r = p_ref / p_actor
+    (Schulman, "Approximating KL divergence"; TRL and OpenRLHF log it): unbiased for tokens sampled
+    from the actor like k1 = log p_actor - log p_ref, but never negative, so a batch's figure
+    cannot come out below zero. Zeros at padding."""
+    log_ratio = _clean(ref_logprobs - logprobs, mask)
+    return _clean(torch.expm1(log_ratio) - log_ratio, mask)
+
+
 def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float,
                    lam: float) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016); returns (advantages, returns).

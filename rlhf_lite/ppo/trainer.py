@@ -27,7 +27,7 @@ from transformers import GenerationConfig
 from ..errors import RLHFLiteError
 from .config import PPOArguments
 from .engine import RLHFEngine
-from .maths import (ema_update, gae_advantages, kl_shaped_rewards, make_kl_controller, masked_mean,
+from .maths import (ema_update, gae_advantages, kl_k3, kl_shaped_rewards, make_kl_controller, masked_mean,
                     masked_whiten, policy_loss, token_logprobs, value_loss)
 from .padding import MAX_GROUPS, RowGroup, row_groups, stitch
 from .trunk import Recorded, capture, replay
@@ -220,10 +220,11 @@ class PPOTrainer:
                     for k, v in self._update(e, idx, advantages, returns).items():
                         history.setdefault(k, []).append(v)
         seq_kl = torch.cat([kl.sum(1) for _, _, kl in shaped]).mean().item()
+        seq_k3 = torch.cat([kl_k3(e["logprobs"], e["ref_logprobs"], e["mask"]).sum(1) for e in exps]).mean().item()
         self.kl_ctl.update(seq_kl, sum(len(e["mask"]) for e in exps))
         self.stats = {k: sum(v) / len(v) for k, v in history.items()} | _mean_stats([
             self._experience_stats(e, adv, ret) for e, (adv, ret, _) in zip(exps, shaped)]) | {
-            "kl/sequence": seq_kl, "kl/coef": self.kl_ctl.value, "answer/empty_dropped": self.empty_dropped,
+            "kl/sequence": seq_kl, "kl/sequence_k3": seq_k3, "kl/coef": self.kl_ctl.value, "answer/empty_dropped": self.empty_dropped,
             "time/training": time.perf_counter() - start,
             "lr/actor": self.engine.scheduler.get_last_lr()[0]}
         self.empty_dropped = 0
