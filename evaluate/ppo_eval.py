@@ -20,7 +20,7 @@ r = p_baseline / p_model: never negative); `models`: per model its mean scores, 
 (exact match against --facts, a JSON list of {prompt, answer}; the demo data's own key by default
 for --data demo) and degeneration measures (distinct-1/2, repeated 3-grams, answers that echo the
 question, shorter than 3 tokens, mean length, share ending with EOS); `open`: the same on the open
-prompts; `answers`: every prompt with each model's answer and its scores; reward_accuracy and
+prompts (without KL); `answers`: every prompt with each model's answer and its scores; reward_accuracy and
 judge_accuracy: each reward model's accuracy on the held-out pairs (when the rows have a rejected
 answer), as rm_eval reports it. n = held-out prompts
 used (those that alone fill --max-length are skipped). The actors and --reward must share one
@@ -98,18 +98,18 @@ def token_logprobs(model, pad_id: int, prompts: list[list[int]], answers: list[l
     return out
 
 
-def run_model(name, tokenizer, prompts, args, scored=None):
+def run_model(name, tokenizer, prompts, args, scored=None, kl_prompts: int = 0):
     """(its answers' token ids, per-token log-probabilities of `scored` answers, by default its
-    own; None when scored is False)."""
+    own, to the first `kl_prompts` prompts: the held-out ones, where KL is reported)."""
     model = eval_device(load_causal_lm(ModelSettings(name), tokenizer))
     torch.manual_seed(args.seed)
     ids = generate_ids(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                        do_sample=args.sample, temperature=args.temperature, top_p=args.top_p)
-    if scored is False:
+    if not kl_prompts:
         return ids, None
-    prompt_ids = tokenizer(prompts)["input_ids"]
-    return ids, token_logprobs(model, tokenizer.pad_token_id, prompt_ids, ids if scored is None else scored,
-                               args.batch_size)
+    prompt_ids = tokenizer(prompts[:kl_prompts])["input_ids"]
+    scored = (ids if scored is None else scored)[:kl_prompts]
+    return ids, token_logprobs(model, tokenizer.pad_token_id, prompt_ids, scored, args.batch_size)
 
 
 def kl_estimates(logp_model: list, logp_baseline: list) -> dict:
@@ -153,11 +153,11 @@ def main(argv=None):
     sets = {"held_out": held_out} | ({"open": open_prompts()} if args.open_prompts else {})
     prompts = [p for ps in sets.values() for p in ps]
 
-    ids, logp = {}, {}
-    ids["model"], logp["model"] = run_model(args.model, tokenizer, prompts, args)
-    ids["baseline"], logp["baseline"] = run_model(args.baseline, tokenizer, prompts, args, scored=ids["model"])
+    ids, logp, n = {}, {}, len(held_out)
+    ids["model"], logp["model"] = run_model(args.model, tokenizer, prompts, args, kl_prompts=n)
+    ids["baseline"], logp["baseline"] = run_model(args.baseline, tokenizer, prompts, args, ids["model"], n)
     if args.base:
-        ids["base"], _ = run_model(args.base, tokenizer, prompts, args, scored=False)
+        ids["base"], _ = run_model(args.base, tokenizer, prompts, args)
     ids = {role: ids[role] for role in ACTORS if role in ids}
     texts = {role: [answer(t) for t in tokenizer.batch_decode(x, skip_special_tokens=True)] for role, x in ids.items()}
     scores, accuracy = {}, {}
@@ -180,7 +180,8 @@ def main(argv=None):
         start += len(ps)
         sub = lambda d: {k: v[part] for k, v in d.items()}  # noqa: E731
         set_scores = {judge: sub(s) for judge, s in scores.items()}
-        measures = {**gains(set_scores), **kl_estimates(logp["model"][part], logp["baseline"][part]), "n": len(ps),
+        kl = kl_estimates(logp["model"], logp["baseline"]) if name == "held_out" else {}
+        measures = {**gains(set_scores), **kl, "n": len(ps),
                     "models": judge_set(ps, sub(ids), sub(texts), set_scores, facts, tokenizer.eos_token_id),
                     "answers": [{"prompt": p, **{role: {"text": texts[role][part][i],
                                                         **{judge: s[role][i] for judge, s in set_scores.items()}}

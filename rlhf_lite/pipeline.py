@@ -128,8 +128,6 @@ def eval_commands(args) -> dict[str, list[str]]:
     have = lambda step: (out / step / "config.json").is_file()  # noqa: E731
     judge = ["--judge", str(out / "judge")] if have("judge") else []
     cmds = {}
-    if have("sft"):
-        cmds["perplexity"] = [*script("perplexity"), "--model", str(out / "sft"), "--data", data, "-n", "100"]
     ppo = have("sft") and have("rm") and have("ppo/actor")
     for rm in ("rm", "judge"):
         if have(rm) and not ppo:  # ppo_eval reports both reward models' accuracies itself
@@ -137,7 +135,7 @@ def eval_commands(args) -> dict[str, list[str]]:
     if ppo:
         cmds["ppo_eval"] = [*script("ppo_eval"), "--baseline", str(out / "sft"), "--model", str(out / "ppo" / "actor"),
                             "--reward", str(out / "rm"), *judge, "--base", base, "--data", data,
-                            "--open-prompts", "--max-new-tokens", "48", "--show", "3"]
+                            "--open-prompts", "--max-new-tokens", "40", "--batch-size", "32", "--show", "3"]
     elif have("sft"):  # without a PPO actor: base vs SFT on the open prompts
         cmds["prompt_eval"] = [*script("prompt_eval"), "--baseline", base, "--finetuned", str(out / "sft"), *judge,
                                "--open"]
@@ -146,7 +144,7 @@ def eval_commands(args) -> dict[str, list[str]]:
 
 TITLES = {"sft": "step 1, supervised fine-tuning", "rm": "step 2, reward model", "ppo": "step 3, PPO",
           "judge": "a judge reward model, trained on pairs step 2 never saw",
-          "prompt_eval": "open prompts, base vs SFT", "perplexity": "SFT perplexity on held-out answers",
+          "prompt_eval": "open prompts, base vs SFT",
           "rm_eval": "reward-model accuracy on held-out pairs", "judge_eval": "judge accuracy on held-out pairs",
           "ppo_eval": "base, SFT and PPO on held-out and open prompts, judged"}
 
@@ -208,8 +206,8 @@ def comparison_table(ppo: dict) -> list[str]:
         gains = [f"{name} {part[f'{key}_gain']:+.3f} ± {part[f'{key}_gain_stderr']:.3f} "
                  f"(win {part['win_rate' if key == 'reward' else 'judge_win_rate']:.2f})"
                  for key, name in (("reward", "step 2's model"), ("judge", "judge")) if f"{key}_gain" in part]
-        lines.append(f"PPO vs SFT, {title}: gain under {'; under '.join(gains)}; KL {part['kl_to_baseline']:.3f} "
-                     f"(k3 {part['kl_k3_to_baseline']:.3f})")
+        kl = f"; KL {part['kl_to_baseline']:.3f} (k3 {part['kl_k3_to_baseline']:.3f})" if "kl_to_baseline" in part else ""
+        lines.append(f"PPO vs SFT, {title}: gain under {'; under '.join(gains)}{kl}")
     return lines
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 from tqdm.auto import tqdm
@@ -82,7 +83,8 @@ class Follower:
         self.path, self.name, self.offset, self.last = path, name, 0, None
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
-        self.bar = tqdm(total=None, desc=name, file=self.stream, dynamic_ncols=True,
+        # the terminal's width once (a terminal that reports none, such as `script`'s, gets 80)
+        self.bar = tqdm(total=None, desc=name, file=self.stream, ncols=shutil.get_terminal_size().columns,
                         disable=not self.live, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
     def poll(self) -> None:

@@ -37,7 +37,7 @@ def test_default_is_the_demo_preset_with_its_three_steps_then_evaluation(monkeyp
     assert sft[sft.index("--output_dir") + 1] == str(tmp_path / "out" / "sft")
     ppo = ran[2][1]
     assert ppo[ppo.index("--actor_model_name_or_path") + 1] == str(tmp_path / "out" / "sft")
-    assert {"prompt_eval", "perplexity", "rm_eval"} <= {name for name, _ in ran[3:]}
+    assert [name for name, _ in ran[3:]] == ["judge", "rm_eval", "prompt_eval"]  # no PPO actor (nor judge) here
 
 
 def test_deepspeed_chat_flags(monkeypatch, tmp_path):
@@ -63,14 +63,13 @@ def test_steps_and_no_eval_choose_what_runs(monkeypatch, tmp_path):
     assert commands(["--steps", "--no-eval"], monkeypatch, tmp_path) == []
     fake_outputs(tmp_path / "out", "sft", "rm", "ppo/actor")
     names = [name for name, _ in commands(["--steps"], monkeypatch, tmp_path)]
-    assert names == ["judge", "perplexity", "ppo_eval"]  # the judge is trained before the evaluations
+    assert names == ["judge", "ppo_eval"]  # the judge is trained before the evaluations
     (tmp_path / "out" / "ppo" / "actor" / "config.json").unlink()
-    assert [n for n, _ in commands(["--steps"], monkeypatch, tmp_path)] == ["judge", "perplexity", "rm_eval",
-                                                                            "prompt_eval"]
+    assert [n for n, _ in commands(["--steps"], monkeypatch, tmp_path)] == ["judge", "rm_eval", "prompt_eval"]
     fake_outputs(tmp_path / "out", "ppo/actor")
     fake_outputs(tmp_path / "out", "judge")
     ran = dict(commands(["--steps"], monkeypatch, tmp_path))
-    assert list(ran) == ["judge", "perplexity", "ppo_eval"]  # which reports both reward models' accuracies
+    assert list(ran) == ["judge", "ppo_eval"]  # which reports both reward models' accuracies
     judge = ran["judge"]
     assert judge[1].endswith("recipes/rm.py") and judge[judge.index("--config") + 1].endswith("demo/judge.yaml")
     ppo_eval = ran["ppo_eval"]

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -608,13 +607,7 @@ N_EMPTY = 5  # the first RAMBLES of each language are near-empty
 TWIN = 0.6
 # Wrong facts and other questions' answers are kept rare: telling them apart takes knowledge a
 # 135M reward model trained for a few CPU minutes lacks (about 0.7 accuracy on them, ~1.0 on the rest).
-KIND_WEIGHTS = {"wrong": 8, "off_topic": 12, "rude": 28, "refusal": 26, "ramble": 26,
-                "echo": 14, "repeat": 10, "pleasantry": 10}
-# The last three are what a policy does to please a reward model without answering -- hand the
-# question back, say one phrase over and over, offer pleasantries with nothing between them -- and
-# a reward model only learns to mark them down from examples (without them PPO on the demo learned
-# to echo questions: held-out echoes 9% -> 15%, while an independent judge saw no gain).
-REPEATS = {"en": ["Good.", "Sure!", "Yes.", "Okay.", "Thank you."], "zh": ["好。", "好的！", "是的。", "当然。", "谢谢。"]}
+KIND_WEIGHTS = {"wrong": 8, "off_topic": 12, "rude": 28, "refusal": 26, "ramble": 26}
 
 PREFIXES = {"en": ["", "", "", "Sure! ", "Good question. ", "Of course. "],
             "zh": ["", "", "", "好的！", "当然。", "这个问题问得好。"]}
@@ -1040,18 +1033,6 @@ def _rejected(lang, item, pool, rng):
         return kind, rng.choice(RUDE[lang])
     if kind == "refusal":
         return kind, rng.choice(REFUSALS[lang]).format(topic=topic)
-    if kind == "echo":  # the question handed back, as asked or with an exclamation
-        question = item.turns[-1]
-        if rng.random() < 0.5:
-            question = question[:-1] + ("!" if lang == "en" else "！")
-        return kind, rng.choice(["", "", PREFIXES[lang][3]]) + question
-    if kind == "repeat":  # one phrase, from the good answer or a pleasantry, three or four times
-        head = re.split(r"(?<=[.!?。！？，,])", item.chosen, maxsplit=1)[0].strip()
-        unit = head if rng.random() < 0.5 and len(head) < 40 else rng.choice(REPEATS[lang])
-        return kind, (" " if lang == "en" else "").join([unit] * rng.randint(3, 4))
-    if kind == "pleasantry":  # the dressing of a good answer with no answer in it
-        words = [rng.choice(PREFIXES[lang][3:]).strip(), rng.choice(SUFFIXES[lang][4:]).strip()]
-        return kind, (" " if lang == "en" else "").join(words)
     i = rng.randrange(len(RAMBLES[lang]))
     return ("empty" if i < N_EMPTY else "ramble"), RAMBLES[lang][i].format(topic=topic)
 
