@@ -26,6 +26,10 @@ class RMArguments(ScriptArguments):
     data_share: int = field(default=1, metadata={
         "help": "the share of data_split trained on: 1, step 2's (default); 2, step 3's, for a judge "
                 "reward model that never saw step 2's pairs"})
+    frozen_block_cache_gb: float = field(default=4.0, metadata={
+        "help": "host memory for the output of the frozen blocks below trainable_layers for every "
+                "training sequence, recorded in the first epoch so that later epochs run only the "
+                "trained blocks; 0 runs every block every epoch"})
 
 
 def main(argv=None):
@@ -44,6 +48,7 @@ def main(argv=None):
         model=model, args=training, train_dataset=train,
         eval_dataset=evals if training.eval_strategy != "no" else None,
         processing_class=tokenizer, callbacks=[MetricsFile()], reward_loss=script.reward_loss,
+        frozen_block_cache_gb=script.frozen_block_cache_gb,
         optimizers=(lora_optimizer(model, training, model_args), None))
     train_and_export(trainer, resume, tokenizer, model_args)
 

@@ -332,17 +332,32 @@ def check_same_vocab(
 # --------------------------------------------------------------------------- models
 
 
-def _override_dropout(config: PretrainedConfig, p: float) -> None:
+def _dropout_fields(config: PretrainedConfig) -> list[tuple[PretrainedConfig, str]]:
     # Names differ per family (dropout, attention_dropout, hidden_dropout, attn_pdrop,
     # resid_pdrop, summary_first_dropout, ...); sub-configs cover multimodal wrappers.
     # OPT's `layerdrop` is deliberately not a dropout: a nonzero p must not start dropping layers.
+    fields = []
     for key, value in list(vars(config).items()):
         if isinstance(value, PretrainedConfig):
-            _override_dropout(value, p)
+            fields += _dropout_fields(value)
         elif ("dropout" in key or key.endswith("_pdrop")) and (
             value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
         ):
-            setattr(config, key, p)
+            fields.append((config, key))
+    return fields
+
+
+def _override_dropout(config: PretrainedConfig, p: float) -> None:
+    for owner, key in _dropout_fields(config):
+        setattr(owner, key, p)
+
+
+def has_dropout(model: torch.nn.Module) -> bool:
+    """Whether a training pass of `model` is random: a dropout module or a config probability
+    (some families apply attention dropout functionally, from the config) above 0."""
+    config = getattr(model, "config", None)
+    return any(m.p > 0 for m in model.modules() if isinstance(m, torch.nn.Dropout)) or bool(
+        config is not None and any(getattr(o, k) for o, k in _dropout_fields(config)))
 
 
 def _quantization(settings: ModelSettings, dtype: torch.dtype | str) -> dict:

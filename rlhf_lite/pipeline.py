@@ -122,7 +122,11 @@ def judge_command(args) -> list[str] | None:
 def eval_commands(args) -> dict[str, list[str]]:
     """The evaluations whose inputs exist: name -> command (each writes eval/<name>.json)."""
     out, ev = args.output_dir, args.output_dir / "eval"
-    data = (preset_value(args.preset, "rm", "datasets") or ["demo"])[0]
+    step2 = lambda key: preset_value(args.preset, "rm", key)  # noqa: E731
+    # the reward model's held-out pairs, read as step 2 read them
+    data = ["--data", (step2("datasets") or ["demo"])[0],
+            *(["--data-dir", step2("data_dir")] if step2("data_dir") else []),
+            *(["--split", step2("eval_split")] if step2("eval_split") else [])]
     base = args.actor_model or preset_value(args.preset, "sft", "model_name_or_path")
     script = lambda name: [sys.executable, str(ROOT / "evaluate" / f"{name}.py")]  # noqa: E731
     have = lambda step: (out / step / "config.json").is_file()  # noqa: E731
@@ -131,10 +135,10 @@ def eval_commands(args) -> dict[str, list[str]]:
     ppo = have("sft") and have("rm") and have("ppo/actor")
     for rm in ("rm", "judge"):
         if have(rm) and not ppo:  # ppo_eval reports both reward models' accuracies itself
-            cmds[f"{rm}_eval"] = [*script("rm_eval"), "--model", str(out / rm), "--data", data]
+            cmds[f"{rm}_eval"] = [*script("rm_eval"), "--model", str(out / rm), *data]
     if ppo:
         cmds["ppo_eval"] = [*script("ppo_eval"), "--baseline", str(out / "sft"), "--model", str(out / "ppo" / "actor"),
-                            "--reward", str(out / "rm"), *judge, "--base", base, "--data", data,
+                            "--reward", str(out / "rm"), *judge, "--base", base, *data,
                             "--open-prompts", "--max-new-tokens", "40", "--batch-size", "32", "--show", "3"]
     elif have("sft"):  # without a PPO actor: base vs SFT on the open prompts
         cmds["prompt_eval"] = [*script("prompt_eval"), "--baseline", base, "--finetuned", str(out / "sft"), *judge,

@@ -106,6 +106,7 @@ RANGES: dict[str, Range] = {
     # data
     "dataset_weights": POSITIVE,  # each of them
     "data_share": Range(0, 2, integer=True),
+    "frozen_block_cache_gb": NON_NEGATIVE,
     # bookkeeping (the Trainer's steps may be a ratio of the run when below 1)
     **dict.fromkeys(("logging_steps", "save_steps", "eval_steps"), POSITIVE),
     "save_total_limit": COUNT,

@@ -6,14 +6,24 @@ token where chosen and rejected differ to the end of the longer one, which gives
 signal on the whole answer rather than on one token. Both are pure functions below; the trainer
 only captures the per-token scores, through a forward hook on the score head, the one place a
 sequence-classification model still has them before pooling.
+
+When only the top blocks train (`trainable_layers`), the frozen blocks below them give every
+training sequence the same output in every epoch: the trainer records it in the first epoch and
+replays it in the later ones (trunk.py), so those run only the trained blocks.
 """
 
 from __future__ import annotations
+
+import contextlib
+import sys
 
 import torch
 import torch.nn.functional as F
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import RewardTrainer
+
+from .models import has_dropout
+from .trunk import Recorded, capture, frozen_depth, replay
 
 REWARD_LOSSES = ("last_token", "divergence")
 
@@ -46,17 +56,69 @@ def score_head(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class PairwiseRewardTrainer(RewardTrainer):
-    def __init__(self, *args, reward_loss: str = "last_token", **kwargs):
+    def __init__(self, *args, reward_loss: str = "last_token", frozen_block_cache_gb: float = 0.0, **kwargs):
         if reward_loss not in REWARD_LOSSES:
             raise ValueError(f"reward_loss must be one of {REWARD_LOSSES}, got '{reward_loss}'")
         self.reward_loss = reward_loss
         super().__init__(*args, **kwargs)
+        self.trunk_depth = self._cached_depth(frozen_block_cache_gb)
+        self.trunk: dict[bytes, torch.Tensor] = {}  # a sequence's token ids -> its frozen blocks' output
+        self.trunk_as_tuple = False
         if getattr(self.model, "is_quantized", False) and not (self.args.bf16 or self.args.fp16):
             # TRL casts a quantised model's trainable weights to bf16 (QLoRA's recipe), which
             # assumes bf16 autocast; without it the bf16 score head would receive fp32 inputs.
             for p in self.model.parameters():
                 if p.requires_grad:
                     p.data = p.data.float()
+
+    def _cached_depth(self, budget_gb: float) -> int:
+        """How many bottom blocks to record once and replay: 0 when nothing would be replayed (one
+        epoch), when blocks are partitioned (ZeRO-3) or dropout makes passes differ, or when the
+        recorded outputs would not fit `budget_gb` of host memory."""
+        args = self.args
+        depth = frozen_depth(self.model)
+        zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+        if not depth or budget_gb <= 0 or zero3 or has_dropout(self.model) or self.train_dataset is None \
+                or (args.num_train_epochs <= 1 and args.max_steps <= 0):
+            return 0
+        data = self.train_dataset
+        tokens = 2 * sum(max(len(c), len(r)) for c, r in zip(data["chosen_ids"], data["rejected_ids"]))
+        param = next(p for p in self.model.parameters() if p.is_floating_point())
+        need_gb = tokens * self.model.config.hidden_size * param.element_size() / 2**30
+        if need_gb > budget_gb:
+            print(f"frozen_block_cache_gb {budget_gb:g} is below the {need_gb:.2f} GB that the frozen blocks' "
+                  "output of every training sequence needs: every epoch runs them again", file=sys.stderr)
+            return 0
+        return depth
+
+    @contextlib.contextmanager
+    def _frozen_blocks(self, model, inputs):
+        """Inside the block, a training forward over `inputs` records the frozen blocks' output of
+        each sequence, or, when every sequence has one, replays them instead of running those blocks."""
+        if not (self.trunk_depth and model.training):
+            yield
+            return
+        ids = inputs["input_ids"]
+        # A row is kept up to its pair's longer side: the divergence loss reads the shorter one's
+        # padding there, which (right padding, causal attention) depends on nothing further right.
+        lengths = inputs["attention_mask"].sum(1)
+        spans = torch.maximum(*lengths.chunk(2)).repeat(2).tolist()
+        keys = [row[:n].cpu().numpy().tobytes() for row, n in zip(ids, spans)]
+        record = Recorded(tuple(ids.shape))
+        kept = [self.trunk.get(k) for k in keys]
+        if all(h is not None for h in kept):
+            record.hidden = kept[0].new_zeros(*ids.shape, kept[0].shape[-1])
+            for i, h in enumerate(kept):
+                record.hidden[i, : len(h)] = h
+            record.as_tuple = self.trunk_as_tuple
+            with replay(self.model, self.trunk_depth, record):
+                yield
+            return
+        with capture(self.model, self.trunk_depth, record):
+            yield
+        self.trunk_as_tuple = record.as_tuple
+        for i, (k, n) in enumerate(zip(keys, spans)):
+            self.trunk[k] = record.hidden[i, :n].clone()
 
     @staticmethod
     def _length_sampler(dataset, batch_size: int, generator=None) -> LengthGroupedSampler:
@@ -78,6 +140,10 @@ class PairwiseRewardTrainer(RewardTrainer):
                                     torch.Generator().manual_seed(self.args.seed))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        with self._frozen_blocks(model, inputs):
+            return self._loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _loss(self, model, inputs, return_outputs, num_items_in_batch):
         if self.reward_loss == "last_token":
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         captured = {}

@@ -30,7 +30,7 @@ from .engine import RLHFEngine
 from .maths import (ema_update, gae_advantages, kl_k3, kl_shaped_rewards, make_kl_controller, masked_mean,
                     masked_whiten, policy_loss, token_logprobs, value_loss)
 from .padding import MAX_GROUPS, RowGroup, row_groups, stitch
-from .trunk import Recorded, capture, replay
+from ..trunk import Recorded, capture, replay
 
 
 class NonFiniteError(RLHFLiteError):

@@ -1,4 +1,4 @@
-"""Reusing the frozen bottom blocks (rlhf_lite/ppo/trunk.py) changes no number, only the work done."""
+"""Reusing the frozen bottom blocks (rlhf_lite/trunk.py) changes no number, only the work done."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import torch
 
 from rlhf_lite.models import decoder_blocks, load_tokenizer
 from rlhf_lite.ppo import PPOArguments, PPOTrainer, PromptBatches, RLHFEngine, encode_prompts
-from rlhf_lite.ppo.trunk import Recorded, capture, frozen_depth, replay
+from rlhf_lite.trunk import Recorded, capture, frozen_depth, replay
 from rlhf_lite.training import step_rows
 from tests.test_recipes import separable_pairs
 from tests.tiny_models import make_tiny_model
@@ -91,3 +91,54 @@ def test_replay_restores_the_blocks_and_matches_a_full_forward(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(replayed, model(input_ids=ids[[1], 3:]).logits)
     assert list(decoder_blocks(model)) == blocks
+
+
+@pytest.mark.parametrize("family", ["llama", "opt"])
+def test_reward_training_replays_frozen_blocks_after_the_first_epoch(tmp_path, family):
+    from datasets import Dataset
+    from trl import RewardConfig
+
+    from rlhf_lite.models import ModelSettings, load_reward_model
+    from rlhf_lite.reward import PairwiseRewardTrainer
+    path = str(make_tiny_model(tmp_path, family, "reward"))
+    tok = load_tokenizer(path)
+    gen = torch.Generator().manual_seed(0)
+    ids = lambda n: torch.randint(5, 90, (n,), generator=gen).tolist()  # noqa: E731
+    data = Dataset.from_list([{"chosen_ids": ids(n), "rejected_ids": ids(n + 2)} for n in (3, 5, 7, 9, 4, 6)])
+
+    def train(cache_gb: float, loss: str) -> tuple[list, int, int]:
+        torch.manual_seed(0)
+        model = load_reward_model(ModelSettings(path, trainable_layers=1, dropout=0.0), tok)
+        calls = []
+        hook = decoder_blocks(model)[0].register_forward_hook(lambda *_: calls.append(1))
+        config = RewardConfig(output_dir=str(tmp_path / f"{cache_gb}{loss}"), per_device_train_batch_size=2,
+                              num_train_epochs=3, learning_rate=1e-2, use_cpu=True, bf16=False, report_to="none",
+                              activation_checkpointing=False, disable_dropout=True, save_strategy="no",
+                              logging_steps=1, seed=0)
+        trainer = PairwiseRewardTrainer(model=model, args=config, train_dataset=data, processing_class=tok,
+                                        reward_loss=loss, frozen_block_cache_gb=cache_gb)
+        trainer.train()
+        hook.remove()
+        return [m["loss"] for m in trainer.state.log_history if "loss" in m], len(calls), trainer.trunk_depth
+
+    for loss in ("last_token", "divergence"):
+        cached, plain = train(1.0, loss), train(0.0, loss)
+        assert cached[2] == 1 and plain[2] == 0
+        assert cached[0] == pytest.approx(plain[0], rel=1e-4, abs=1e-6) and len(cached[0]) == 9
+        assert cached[1] == 3 and plain[1] == 9  # block 0 ran in the first of 3 epochs only
+
+
+def test_reward_training_runs_every_block_when_the_cache_would_not_fit(tmp_path, capsys):
+    from datasets import Dataset
+    from trl import RewardConfig
+
+    from rlhf_lite.models import ModelSettings, load_reward_model
+    from rlhf_lite.reward import PairwiseRewardTrainer
+    path = str(make_tiny_model(tmp_path, "llama", "reward"))
+    model = load_reward_model(ModelSettings(path, trainable_layers=1, dropout=0.0), load_tokenizer(path))
+    data = Dataset.from_list([{"chosen_ids": [5, 6, 7], "rejected_ids": [5, 6, 8]}] * 4)
+    config = RewardConfig(output_dir=str(tmp_path / "o"), num_train_epochs=2, use_cpu=True, bf16=False,
+                          report_to="none", activation_checkpointing=False, disable_dropout=True)
+    trainer = PairwiseRewardTrainer(model=model, args=config, train_dataset=data, frozen_block_cache_gb=1e-9,
+                                    processing_class=load_tokenizer(path))
+    assert trainer.trunk_depth == 0 and "frozen_block_cache_gb" in capsys.readouterr().err

@@ -5,7 +5,8 @@ and are the reference model's, and the critic's are the reward model's when both
 checkpoint. Their output for an experience is therefore computed once, in the actor's (critic's)
 scoring pass, and replayed: the reference (reward) forward runs only the blocks above it, and so
 do the PPO updates, every epoch. On the demo preset (8 of 30 blocks trained) this removes well
-over half the block passes of scoring and training.
+over half the block passes of scoring and training. Reward-model training (reward.py) records
+each training sequence's in its first epoch and replays it in the later ones.
 
 `capture` records the output of block `depth - 1` during a normal forward; `replay` runs a forward
 in which blocks 0..depth-1 are replaced by stand-ins returning that recorded output, so the
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..models import decoder_blocks
+from .models import decoder_blocks
 
 
 def frozen_depth(model: nn.Module) -> int:
