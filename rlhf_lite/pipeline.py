@@ -103,10 +103,10 @@ def step_command(args, step: int) -> list[str]:
     return cmd
 
 
-def preset_value(preset: str, step: str, key: str):
+def preset_config(preset: str, step: str) -> dict:
     import yaml
     with open(ROOT / "recipes" / "configs" / preset / f"{step}.yaml", encoding="utf-8") as fh:
-        return (yaml.safe_load(fh) or {}).get(key)
+        return yaml.safe_load(fh) or {}
 
 
 def judge_command(args) -> list[str] | None:
@@ -122,12 +122,12 @@ def judge_command(args) -> list[str] | None:
 def eval_commands(args) -> dict[str, list[str]]:
     """The evaluations whose inputs exist: name -> command (each writes eval/<name>.json)."""
     out, ev = args.output_dir, args.output_dir / "eval"
-    step2 = lambda key: preset_value(args.preset, "rm", key)  # noqa: E731
+    step2 = preset_config(args.preset, "rm")
     # the reward model's held-out pairs, read as step 2 read them
-    data = ["--data", (step2("datasets") or ["demo"])[0],
-            *(["--data-dir", step2("data_dir")] if step2("data_dir") else []),
-            *(["--split", step2("eval_split")] if step2("eval_split") else [])]
-    base = args.actor_model or preset_value(args.preset, "sft", "model_name_or_path")
+    data = ["--data", (step2.get("datasets") or ["demo"])[0],
+            *(["--data-dir", step2["data_dir"]] if step2.get("data_dir") else []),
+            *(["--split", step2["eval_split"]] if step2.get("eval_split") else [])]
+    base = args.actor_model or preset_config(args.preset, "sft").get("model_name_or_path")
     script = lambda name: [sys.executable, str(ROOT / "evaluate" / f"{name}.py")]  # noqa: E731
     have = lambda step: (out / step / "config.json").is_file()  # noqa: E731
     judge = ["--judge", str(out / "judge")] if have("judge") else []
