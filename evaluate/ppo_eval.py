@@ -38,7 +38,7 @@ from rlhf_lite.models import (ModelSettings, check_model_kind, check_same_vocab,
                               load_tokenizer)
 from rlhf_lite.ppo.maths import kl_k3
 from rlhf_lite.ranges import option
-from rlhf_lite.scoring import (add_eval_data_arguments, batches, eval_device, generate_ids, load_eval_rows,
+from rlhf_lite.scoring import (add_eval_data_arguments, eval_device, generate_ids, length_batches, load_eval_rows,
                                pad_batch, pair_metrics, pair_texts, print_table, score_texts, write_json)
 
 ACTORS = ("base", "baseline", "model")  # the model SFT started from, the SFT model, the PPO actor
@@ -88,13 +88,15 @@ def load_tokenizers(args):
 @torch.no_grad()
 def token_logprobs(model, pad_id: int, prompts: list[list[int]], answers: list[list[int]], batch_size: int):
     """Log-probability of each answer token following its prompt's ids: one list per answer."""
-    out = []
-    for chunk in batches(list(zip(prompts, answers)), batch_size, "likelihood"):
-        ids, mask = pad_batch([p + a for p, a in chunk], pad_id, "right")
+    out = [None] * len(prompts)
+    sequences = [p + a for p, a in zip(prompts, answers)]
+    for rows in length_batches(sequences, batch_size, "likelihood"):
+        ids, mask = pad_batch([sequences[i] for i in rows], pad_id, "right")
         logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-        for row, (p, a) in zip(logits, chunk):
+        for row, i in zip(logits, rows):
+            p, a = prompts[i], answers[i]
             steps = row[len(p) - 1: len(p) + len(a) - 1].float().log_softmax(-1)
-            out.append(steps.gather(1, torch.tensor(a, device=steps.device)[:, None])[:, 0].cpu())
+            out[i] = steps.gather(1, torch.tensor(a, device=steps.device)[:, None])[:, 0].cpu()
     return out
 
 
