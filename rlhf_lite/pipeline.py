@@ -139,7 +139,7 @@ def eval_commands(args) -> dict[str, list[str]]:
     if ppo:
         cmds["ppo_eval"] = [*script("ppo_eval"), "--baseline", str(out / "sft"), "--model", str(out / "ppo" / "actor"),
                             "--reward", str(out / "rm"), *judge, "--base", base, *data,
-                            "--open-prompts", "--max-new-tokens", "40", "--batch-size", "64", "--show", "3"]
+                            "--open-prompts", "--max-new-tokens", "40", "--batch-size", "32", "--show", "3"]
     elif have("sft"):  # without a PPO actor: base vs SFT on the open prompts
         cmds["prompt_eval"] = [*script("prompt_eval"), "--baseline", base, "--finetuned", str(out / "sft"), *judge,
                                "--open"]
