@@ -6,9 +6,7 @@
 
 from dataclasses import dataclass, field
 
-from datasets import Dataset
-from trl import RewardConfig
-
+# rlhf_lite first: importing it quiets a library's import-time warning (rlhf_lite/__init__.py)
 from rlhf_lite.args import ModelArguments, ScriptArguments, parse
 from rlhf_lite.encoding import encode_pairs
 from rlhf_lite.errors import cli
@@ -16,6 +14,9 @@ from rlhf_lite.models import load_reward_model, load_tokenizer
 from rlhf_lite.reward import REWARD_LOSSES, PairwiseRewardTrainer
 from rlhf_lite.training import (MetricsFile, lora_optimizer, prepare_run, step_rows,
                                 train_and_export)
+
+from datasets import Dataset
+from trl import RewardConfig
 
 
 @dataclass
