@@ -126,7 +126,9 @@ def eval_commands(args) -> dict[str, list[str]]:
     # the reward model's held-out pairs, read as step 2 read them
     data = ["--data", (step2.get("datasets") or ["demo"])[0],
             *(["--data-dir", step2["data_dir"]] if step2.get("data_dir") else []),
-            *(["--split", step2["eval_split"]] if step2.get("eval_split") else [])]
+            *(["--split", step2["eval_split"]] if step2.get("eval_split") else []),
+            # a reward model trained on longer texts than the evaluations' default is scored on as long
+            *(["--max-length", str(step2["max_length"])] if step2.get("max_length", 0) > 512 else [])]
     base = args.actor_model or preset_config(args.preset, "sft").get("model_name_or_path")
     script = lambda name: [sys.executable, str(ROOT / "evaluate" / f"{name}.py")]  # noqa: E731
     have = lambda step: (out / step / "config.json").is_file()  # noqa: E731

@@ -99,6 +99,7 @@ RANGES: dict[str, Range] = {
     # PPO
     **dict.fromkeys(("init_kl_coef", "no_eos_penalty", "ptx_coef"), NON_NEGATIVE),
     **dict.fromkeys(("target_kl", "clip_reward_value", "cliprange_value"), POSITIVE),
+    "empty_answer_score": Range(),  # any number (clipped to ±clip_reward_value like every score)
     "cliprange": Range(0, 1, low_open=True, high_open=True),
     "kl_horizon": COUNT,
     **dict.fromkeys(("gamma", "lam"), UNIT),

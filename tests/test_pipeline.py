@@ -78,14 +78,15 @@ def test_steps_and_no_eval_choose_what_runs(monkeypatch, tmp_path):
     assert ppo_eval[ppo_eval.index("--judge") + 1] == str(tmp_path / "out" / "judge")
 
 
-@pytest.mark.parametrize("preset, data, split", [("hh-cpu", "Dahoas/rm-static", "test"),
-                                                  ("zh-cpu", "zwh9029/rm-static-m2m100-zh-jianti", "test")])
-def test_evaluations_read_the_held_out_pairs_as_step_2_does(monkeypatch, tmp_path, preset, data, split):
+@pytest.mark.parametrize("preset, data, split, length", [("hh-cpu", "Dahoas/rm-static", "test", ""),
+                                                          ("zh-cpu", "zwh9029/rm-static-m2m100-zh-jianti", "test",
+                                                           " --max-length 1024")])
+def test_evaluations_read_the_held_out_pairs_as_step_2_does(monkeypatch, tmp_path, preset, data, split, length):
     fake_outputs(tmp_path / "out", "sft", "rm", "ppo/actor", "judge")
     ran = dict(commands(["--preset", preset, "--steps"], monkeypatch, tmp_path))
     assert ran["judge"][ran["judge"].index("--config") + 1].endswith(f"{preset}/judge.yaml")
     ppo_eval = " ".join(ran["ppo_eval"])
-    assert f"--data {data} --data-dir ../shared/datasets --split {split}" in ppo_eval
+    assert f"--data {data} --data-dir ../shared/datasets --split {split}{length} --open-prompts" in ppo_eval
 
 
 def test_step_3_without_step_outputs_names_the_command(tmp_path):

@@ -74,6 +74,18 @@ def test_no_eos_penalty_lowers_the_score_of_unfinished_answers(tiny, tmp_path):
     assert exp["has_eos"].tolist()[0] and not any(exp["has_eos"].tolist()[1:])
 
 
+def test_empty_answer_score_keeps_and_scores_answers_that_are_only_eos(tiny, tmp_path):
+    _, engine, trainer, prompts = api(tiny, api_args(tiny, tmp_path / "o", min_new_tokens=0, empty_answer_score=-3.0))
+    with_eos_at(trainer, {0: 0, 1: 2, 3: 0})  # rows 0 and 3 answer only EOS
+    scored = engine.reward_scores
+    raw = {}
+    engine.reward_scores = lambda **kw: raw.setdefault("s", scored(**kw))
+    exp = trainer.generate_experience(next(prompts.batches())[1])
+    assert exp["n_empty"] == 0 and len(exp["scores"]) == 4 and exp["mask"][:, 0].tolist() == [1, 1, 1, 1]
+    assert exp["scores"][[0, 3]].tolist() == [-3.0, -3.0] and torch.equal(exp["scores"][[1, 2]], raw["s"][[1, 2]])
+    trainer.train_rlhf(exp)  # one-token answers train like any other
+
+
 def test_clip_ranges_gradient_clipping_and_ema_beta_reach_the_update(tiny, tmp_path, monkeypatch):
     args = api_args(tiny, tmp_path / "o", cliprange=0.05, cliprange_value=0.07, max_grad_norm=0.3,
                     enable_ema=True, ema_beta=0.25, per_device_training_batch_size=4)  # one update

@@ -83,6 +83,9 @@ class PPOArguments(ScriptArguments):
     clip_reward_value: float = 5.0
     no_eos_penalty: float = field(default=0.0, metadata={
         "help": "subtracted from the score of answers that never produced EOS"})
+    empty_answer_score: float | None = field(default=None, metadata={
+        "help": "score of answers that are only EOS, trained on like any other (with min_new_tokens 0); "
+                "None drops them and counts them, as DeepSpeed-Chat does"})
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     gamma: float = 1.0

@@ -151,12 +151,13 @@ class PPOTrainer:
         generated = time.perf_counter()
         P = prompts.shape[1]
         mask = answer_mask(seq[:, P:], self.eos_id)
-        keep = seq[:, P] != self.eos_id  # an answer that is only EOS says nothing
+        empty = seq[:, P] == self.eos_id  # an answer that is only EOS says nothing ...
+        keep = ~empty if self.args.empty_answer_score is None else torch.ones_like(empty)
         n_empty = int((~keep).sum())
         self.empty_dropped += n_empty  # counted even when the whole batch goes
         if not keep.any():
             return None
-        seq, mask, prompt_mask = seq[keep], mask[keep], prompt_mask[keep]
+        seq, mask, prompt_mask, empty = seq[keep], mask[keep], prompt_mask[keep], empty[keep]
         attention_mask = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
 
         # The actor's and critic's passes record their frozen blocks' output for the reference's
@@ -176,6 +177,8 @@ class PPOTrainer:
         has_eos = (seq[:, P:] == self.eos_id).any(1)
         if self.args.no_eos_penalty:
             scores = scores - self.args.no_eos_penalty * (~has_eos).float()
+        if self.args.empty_answer_score is not None:  # ... which a reward model may still like best
+            scores = torch.where(empty.to(scores.device), self.args.empty_answer_score, scores)
         if not torch.isfinite(scores).all():
             raise NonFiniteError("the reward model's score", self.global_step)
         return {"seq": seq, "attention_mask": attention_mask, "prompt_len": P, "mask": mask,
