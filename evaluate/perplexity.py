@@ -25,7 +25,7 @@ def parser() -> ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    rows = load_eval_rows(args.data, args.split, args.data_dir, args.n)
+    rows = load_eval_rows(args)
     tokenizer = load_tokenizer(args.model)
     rows = drop_long_prompts(tokenizer, rows, args.max_length, args.split)
     model = eval_device(load_causal_lm(ModelSettings(args.model), tokenizer))

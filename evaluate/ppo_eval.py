@@ -146,7 +146,7 @@ def gains(scores: dict) -> dict:
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    rows = load_eval_rows(args.data, args.split, args.data_dir, args.n)
+    rows = load_eval_rows(args)
     tokenizer, reward_tokenizer = load_tokenizers(args)
     facts_file = args.facts or (DEMO_FACTS if args.data == "demo" and args.split == "eval" else None)
     facts = read_facts(facts_file) if facts_file else {}

@@ -29,7 +29,7 @@ def main(argv=None):
     if args.pairs:
         rows = read_pairs(args.pairs)[: args.n]
     else:
-        rows = load_eval_rows(args.data, args.split, args.data_dir, args.n, need_pairs=True)
+        rows = load_eval_rows(args, need_pairs=True)
     tokenizer = load_tokenizer(args.model)
     if not args.pairs:
         rows = drop_long_prompts(tokenizer, rows, args.max_length, args.split)

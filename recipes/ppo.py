@@ -25,7 +25,7 @@ def main(argv=None):
     args.fill_model_paths(preset_name(sys.argv[1:] if argv is None else argv))
     accelerator = make_accelerator(log_with="tensorboard" if args.report_to == "tensorboard" else None,
                                    project_dir=args.output_dir)
-    rows, _ = step_rows(args, part=2, seed=args.seed, need_pairs=False)
+    rows, _ = step_rows(args, part=2, need_pairs=False)
     resume = claim_output_dir(args.output_dir, run_record(args), args.overwrite_output_dir)
     set_seed(args.seed)
 

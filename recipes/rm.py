@@ -4,14 +4,12 @@
     accelerate launch --config_file accelerate_configs/zero2.yaml recipes/rm.py --config ...
 """
 
-from dataclasses import dataclass, field
-
 # rlhf_lite first: importing it quiets a library's import-time warning (rlhf_lite/__init__.py)
-from rlhf_lite.args import ModelArguments, ScriptArguments, parse
+from rlhf_lite.args import ModelArguments, RMArguments, parse
 from rlhf_lite.encoding import encode_pairs
 from rlhf_lite.errors import cli
 from rlhf_lite.models import load_reward_model, load_tokenizer
-from rlhf_lite.reward import REWARD_LOSSES, PairwiseRewardTrainer
+from rlhf_lite.reward import PairwiseRewardTrainer
 from rlhf_lite.training import (MetricsFile, lora_optimizer, prepare_run, step_rows,
                                 train_and_export)
 
@@ -19,23 +17,9 @@ from datasets import Dataset
 from trl import RewardConfig
 
 
-@dataclass
-class RMArguments(ScriptArguments):
-    reward_loss: str = field(default="last_token", metadata={
-        "help": "last_token (TRL's) or divergence (DeepSpeed-Chat's: every token after the "
-                "first one where chosen and rejected differ)", "choices": REWARD_LOSSES})
-    data_share: int = field(default=1, metadata={
-        "help": "the share of data_split trained on: 1, step 2's (default); 2, step 3's, for a judge "
-                "reward model that never saw step 2's pairs"})
-    frozen_block_cache_gb: float = field(default=4.0, metadata={
-        "help": "host memory for the output of the frozen blocks below trainable_layers for every "
-                "training sequence, recorded in the first epoch so that later epochs run only the "
-                "trained blocks; 0 runs every block every epoch"})
-
-
 def main(argv=None):
     script, model_args, training = parse([RMArguments, ModelArguments, RewardConfig], "rm", argv)
-    train_rows, eval_rows = step_rows(script, part=script.data_share, seed=training.seed, need_pairs=True)
+    train_rows, eval_rows = step_rows(script, part=script.data_share, need_pairs=True)
     resume = prepare_run(training, script, model_args)
 
     tokenizer = load_tokenizer(model_args.model_name_or_path,

@@ -4,10 +4,8 @@
     accelerate launch --config_file accelerate_configs/zero2.yaml recipes/sft.py --config ...
 """
 
-from dataclasses import dataclass, field
-
 # rlhf_lite first: importing it quiets a library's import-time warning (rlhf_lite/__init__.py)
-from rlhf_lite.args import ModelArguments, ScriptArguments, parse
+from rlhf_lite.args import ModelArguments, SFTArguments, parse
 from rlhf_lite.encoding import drop_long_prompts
 from rlhf_lite.errors import cli
 from rlhf_lite.models import load_causal_lm, load_tokenizer
@@ -19,16 +17,10 @@ from datasets import Dataset
 from trl import SFTConfig
 
 
-@dataclass
-class SFTArguments(ScriptArguments):
-    loss_on_full_text: bool = field(default=False, metadata={
-        "help": "train on prompt and answer, as DeepSpeed-Chat does (default: the answer only)"})
-
-
 def main(argv=None):
     script, model_args, training = parse([SFTArguments, ModelArguments, SFTConfig], "sft", argv)
     training.completion_only_loss = not script.loss_on_full_text
-    train_rows, eval_rows = step_rows(script, part=0, seed=training.seed, need_pairs=False)
+    train_rows, eval_rows = step_rows(script, part=0, need_pairs=False)
     resume = prepare_run(training, script, model_args)
 
     tokenizer = load_tokenizer(model_args.model_name_or_path,

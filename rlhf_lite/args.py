@@ -22,6 +22,7 @@ from .models import LoraSettings, ModelSettings
 from .ranges import check_fields
 
 RUN_FILE = "run_config.json"
+REWARD_LOSSES = ("last_token", "divergence")
 # Fields that may change between a run and its resumption without making it another run.
 RESUMABLE = {"output_dir", "logging_steps", "save_steps", "eval_steps", "report_to",
              "disable_tqdm", "save_total_limit", "dataloader_num_workers", "resume_from_checkpoint"}
@@ -70,6 +71,9 @@ class ScriptArguments:
         "help": "one weight per dataset: 0.5 takes half of it, 2 takes it twice"})
     data_split: str = field(default="2,4,4", metadata={
         "help": "shares of each dataset's train split for steps 1, 2, 3 (DeepSpeed-Chat's)"})
+    data_split_seed: int = field(default=1234, metadata={
+        "help": "seed of the permutation data_split cuts (and of eval splits carved from train): "
+                "the same in every step, so their shares stay disjoint whatever each step's seed"})
     data_dir: str | None = field(default=None, metadata={
         "help": "folder of hub mirrors: <data_dir>/<hub name> is used instead of the hub"})
     eval_split: str = field(default="eval", metadata={"help": "split evaluated during training"})
@@ -86,6 +90,26 @@ class ScriptArguments:
             for spec, w in zip(specs, self.dataset_weights):
                 spec.weight = w
         return specs
+
+
+@dataclass
+class SFTArguments(ScriptArguments):
+    loss_on_full_text: bool = field(default=False, metadata={
+        "help": "train on prompt and answer, as DeepSpeed-Chat does (default: the answer only)"})
+
+
+@dataclass
+class RMArguments(ScriptArguments):
+    reward_loss: str = field(default="last_token", metadata={
+        "help": "last_token (TRL's) or divergence (DeepSpeed-Chat's: every token after the "
+                "first one where chosen and rejected differ)", "choices": REWARD_LOSSES})
+    data_share: int = field(default=1, metadata={
+        "help": "the share of data_split trained on: 1, step 2's (default); 2, step 3's, for a judge "
+                "reward model that never saw step 2's pairs"})
+    frozen_block_cache_gb: float = field(default=4.0, metadata={
+        "help": "host memory for the output of the frozen blocks below trainable_layers for every "
+                "training sequence, recorded in the first epoch so that later epochs run only the "
+                "trained blocks; 0 runs every block every epoch"})
 
 
 def parse(dataclass_types: list, step: str, argv: list[str] | None = None):

@@ -66,7 +66,6 @@ import contextlib
 import copy
 import dataclasses
 import functools
-import importlib.util
 import json
 import logging
 import math
@@ -859,14 +858,6 @@ def presets() -> list[str]:
     return sorted(p.name for p in config_dir().iterdir() if p.is_dir())
 
 
-def _recipe_class(step: str, name: str):
-    path = config_dir().parent / f"{step}.py"
-    spec = importlib.util.spec_from_file_location(f"rlhf_lite_recipe_{step}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
-
-
 def _flag_value(argv: list[str], key: str):
     for i, a in enumerate(argv):
         if a == f"--{key}" and i + 1 < len(argv):
@@ -927,7 +918,7 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
     folder = config_dir() / name
     if not name or not folder.is_dir():
         raise ConfigError(f"unknown preset '{name}'; available: {', '.join(presets())}")
-    from .args import ModelArguments, parse
+    from .args import ModelArguments, RMArguments, SFTArguments, parse
     overrides = overrides or {}
     settings, defaults, parsed = {}, {}, {}
     needed = set(steps) | ({"sft", "rm"} if "ppo" in steps else set())
@@ -951,7 +942,7 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
             bf16 = _flag_value(extra, "bf16") or raw.get("bf16", False)
             fp16 = _flag_value(extra, "fp16") or raw.get("fp16", False)
             argv += ["--bf16", "false", "--fp16", "false"]
-            script_cls = _recipe_class(step, "SFTArguments" if step == "sft" else "RMArguments")
+            script_cls = SFTArguments if step == "sft" else RMArguments
             if step == "sft":
                 from trl import SFTConfig as Config
             else:

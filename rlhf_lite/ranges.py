@@ -116,7 +116,7 @@ RANGES: dict[str, Range] = {
     "PPOArguments.save_total_limit": NON_NEGATIVE_INT,  # 0: keep every checkpoint
     "eval_delay": NON_NEGATIVE,
     **dict.fromkeys(("print_answers_interval", "dataloader_num_workers", "show"), NON_NEGATIVE_INT),
-    **dict.fromkeys(("seed", "data_seed"), SEED),
+    **dict.fromkeys(("seed", "data_seed", "data_split_seed"), SEED),
     **dict.fromkeys(("dataloader_prefetch_factor", "dataset_num_proc", "ddp_bucket_cap_mb", "ddp_timeout",
                      "pad_to_multiple_of"), COUNT),
     "local_rank": Range(-1, integer=True),

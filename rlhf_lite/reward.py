@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import RewardTrainer
 
+from .args import REWARD_LOSSES
 from .models import has_dropout
 from .trunk import Recorded, capture, frozen_depth, replay
 
-REWARD_LOSSES = ("last_token", "divergence")
 
 
 def divergence_loss(values_c: torch.Tensor, values_r: torch.Tensor, ids_c: torch.Tensor,

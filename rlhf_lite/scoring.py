@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig
 
+from .args import ScriptArguments
 from .data import load_rows
+from .data.split import take_part
 from .data.rows import SkipRow, dialogue, normalize
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .progress import Progress
 from .ranges import option
 
@@ -199,10 +201,16 @@ def generate(model, tokenizer, prompts: list[str], **settings) -> list[str]:
 # --------------------------------------------------------------------------- command lines
 
 
-def load_eval_rows(data: str, split: str = "eval", data_dir: str | None = None, n: int | None = None,
-                   need_pairs: bool = False) -> list[dict]:
-    """The first `n` unified rows of one dataset split (all when n is None)."""
-    rows, report = load_rows(data, split, data_dir=data_dir)
+def load_eval_rows(args, need_pairs: bool = False) -> list[dict]:
+    """The first `args.n` unified rows (all when None) of dataset `args.data`'s split `args.split`,
+    or of one step's share of its train split, cut as the recipes cut it (`args.data_share`; the
+    options of add_eval_data_arguments)."""
+    if args.data_share is not None and args.split != "train":
+        raise ConfigError(f"--data-share picks a step's share of the train split, not of '{args.split}': "
+                          "add --split train")
+    rows, report = load_rows(args.data, args.split, data_dir=args.data_dir, seed=args.data_split_seed)
+    if args.data_share is not None and rows:
+        rows = take_part(rows, args.data_split, args.data_share, args.data_split_seed, report.source)
     if report.total_dropped:
         print(report.summary(), file=sys.stderr)
     if not rows:
@@ -210,7 +218,7 @@ def load_eval_rows(data: str, split: str = "eval", data_dir: str | None = None, 
     if need_pairs and "rejected" not in rows[0]:
         raise DataError(f"{report.source}: has no rejected answers, so it cannot evaluate a reward model "
                         "(it is an SFT-only dataset)")
-    return rows[:n] if n else rows
+    return rows[: args.n] if args.n else rows
 
 
 def _read_json_or_lines(path: str | Path, what: str) -> tuple[list, Path]:
@@ -282,8 +290,14 @@ def write_json(path: str | Path | None, result: dict) -> None:
 
 
 def add_eval_data_arguments(p, what: str) -> None:
-    """The options perplexity.py and rm_eval.py share: which rows, how long, where to write."""
+    """The options the evaluation scripts share: which rows, how long, where to write."""
     p.add_argument("--split", default="eval", help="eval (default), train or a raw split name")
+    p.add_argument("--data-share", type=option("data_share"), help=(
+        "with --split train: only this step's share of it (0 SFT, 1 reward model, 2 PPO), as the "
+        "recipes cut it, for example a judge scored on the pairs step 2 trained on"))
+    p.add_argument("--data-split", default=ScriptArguments.data_split, help="the recipes' data_split")
+    p.add_argument("--data-split-seed", type=option("data_split_seed"), default=ScriptArguments.data_split_seed,
+                   help="the recipes' data_split_seed")
     p.add_argument("--data-dir", help="folder of hub dataset mirrors")
     p.add_argument("-n", type=option("n"), help=f"use the first N {what} only")
     p.add_argument("--max-length", type=option("max_length"), default=512, help="tokens of prompt + answer + EOS")

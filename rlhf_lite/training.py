@@ -41,9 +41,11 @@ class NonFiniteLossError(RLHFLiteError):
     """The training loss became NaN or infinite; the update it would have made was not applied."""
 
 
-def step_rows(script: ScriptArguments, part: int, seed: int, need_pairs: bool):
+def step_rows(script: ScriptArguments, part: int, need_pairs: bool):
     """(train rows, eval rows) for pipeline step `part` (0: SFT, 1: reward model, 2: PPO)."""
-    common = dict(seed=seed, need_pairs=need_pairs, data_dir=script.data_dir)
+    # Not the step's own seed: a judge trains with another seed on step 3's share, which must
+    # still be the share step 2 did not see.
+    common = dict(seed=script.data_split_seed, need_pairs=need_pairs, data_dir=script.data_dir)
     train, reports = load_step_rows(script.specs(), "train", part=part,
                                     data_split=script.data_split, **common)
     evals, eval_reports = load_step_rows(script.specs(), script.eval_split, **common)

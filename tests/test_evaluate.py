@@ -140,6 +140,18 @@ def test_rm_eval_scores_match_the_model_and_do_not_depend_on_batching(tiny, tmp_
         assert a["rejected_score"] == pytest.approx(b["rejected_score"], abs=1e-5)
 
 
+def test_rm_eval_scores_one_steps_share_of_the_train_split(trained_rm, tiny, tmp_path, capsys):
+    """--data-share: the pairs the recipes gave that step (the reward model trained on share 1)."""
+    from rlhf_lite.data import load_step_rows
+    result, _ = run("rm_eval", ["--model", trained_rm, "--data", tiny["data"], "--split", "train",
+                                "--data-share", "2", "--data-split", "1,2,3", "--max-length", "64"], tmp_path)
+    rows, _ = load_step_rows([str(tiny["data"])], "train", part=2, data_split="1,2,3", need_pairs=True)
+    assert result["n"] == len(rows) == 30  # not 60 (all of train), 10 or 20 (the other shares)
+    with pytest.raises(SystemExit) as exit_:
+        cli(lambda: script("rm_eval")(["--model", str(trained_rm), "--data", str(tiny["data"]), "--data-share", "1"]))
+    assert exit_.value.code == 2 and "add --split train" in capsys.readouterr().err
+
+
 def test_rm_eval_needs_data_or_pairs(capsys):
     with pytest.raises(SystemExit) as exit_:
         script("rm_eval")(["--model", "x"])

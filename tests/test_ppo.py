@@ -74,22 +74,23 @@ def api_args(tiny, out, **kw) -> PPOArguments:
 def api(tiny, args: PPOArguments, num_total_iters: int = 4):
     """(tokenizer, engine, trainer, prompt batches) built the way the issue's API is used."""
     tok = load_tokenizer(str(tiny["sft"]))
-    rows, _ = step_rows(args, part=2, seed=args.seed, need_pairs=False)
+    rows, _ = step_rows(args, part=2, need_pairs=False)
     prompts = PromptBatches(encode_prompts(tok, rows, args.max_prompt_seq_len), args, tok.pad_token_id)
     engine = RLHFEngine(actor_model_name_or_path=str(tiny["sft"]), critic_model_name_or_path=str(tiny["rm"]),
                         tokenizer=tok, num_total_iters=num_total_iters, args=args)
     return tok, engine, PPOTrainer(engine=engine, args=args), prompts
 
 
-def sft_logprobs(tiny, exp: dict) -> torch.Tensor:
-    """log p_SFT of the experience's answer tokens, from a plain transformers copy of the SFT model."""
+def sft_logprobs(tiny, exp: dict, temperature: float = 1.0) -> torch.Tensor:
+    """log p_SFT of the experience's answer tokens, from a plain transformers copy of the SFT model
+    (its logits divided by `temperature`)."""
     sft = AutoModelForCausalLM.from_pretrained(tiny["sft"]).eval()
     mask = exp["attention_mask"]
     with torch.no_grad():
         logits = sft(input_ids=exp["seq"], attention_mask=mask,
                      position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
     P = exp["prompt_len"]
-    return token_logprobs(logits[:, P - 1:-1], exp["seq"][:, P:])
+    return token_logprobs(logits[:, P - 1:-1] / temperature, exp["seq"][:, P:])
 
 
 # ------------------------------------------------------------------ 1. the recipe, plain python

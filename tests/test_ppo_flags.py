@@ -49,6 +49,11 @@ def test_sampling_settings_reach_generation(tiny, tmp_path):
         (0.7, 5, 0.9, 3, 6)
     exp = trainer.generate_experience(next(prompts.batches())[1])
     assert 3 <= exp["mask"].sum(1).min() and exp["mask"].shape[1] <= 6
+    # The log-probabilities are the sampling distribution's (logits / temperature), the actor's
+    # and the reference's alike: otherwise every ratio and KL would be off-policy.
+    for key in ("logprobs", "ref_logprobs"):
+        torch.testing.assert_close(exp[key], test_ppo.sft_logprobs(tiny, exp, 0.7), atol=1e-5, rtol=0)
+        assert not torch.allclose(exp[key], test_ppo.sft_logprobs(tiny, exp), atol=1e-3)
 
 
 def test_reward_shaping_settings_reach_the_advantages(tiny, tmp_path):

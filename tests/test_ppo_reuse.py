@@ -23,7 +23,7 @@ def make_trainer(tmp_path, family: str = "llama", **settings) -> tuple[PPOTraine
                         output_dir="unused", max_answer_seq_len=6, report_to="none",
                         actor_learning_rate=1e-2, critic_learning_rate=1e-2, **settings)
     tok = load_tokenizer(str(models["causal"]))
-    rows, _ = step_rows(args, part=2, seed=args.seed, need_pairs=False)
+    rows, _ = step_rows(args, part=2, need_pairs=False)
     prompts = PromptBatches(encode_prompts(tok, rows, args.max_prompt_seq_len), args, tok.pad_token_id)
     torch.manual_seed(0)
     engine = RLHFEngine(str(models["causal"]), str(models["reward"]), tok, num_total_iters=8, args=args)

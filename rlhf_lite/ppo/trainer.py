@@ -126,7 +126,9 @@ class PPOTrainer:
                 forward = functools.partial(model, "actor") if role == "actor" else engine.reference_logits
                 answer_len = s.shape[1] - P
                 logits = forward(**inputs, logits_to_keep=answer_len + 1)
-                return token_logprobs(logits[:, -answer_len - 1:-1], s[:, P:])
+                # Of the distribution the answers were sampled from (as TRL does): with
+                # temperature != 1, raw logits would make every ratio and KL off-policy.
+                return token_logprobs(logits[:, -answer_len - 1:-1] / self.args.temperature, s[:, P:])
 
         return stitch(groups, run, None if role == "reward" else seq.shape[1] - prompt_len)
 
