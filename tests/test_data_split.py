@@ -107,3 +107,15 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path):
     (entry,) = (cache / "data").iterdir()
     (entry / "rows.jsonl").write_text('{"prompt": "trunc')
     assert load_rows(str(f), cache_dir=str(cache))[0] == rows
+
+
+def test_data_split_seed_not_the_runs_seed_picks_a_steps_rows(tmp_path):
+    from rlhf_lite.args import ScriptArguments
+    from rlhf_lite.training import step_rows
+    write_pairs(tmp_path / "train.json", 100)
+    write_pairs(tmp_path / "eval.json", 10, tag="e")
+    spec = [{"name": "local/jsonfile", "path": str(tmp_path)}]
+    prompts = lambda **kw: {r["prompt"] for r in step_rows(ScriptArguments(datasets=spec, **kw), 2, True)[0]}  # noqa: E731
+    assert prompts(data_split_seed=1) != prompts(data_split_seed=2)
+    assert prompts(data_split_seed=1) == {r["prompt"] for r in load_step_rows(
+        spec, "train", part=2, data_split="2,4,4", seed=1, need_pairs=True)[0]}

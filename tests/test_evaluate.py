@@ -147,6 +147,9 @@ def test_rm_eval_scores_one_steps_share_of_the_train_split(trained_rm, tiny, tmp
                                 "--data-share", "2", "--data-split", "1,2,3", "--max-length", "64"], tmp_path)
     rows, _ = load_step_rows([str(tiny["data"])], "train", part=2, data_split="1,2,3", need_pairs=True)
     assert result["n"] == len(rows) == 30  # not 60 (all of train), 10 or 20 (the other shares)
+    other, _ = run("rm_eval", ["--model", trained_rm, "--data", tiny["data"], "--split", "train", "--data-share", "2",
+                               "--data-split", "1,2,3", "--data-split-seed", "7", "--max-length", "64"], tmp_path)
+    assert other["n"] == 30 and other["chosen_mean"] != result["chosen_mean"]  # another seed, other rows
     with pytest.raises(SystemExit) as exit_:
         cli(lambda: script("rm_eval")(["--model", str(trained_rm), "--data", str(tiny["data"]), "--data-share", "1"]))
     assert exit_.value.code == 2 and "add --split train" in capsys.readouterr().err
