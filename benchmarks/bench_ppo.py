@@ -197,7 +197,7 @@ def our_worker(spec_path: str) -> int:
     from rlhf_lite.models import load_tokenizer
     from rlhf_lite.ppo import PPOArguments, PPOTrainer, RLHFEngine
     from rlhf_lite.ppo.engine import make_accelerator
-    from rlhf_lite.scoring import pad_batch
+    from rlhf_lite.batching import pad_batch
 
     def send(obj: dict) -> None:
         protocol.write(json.dumps(obj) + "\n")

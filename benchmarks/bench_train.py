@@ -22,7 +22,7 @@ loop: the same model loaded by the same loader and settings (rlhf_lite.models, `
       -100 elsewhere, summed / their count, as TRL's completion-only loss; RM: `last_token` =
       -logsigmoid(r_chosen - r_rejected) on each sequence's last non-pad score, `divergence` =
       DeepSpeed-Chat's loss averaged over the span where chosen and rejected differ, as
-      rlhf_lite/reward.py), backward, `clip_grad_norm_(max_grad_norm)`, optimizer step, scheduler step,
+      rlhf_lite/rm.py), backward, `clip_grad_norm_(max_grad_norm)`, optimizer step, scheduler step,
       `zero_grad(set_to_none=True)`. It replays exactly the batches the Trainer fed (same token ids,
       padding and order), so both sides see the same tokens and their losses match step by step
       (reported as a check).

@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if a._child:
         Path(a._child[1]).write_text(json.dumps(child(json.loads(Path(a._child[0]).read_text()))))
         return 0
+    if a.device == "cpu":  # DeepSpeed (imported through PEFT) would announce it on stdout, which holds the JSON
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import torch
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("no CUDA GPU is visible; use --device cpu --tiny for the CPU check")

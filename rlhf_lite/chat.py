@@ -19,7 +19,7 @@ from .data.rows import ASSISTANT, HUMAN
 from .errors import ArgumentParser, ConfigError, cli
 from .models import ModelSettings, load_causal_lm, load_tokenizer
 from .ranges import option
-from .scoring import eval_device
+from .eval.scoring import eval_device
 
 
 def cut_turn(text: str) -> str:

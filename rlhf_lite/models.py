@@ -643,3 +643,11 @@ def _merged_copy(adapter_dir: Path, model) -> PreTrainedModel:
     if base.can_generate():
         merged.generation_config = copy.deepcopy(base.generation_config)
     return merged
+
+
+def score_head(model: torch.nn.Module) -> torch.nn.Module:
+    # The outermost module named "score" (PEFT wraps the head, DeepSpeed wraps the model).
+    heads = [(name, m) for name, m in model.named_modules() if name.split(".")[-1] == "score"]
+    if not heads:
+        raise ValueError("the reward model has no 'score' head to read per-token values from")
+    return min(heads, key=lambda nm: len(nm[0]))[1]

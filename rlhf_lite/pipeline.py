@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from .errors import ArgumentParser, ConfigError, RLHFLiteError, cli
+from .presets import accelerate_config, preset_file, read_yaml
 from .progress import ENV as PROGRESS_ENV, Follower
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = {1: "sft", 2: "rm", 3: "ppo"}
 # DeepSpeed-Chat's --deployment-type -> our accelerate config (None: plain python, e.g. on a CPU).
 DEPLOYMENTS = {"single_gpu": "single_gpu", "single_node": "zero3", "multi_node": "multi_node"}
@@ -32,7 +32,7 @@ DEPLOYMENTS = {"single_gpu": "single_gpu", "single_node": "zero3", "multi_node":
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m rlhf_lite.pipeline", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default=None, help="recipes/configs/<preset> (default: demo, or "
+    p.add_argument("--preset", default=None, help="a folder of recipes/configs (default: demo, or "
                    "opt-1.3b-4090 when --actor-model is given)")
     p.add_argument("--steps", type=int, nargs="*", choices=sorted(STEPS), default=[1, 2, 3])
     p.add_argument("--actor-model", help="step 1's base model (overrides the preset's)")
@@ -49,9 +49,7 @@ def parser() -> ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     args = parser().parse_args(argv)
     args.preset = args.preset or ("opt-1.3b-4090" if args.actor_model else "demo")
-    if not (ROOT / "recipes" / "configs" / args.preset).is_dir():
-        known = sorted(d.name for d in (ROOT / "recipes" / "configs").iterdir() if d.is_dir())
-        raise ConfigError(f"unknown preset '{args.preset}'; known: {', '.join(known)}")
+    preset_file(args.preset, "sft")  # an unknown preset is an error here
     args.output_dir = Path(args.output_dir or Path("outputs") / args.preset)
     return args
 
@@ -60,9 +58,7 @@ def launcher(args) -> list[str]:
     config = args.accelerate_config or DEPLOYMENTS.get(args.deployment_type)
     if config is None:
         return [sys.executable]
-    path = ROOT / "accelerate_configs" / f"{config}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"accelerate config '{path}' does not exist")
+    path = accelerate_config(config, args.output_dir / "logs")
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path)]
 
 
@@ -87,13 +83,13 @@ def check_configs(args) -> None:
     try:
         load_preset(args.preset, {name: step_overrides(args, name) for name in STEPS.values()}, names)
     except RLHFLiteError as e:
-        raise ConfigError(f"recipes/configs/{args.preset}: {e}") from None
+        raise ConfigError(f"{preset_file(args.preset, 'sft').parent}: {e}") from None
 
 
 def step_command(args, step: int) -> list[str]:
     name, out = STEPS[step], args.output_dir
-    cmd = [*launcher(args), str(ROOT / "recipes" / f"{name}.py"),
-           "--config", str(ROOT / "recipes" / "configs" / args.preset / f"{name}.yaml"), *step_overrides(args, name)]
+    cmd = [*launcher(args), "-m", f"rlhf_lite.{name}",  # `accelerate launch -m` as `python -m`
+           "--config", str(preset_file(args.preset, name)), *step_overrides(args, name)]
     if name == "ppo":
         for step_dir, number in (("sft", 1), ("rm", 2)):
             if not (out / step_dir / "config.json").is_file():
@@ -103,34 +99,28 @@ def step_command(args, step: int) -> list[str]:
     return cmd
 
 
-def preset_config(preset: str, step: str) -> dict:
-    import yaml
-    with open(ROOT / "recipes" / "configs" / preset / f"{step}.yaml", encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
-
-
 def judge_command(args) -> list[str] | None:
     """Training of the preset's judge (judge.yaml: step 2's recipe on pairs step 2 never saw),
     the independent reward model the evaluations score with; None if the preset has none."""
-    config = ROOT / "recipes" / "configs" / args.preset / "judge.yaml"
+    config = preset_file(args.preset, "judge")
     if not config.is_file():
         return None
-    return [sys.executable, str(ROOT / "recipes" / "rm.py"), "--config", str(config),
+    return [sys.executable, "-m", "rlhf_lite.rm", "--config", str(config),
             "--output_dir", str(args.output_dir / "judge")]
 
 
 def eval_commands(args) -> dict[str, list[str]]:
     """The evaluations whose inputs exist: name -> command (each writes eval/<name>.json)."""
     out, ev = args.output_dir, args.output_dir / "eval"
-    step2 = preset_config(args.preset, "rm")
+    step2 = read_yaml(preset_file(args.preset, "rm"))
     # the reward model's held-out pairs, read as step 2 read them
     data = ["--data", (step2.get("datasets") or ["demo"])[0],
             *(["--data-dir", step2["data_dir"]] if step2.get("data_dir") else []),
             *(["--split", step2["eval_split"]] if step2.get("eval_split") else []),
             # a reward model trained on longer texts than the evaluations' default is scored on as long
             *(["--max-length", str(step2["max_length"])] if step2.get("max_length", 0) > 512 else [])]
-    base = args.actor_model or preset_config(args.preset, "sft").get("model_name_or_path")
-    script = lambda name: [sys.executable, str(ROOT / "evaluate" / f"{name}.py")]  # noqa: E731
+    base = args.actor_model or read_yaml(preset_file(args.preset, "sft")).get("model_name_or_path")
+    script = lambda name: [sys.executable, "-m", f"rlhf_lite.eval.{name}"]  # noqa: E731
     have = lambda step: (out / step / "config.json").is_file()  # noqa: E731
     judge = ["--judge", str(out / "judge")] if have("judge") else []
     cmds = {}

@@ -77,11 +77,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import ArgumentParser, ConfigError, RLHFLiteError, cli
+from .presets import preset_file, read_yaml
 from .ranges import option
 
 GB = 2**30
 STEPS = ("sft", "rm", "ppo")
-ROOT = Path(__file__).resolve().parents[1]
 
 # Measured on this project's CPU machine (Python 3.11, torch 2.13 CPU, transformers 5.23, PEFT
 # 0.21, TRL 1.16, accelerate 1.15): VmRSS after `from rlhf_lite.ppo import RLHFEngine,
@@ -847,17 +847,6 @@ def suggest(plan: StepPlan, limit: int = 6) -> list[dict]:
 # --------------------------------------------------------------------------- presets
 
 
-def config_dir() -> Path:
-    for root in (ROOT, Path.cwd()):
-        if (root / "recipes" / "configs").is_dir():
-            return root / "recipes" / "configs"
-    raise ConfigError("cannot find recipes/configs (run from the rlhf-lite repository)")
-
-
-def presets() -> list[str]:
-    return sorted(p.name for p in config_dir().iterdir() if p.is_dir())
-
-
 def _flag_value(argv: list[str], key: str):
     for i, a in enumerate(argv):
         if a == f"--{key}" and i + 1 < len(argv):
@@ -867,30 +856,24 @@ def _flag_value(argv: list[str], key: str):
     return None
 
 
-GPU_MEMORY_GB = {"RTX 4090": 24.0, "RTX 3090": 24.0, "A6000": 48.0, "A100": 80.0, "H100": 80.0}
+# accelerate config -> (ZeRO stage, offload)
 _LAUNCH = {"zero1": (1, "none"), "zero2": (2, "none"), "zero2_offload": (2, "optimizer"),
            "zero3": (3, "none"), "zero3_offload": (3, "all"), "multi_gpu": (0, "none"),
            "single_gpu": (0, "none"), "multi_node": (3, "none")}
 
 
-def hardware_defaults(text: str) -> dict:
-    """What a preset's YAML comments say about its hardware: `accelerate_configs/<name>.yaml`,
-    `--num_processes N` or "N GPUs", and "NN GB"."""
-    out: dict = {}
-    launch = re.search(r"accelerate_configs/(\w+)\.yaml", text)
-    if launch and launch.group(1) in _LAUNCH:
-        out["zero_stage"], out["offload"] = _LAUNCH[launch.group(1)]
-    gpus = re.search(r"--num_processes\s+(\d+)", text) or re.search(r"(\d+)\s+GPUs", text)
-    if gpus:
-        out["num_gpus"] = int(gpus.group(1))
-    # "one 24 GB GPU" / "one RTX 4090"; a size quoted for other hardware ("DeepSpeed-Chat targets
-    # a 48 GB A6000") is not this preset's.
-    mem = re.search(r"\bone (\d+)\s*GB\b", text)
-    gpu = re.search(r"\bone (" + "|".join(map(re.escape, GPU_MEMORY_GB)) + r")\b", text)
-    if mem:
-        out["gpu_mem_gb"] = float(mem.group(1))
-    elif gpu:
-        out["gpu_mem_gb"] = GPU_MEMORY_GB[gpu.group(1)]
+def preset_hardware(name: str) -> dict:
+    """The hardware a preset is sized for (its hardware.yaml: gpu_mem_gb, num_gpus and the
+    accelerate_config it launches with), in _hardware's keys."""
+    path = preset_file(name, "hardware")
+    raw = read_yaml(path)
+    unknown = set(raw) - {"gpu_mem_gb", "num_gpus", "accelerate_config"}
+    if unknown or raw.get("accelerate_config", "single_gpu") not in _LAUNCH:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)} or accelerate_config; "
+                          f"accelerate_config is one of {', '.join(_LAUNCH)}")
+    out = {k: raw[k] for k in ("gpu_mem_gb", "num_gpus") if k in raw}
+    if "accelerate_config" in raw:
+        out["zero_stage"], out["offload"] = _LAUNCH[raw["accelerate_config"]]
     return out
 
 
@@ -898,13 +881,7 @@ def hardware_defaults(text: str) -> dict:
 class Preset:
     name: str
     settings: dict  # step -> SFTSettings / RMSettings / PPOSettings
-    defaults: dict  # step -> hardware_defaults of its YAML
-
-
-def _yaml(path: Path) -> tuple[dict, str]:
-    import yaml
-    text = path.read_text(encoding="utf-8")
-    return yaml.safe_load(text) or {}, text
+    hardware: dict  # preset_hardware
 
 
 def _truthy(value) -> bool:
@@ -915,22 +892,19 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
                 steps: tuple[str, ...] = STEPS) -> Preset:
     """Parse a preset's YAML files with the recipes' own dataclasses (plus command-line style
     `overrides` per step) into the planner's settings."""
-    folder = config_dir() / name
-    if not name or not folder.is_dir():
-        raise ConfigError(f"unknown preset '{name}'; available: {', '.join(presets())}")
+    hardware = preset_hardware(name)
     from .args import ModelArguments, RMArguments, SFTArguments, parse
     overrides = overrides or {}
-    settings, defaults, parsed = {}, {}, {}
+    settings, parsed = {}, {}
     needed = set(steps) | ({"sft", "rm"} if "ppo" in steps else set())
     for step in STEPS:
         if step not in needed:
             continue
-        path = folder / f"{step}.yaml"
+        path = preset_file(name, step)
         if not path.is_file():
             raise ConfigError(f"preset '{name}' has no {step}.yaml")
-        raw, text = _yaml(path)
+        raw = read_yaml(path)
         extra = list(overrides.get(step, []))
-        defaults[step] = hardware_defaults(text)
         argv = ["--config", str(path), *extra]
         with _quiet():
             if step == "ppo":
@@ -1003,20 +977,19 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
             prompt_len=args.max_prompt_seq_len, answer_len=args.max_answer_seq_len,
             ema=args.enable_ema, ptx=bool(args.ptx_datasets),
             reuse=tuple(r for r in ("actor", "critic") if args.reuses_rollout_forward(r)))
-    return Preset(name, {s: settings[s] for s in steps}, {s: defaults[s] for s in steps})
+    return Preset(name, {s: settings[s] for s in steps}, hardware)
 
 
 def plan_preset(preset: str, steps: tuple[str, ...] = STEPS, device: str = "cuda",
                 gpu_mem_gb: float | None = None, num_gpus: int | None = None,
                 zero_stage: int | None = None, offload: str | None = None,
                 overrides: dict[str, list[str]] | None = None, suggestions: bool = True) -> list[StepPlan]:
-    """The plan of each step of `preset`; hardware not given comes from the preset's comments
+    """The plan of each step of `preset`; hardware not given comes from the preset's hardware.yaml
     (else one 24 GB GPU, no ZeRO). `device="cpu"` plans a run on this machine's CPU."""
     loaded = load_preset(preset, overrides, steps)
     plans = []
     for step in steps:
-        found = loaded.defaults[step]
-        hw = _hardware(device, found, gpu_mem_gb, num_gpus, zero_stage, offload)
+        hw = _hardware(device, loaded.hardware, gpu_mem_gb, num_gpus, zero_stage, offload)
         plan = PLANNERS[step](loaded.settings[step], hw)
         if suggestions and not plan.fits:
             plan.suggestions = suggest(plan)
@@ -1145,7 +1118,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cuda: one GPU's memory; cpu: host memory of running the step on this CPU")
     p.add_argument("--gpu-mem-gb", type=option("gpu_mem_gb"), default=None,
-                   help="memory budget per GPU in GB (GiB); default from the preset's comments, else 24 "
+                   help="memory budget per GPU in GB (GiB); default from the preset's hardware.yaml, else 24 "
                         "(with --device cpu: this machine's RAM)")
     p.add_argument("--num-gpus", type=option("num_gpus"), default=None, help="GPUs (processes); default from the preset, else 1")
     p.add_argument("--zero-stage", type=option("zero_stage"), default=None, help="DeepSpeed ZeRO stage 0-3 (0: none)")

@@ -5,7 +5,7 @@ and are the reference model's, and the critic's are the reward model's when both
 checkpoint. Their output for an experience is therefore computed once, in the actor's (critic's)
 scoring pass, and replayed: the reference (reward) forward runs only the blocks above it, and so
 do the PPO updates, every epoch. On the demo preset (8 of 30 blocks trained) this removes well
-over half the block passes of scoring and training. Reward-model training (reward.py) records
+over half the block passes of scoring and training. Reward-model training (rm.py) records
 each training sequence's in its first epoch and replays it in the later ones.
 
 `capture` records the output of block `depth - 1` during a normal forward; `replay` runs a forward

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlhf_lite.degeneration import degeneration, distinct_n, echoes, last_question, repeated_ngram_rate
+from rlhf_lite.eval.degeneration import degeneration, distinct_n, echoes, last_question, repeated_ngram_rate
 
 Q = "\n\nHuman: What is the capital of France?\n\nAssistant:"
 

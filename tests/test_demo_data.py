@@ -7,11 +7,16 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import importlib.util
+import sys
+
 import pytest
 
-from rlhf_lite.data import demo
-
-DEMO_DIR = Path(demo.__file__).parent / "demo"
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = ROOT / "rlhf_lite" / "data" / "demo"
+_spec = importlib.util.spec_from_file_location("demo_data", ROOT / "tools" / "demo_data.py")
+demo = sys.modules["demo_data"] = importlib.util.module_from_spec(_spec)  # the generator, a build tool
+_spec.loader.exec_module(demo)
 SPLITS = ("train", "eval")
 CJK = re.compile(r"[\u4e00-\u9fff]")
 LATIN = re.compile(r"[A-Za-z]")
@@ -38,7 +43,7 @@ def test_regenerating_gives_byte_identical_files(tmp_path):
     counts = demo.write_demo_data(tmp_path / "demo")
     for split in SPLITS:
         assert (tmp_path / "demo" / f"{split}.json").read_bytes() == (DEMO_DIR / f"{split}.json").read_bytes(), \
-            f"{split}.json is stale: run `python -m rlhf_lite.data.demo`"
+            f"{split}.json is stale: run `python tools/demo_data.py`"
         assert counts[split]["total"] == len(load(split))
     key = DEMO_DIR.with_name("demo_eval_facts.json")
     assert (tmp_path / "demo_eval_facts.json").read_bytes() == key.read_bytes(), "the answer key is stale"

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from rlhf_lite.errors import DataError
-from rlhf_lite.judging import DEMO_FACTS, fact_accuracy, fact_correct, open_prompts, paired_gain, read_facts
+from rlhf_lite.eval.judging import DEMO_FACTS, fact_accuracy, fact_correct, open_prompts, paired_gain, read_facts
 
 
 def test_paired_gain_by_hand():

@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rlhf_lite import pipeline
 from rlhf_lite.errors import ConfigError, RLHFLiteError, cli
-
-ROOT = Path(__file__).resolve().parents[1]
+from rlhf_lite.presets import CONFIGS
 
 
 def commands(argv, monkeypatch, tmp_path):
@@ -32,8 +32,8 @@ def test_default_is_the_demo_preset_with_its_three_steps_then_evaluation(monkeyp
     ran = commands([], monkeypatch, tmp_path)
     assert [name for name, _ in ran[:3]] == ["sft", "rm", "ppo"]
     sft = ran[0][1]
-    assert sft[:2] == [sys.executable, str(ROOT / "recipes" / "sft.py")]
-    assert sft[sft.index("--config") + 1] == str(ROOT / "recipes/configs/demo/sft.yaml")
+    assert sft[:3] == [sys.executable, "-m", "rlhf_lite.sft"]  # the package's module, not the checkout's script
+    assert sft[sft.index("--config") + 1] == str(CONFIGS / "presets/demo/sft.yaml")
     assert sft[sft.index("--output_dir") + 1] == str(tmp_path / "out" / "sft")
     ppo = ran[2][1]
     assert ppo[ppo.index("--actor_model_name_or_path") + 1] == str(tmp_path / "out" / "sft")
@@ -45,9 +45,10 @@ def test_deepspeed_chat_flags(monkeypatch, tmp_path):
                     "--deployment-type", "single_gpu", "--steps", "1", "2", "--no-eval"], monkeypatch, tmp_path)
     (_, sft), (_, rm) = ran
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-              str(ROOT / "accelerate_configs" / "single_gpu.yaml")]
-    assert sft[:5] == launch and rm[:5] == launch
-    assert "recipes/configs/opt-1.3b-4090/sft.yaml" in sft[sft.index("--config") + 1]  # the preset follows
+              str(tmp_path / "out" / "logs" / "accelerate_single_gpu.yaml"), "-m"]
+    assert sft[:6] == launch and rm[:6] == launch
+    assert yaml.safe_load(Path(launch[4]).read_text()) == yaml.safe_load((CONFIGS / "accelerate/single_gpu.yaml").read_text())
+    assert "presets/opt-1.3b-4090/sft.yaml" in sft[sft.index("--config") + 1]  # the preset follows
     assert sft[sft.index("--model_name_or_path") + 1] == "facebook/opt-1.3b"
     assert rm[rm.index("--model_name_or_path") + 1] == "facebook/opt-350m"
 
@@ -55,7 +56,9 @@ def test_deepspeed_chat_flags(monkeypatch, tmp_path):
 def test_accelerate_config_overrides_the_deployment_type(monkeypatch, tmp_path):
     ran = commands(["--deployment-type", "multi_node", "--accelerate-config", "zero2", "--steps", "1", "--no-eval"],
                    monkeypatch, tmp_path)
-    assert ran[0][1][4] == str(ROOT / "accelerate_configs" / "zero2.yaml")
+    config = yaml.safe_load(Path(ran[0][1][4]).read_text())
+    assert config["distributed_type"] == "DEEPSPEED"  # with its DeepSpeed file found from any folder:
+    assert config["deepspeed_config"]["deepspeed_config_file"] == str(CONFIGS / "deepspeed" / "zero2.json")
     assert pipeline.launcher(pipeline.parse_args(["--deployment-type", "single_node"]))[4].endswith("zero3.yaml")
 
 
@@ -71,11 +74,12 @@ def test_steps_and_no_eval_choose_what_runs(monkeypatch, tmp_path):
     ran = dict(commands(["--steps"], monkeypatch, tmp_path))
     assert list(ran) == ["judge", "ppo_eval"]  # which reports both reward models' accuracies
     judge = ran["judge"]
-    assert judge[1].endswith("recipes/rm.py") and judge[judge.index("--config") + 1].endswith("demo/judge.yaml")
+    assert judge[1:3] == ["-m", "rlhf_lite.rm"] and judge[judge.index("--config") + 1].endswith("demo/judge.yaml")
     ppo_eval = ran["ppo_eval"]
     for flag in ("--judge", "--base", "--open-prompts"):
         assert flag in ppo_eval
     assert ppo_eval[ppo_eval.index("--judge") + 1] == str(tmp_path / "out" / "judge")
+    assert ppo_eval[1:3] == ["-m", "rlhf_lite.eval.ppo_eval"]
 
 
 @pytest.mark.parametrize("preset, data, split, length", [("hh-cpu", "Dahoas/rm-static", "test", ""),
@@ -96,7 +100,7 @@ def test_step_3_without_step_outputs_names_the_command(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [(["--preset", "nope"], "unknown preset 'nope'"),
-                                           (["--accelerate-config", "nope", "--steps", "1"], "does not exist")])
+                                           (["--accelerate-config", "nope", "--steps", "1"], "unknown accelerate config 'nope'; known: cpu, multi_gpu")])
 def test_bad_flags_are_one_line_errors(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli(lambda: pipeline.main([*argv, "--output-dir", str(tmp_path)]))
@@ -155,20 +159,17 @@ def test_summary_reports_times_accuracies_the_comparison_table_and_samples(tmp_p
 
 
 def test_a_bad_value_in_step_3s_config_stops_the_pipeline_before_step_1(monkeypatch, tmp_path, capsys):
-    from rlhf_lite import plan
-    recipes = tmp_path / "repo" / "recipes"
-    (recipes / "configs" / "bad").mkdir(parents=True)
+    from rlhf_lite import presets
+    (tmp_path / "presets" / "bad").mkdir(parents=True)
     for step in ("sft", "rm", "ppo"):
-        (recipes / f"{step}.py").symlink_to(ROOT / "recipes" / f"{step}.py")
-        text = (ROOT / "recipes" / "configs" / "demo" / f"{step}.yaml").read_text()
+        text = (CONFIGS / "presets" / "demo" / f"{step}.yaml").read_text()
         if step == "ppo":
             text = text.replace("init_kl_coef: 0.05", "init_kl_coef: -0.05")
-        (recipes / "configs" / "bad" / f"{step}.yaml").write_text(text)
-    monkeypatch.setattr(pipeline, "ROOT", tmp_path / "repo")
-    monkeypatch.setattr(plan, "config_dir", lambda: recipes / "configs")
+        (tmp_path / "presets" / "bad" / f"{step}.yaml").write_text(text)
+    monkeypatch.setattr(presets, "CONFIGS", tmp_path)
     monkeypatch.setattr(pipeline, "run", lambda *a: pytest.fail("a step ran"))
     with pytest.raises(SystemExit) as exit_:
         cli(lambda: pipeline.main(["--preset", "bad", "--output-dir", str(tmp_path / "out")]))
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and len(err.splitlines()) == 1
-    assert "recipes/configs/bad" in err and "init_kl_coef must be a number >= 0, got -0.05" in err
+    assert "presets/bad" in err and "init_kl_coef must be a number >= 0, got -0.05" in err

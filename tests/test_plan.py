@@ -114,11 +114,12 @@ def test_offload_moves_optimizer_states_to_the_host(opt_4090):
     assert plan.components["optimizer"] == 0 and plan.host_bytes >= 12 * 331e6
 
 
-def test_hardware_defaults_come_from_the_preset_comments():
+def test_hardware_defaults_come_from_the_presets_hardware_yaml():
     node = P.load_preset("opt-13b-node", steps=("rm",))
-    assert node.defaults["rm"] == {"zero_stage": 3, "offload": "none", "num_gpus": 8}
+    assert node.hardware == {"zero_stage": 3, "offload": "none", "num_gpus": 8}
     opt = P.load_preset("opt-1.3b-4090", steps=("ppo",))
-    assert opt.defaults["ppo"]["gpu_mem_gb"] == 24  # "one RTX 4090", not DeepSpeed-Chat's "48 GB A6000"
+    assert opt.hardware == {"gpu_mem_gb": 24, "num_gpus": 1}
+    assert P.load_preset("demo", steps=("sft",)).hardware == {}  # planned as one 24 GB GPU unless told
 
 
 def test_the_cpu_plan_is_host_memory_with_the_python_runtime():

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlhf_lite.scoring import pad_batch
+from rlhf_lite.batching import pad_batch
 from tests.test_ppo import api, api_args, with_eos_at
 from tests.test_recipes import separable_pairs
 from tests.tiny_models import make_tiny_model

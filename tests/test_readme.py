@@ -96,18 +96,18 @@ def test_every_command_names_what_exists():
 def test_recipe_commands_parse(step):
     """The flags of every README command that runs this step are fields its config accepts
     (demo preset and explicit configs; the GPU presets' bf16 cannot be parsed on a CPU)."""
-    from rlhf_lite.args import parse
-    parsers = {"sft": "SFTArguments ModelArguments SFTConfig", "rm": "RMArguments ModelArguments RewardConfig",
-               "ppo": "PPOArguments"}
-    spec = importlib.util.spec_from_file_location(f"readme_{step}", ROOT / "recipes" / f"{step}.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)  # the names the recipe parses its command line into
+    from trl import RewardConfig, SFTConfig
+
+    from rlhf_lite.args import ModelArguments, RMArguments, SFTArguments, parse
+    from rlhf_lite.ppo import PPOArguments
+    parsers = {"sft": [SFTArguments, ModelArguments, SFTConfig], "rm": [RMArguments, ModelArguments, RewardConfig],
+               "ppo": [PPOArguments]}  # what each recipe parses its command line into
     runs = [argv for words in commands() for s, argv in recipe_argv(words) if s == step]
     assert runs, f"the README never runs step {step}"
     for argv in runs:
         if "recipes/configs/demo/" not in " ".join(argv):
             continue
-        parse([getattr(recipe, name) for name in parsers[step].split()], step, [*argv, "--output_dir", "unused"])
+        parse(parsers[step], step, [*argv, "--output_dir", "unused"])
 
 
 def run(argv: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -167,7 +167,7 @@ def test_rm_group_by_length_batches_pairs_of_similar_length(tiny, tmp_path):
     from datasets import Dataset
     from trl import RewardConfig
 
-    from rlhf_lite.reward import PairwiseRewardTrainer
+    from rlhf_lite.rm import PairwiseRewardTrainer
     tok = AutoTokenizer.from_pretrained(tiny["opt"])
     model = AutoModelForSequenceClassification.from_pretrained(tiny["opt"], num_labels=1)
     gen = torch.Generator().manual_seed(0)

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from rlhf_lite.reward import divergence_loss
+from rlhf_lite.rm import divergence_loss
 
 
 def nls(x):  # -log(sigmoid(x))

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM
 from trl import SFTConfig, SFTTrainer
 
 from rlhf_lite.models import load_tokenizer
-from rlhf_lite.sft_loss import AnswerOnlySFTTrainer
+from rlhf_lite.sft import AnswerOnlySFTTrainer
 from tests.tiny_models import make_tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

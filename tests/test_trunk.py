@@ -99,7 +99,7 @@ def test_reward_training_replays_frozen_blocks_after_the_first_epoch(tmp_path, f
     from trl import RewardConfig
 
     from rlhf_lite.models import ModelSettings, load_reward_model
-    from rlhf_lite.reward import PairwiseRewardTrainer
+    from rlhf_lite.rm import PairwiseRewardTrainer
     path = str(make_tiny_model(tmp_path, family, "reward"))
     tok = load_tokenizer(path)
     gen = torch.Generator().manual_seed(0)
@@ -133,7 +133,7 @@ def test_reward_training_runs_every_block_when_the_cache_would_not_fit(tmp_path,
     from trl import RewardConfig
 
     from rlhf_lite.models import ModelSettings, load_reward_model
-    from rlhf_lite.reward import PairwiseRewardTrainer
+    from rlhf_lite.rm import PairwiseRewardTrainer
     path = str(make_tiny_model(tmp_path, "llama", "reward"))
     model = load_reward_model(ModelSettings(path, trainable_layers=1, dropout=0.0), load_tokenizer(path))
     data = Dataset.from_list([{"chosen_ids": [5, 6, 7], "rejected_ids": [5, 6, 8]}] * 4)

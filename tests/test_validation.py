@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from trl import RewardConfig, SFTConfig
 
-from rlhf_lite.args import ModelArguments
+from rlhf_lite.args import ModelArguments, RMArguments, SFTArguments
 from rlhf_lite.errors import cli
 from rlhf_lite.ppo import PPOArguments
 from rlhf_lite.ranges import RANGES, Range, numeric_fields, range_of
@@ -30,12 +30,12 @@ def load_script(path: Path):
 
 
 RECIPES = {name: load_script(ROOT / "recipes" / f"{name}.py") for name in ("sft", "rm", "ppo")}
-DATACLASSES = {"sft": [RECIPES["sft"].SFTArguments, ModelArguments, SFTConfig],
-               "rm": [RECIPES["rm"].RMArguments, ModelArguments, RewardConfig],
+DATACLASSES = {"sft": [SFTArguments, ModelArguments, SFTConfig],
+               "rm": [RMArguments, ModelArguments, RewardConfig],
                "ppo": [PPOArguments]}
 CLIS = {"chat": "rlhf_lite.chat", "plan": "rlhf_lite.plan", "pipeline": "rlhf_lite.pipeline",
         "data": "rlhf_lite.data.__main__", "plot": "rlhf_lite.plot",
-        **{name: ROOT / "evaluate" / f"{name}.py" for name in ("perplexity", "prompt_eval", "rm_eval", "ppo_eval")}}
+        **{name: f"rlhf_lite.eval.{name}" for name in ("perplexity", "prompt_eval", "rm_eval", "ppo_eval")}}
 
 
 def fails_in_one_line(main, argv, capsys) -> str:

@@ -11,7 +11,7 @@ import torch
 from ..data import load_step_rows
 from ..encoding import keep_short_prompts
 from ..errors import DataError
-from ..scoring import pad_batch
+from ..batching import pad_batch
 from .config import PPOArguments
 
 

@@ -26,8 +26,7 @@ from transformers import get_scheduler
 
 from ..errors import ConfigError
 from ..host_memory import keep_freed_memory
-from ..models import check_model_kind, check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer
-from ..reward import score_head
+from ..models import check_model_kind, check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer, score_head
 from .config import PPOArguments
 from ..trunk import frozen_depth
 

@@ -16,11 +16,11 @@ import statistics
 import unicodedata
 from pathlib import Path
 
-from .data.rows import dialogue
-from .errors import DataError
+from ..data.rows import dialogue
+from ..errors import DataError
 
-OPEN_PROMPTS = Path(__file__).parent / "data" / "open_prompts.json"
-DEMO_FACTS = Path(__file__).parent / "data" / "demo_eval_facts.json"
+OPEN_PROMPTS = Path(__file__).parents[1] / "data" / "open_prompts.json"
+DEMO_FACTS = Path(__file__).parents[1] / "data" / "demo_eval_facts.json"
 LANGUAGES = ("en", "zh")
 
 

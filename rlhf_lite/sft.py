@@ -1,7 +1,9 @@
-"""Step 1's loss without projecting prompt and padding positions onto the vocabulary.
+"""Step 1: supervised fine-tuning on prompt + chosen answer, over TRL's SFTTrainer.
 
-TRL 1.16's SFTTrainer always computes its loss through a chunked "fused LM head". Without Triton
-(on a CPU) that falls back to PyTorch which scores every position, prompt and padding included,
+    python -m rlhf_lite.sft --config recipes/configs/demo/sft.yaml [--field value ...]
+
+The loss does not project prompt and padding positions onto the vocabulary. TRL's SFTTrainer
+always computes its loss through a chunked "fused LM head". Without Triton (on a CPU) that falls back to PyTorch which scores every position, prompt and padding included,
 recomputes the head's matmul in the backward pass and makes several fp32 passes over
 tokens x vocabulary for its metrics: the demo's SFT steps ran at ~0.8x a hand-written loop
 (benchmarks/bench_train.py). Here the head runs only on the positions that carry a label, and
@@ -14,7 +16,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from trl import SFTTrainer
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+
+from .args import ModelArguments, SFTArguments, parse
+from .encoding import drop_long_prompts
+from .errors import cli
+from .models import load_causal_lm, load_tokenizer
+from .training import MetricsFile, lora_optimizer, prepare_run, step_rows, train_and_export
 
 
 class AnswerOnlySFTTrainer(SFTTrainer):
@@ -50,3 +59,30 @@ class AnswerOnlySFTTrainer(SFTTrainer):
             self._total_train_tokens += int(inputs["attention_mask"].sum())
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return loss
+
+
+def main(argv=None):
+    script, model_args, training = parse([SFTArguments, ModelArguments, SFTConfig], "sft", argv)
+    training.completion_only_loss = not script.loss_on_full_text
+    train_rows, eval_rows = step_rows(script, part=0, need_pairs=False)
+    resume = prepare_run(training, script, model_args)
+
+    tokenizer = load_tokenizer(model_args.model_name_or_path,
+                               trust_remote_code=training.trust_remote_code)
+    to_examples = lambda rows, label: [  # noqa: E731
+        {"prompt": r["prompt"], "completion": r["chosen"]}
+        for r in drop_long_prompts(tokenizer, rows, training.max_length, label)]
+    train = Dataset.from_list(to_examples(train_rows, "train"))
+    evals = Dataset.from_list(to_examples(eval_rows, "eval"))
+
+    model = load_causal_lm(model_args.settings(training.activation_checkpointing,
+                                               training.trust_remote_code), tokenizer)
+    trainer = AnswerOnlySFTTrainer(model=model, args=training, train_dataset=train,
+                                   eval_dataset=evals if training.eval_strategy != "no" else None,
+                                   processing_class=tokenizer, callbacks=[MetricsFile()],
+                                   optimizers=(lora_optimizer(model, training, model_args), None))
+    train_and_export(trainer, resume, tokenizer, model_args)
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from .data.rows import ASSISTANT, HUMAN
+from ..data.rows import ASSISTANT, HUMAN
 
 SHORT = 3  # answers with fewer tokens than this say nothing
 

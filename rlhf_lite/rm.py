@@ -1,4 +1,6 @@
-"""Reward-model training on TRL's RewardTrainer, with DeepSpeed-Chat's loss as an option.
+"""Step 2: reward-model training on TRL's RewardTrainer, with DeepSpeed-Chat's loss as an option.
+
+    python -m rlhf_lite.rm --config recipes/configs/demo/rm.yaml [--field value ...]
 
 `last_token` (TRL's): -log sigmoid(r_chosen - r_rejected) on the score of each sequence's last
 token. `divergence` (DeepSpeed-Chat's): the same, averaged over every position from the first
@@ -19,11 +21,15 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from datasets import Dataset
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from trl import RewardTrainer
+from trl import RewardConfig, RewardTrainer
 
-from .args import REWARD_LOSSES
-from .models import has_dropout
+from .args import REWARD_LOSSES, ModelArguments, RMArguments, parse
+from .encoding import encode_pairs
+from .errors import cli
+from .models import has_dropout, load_reward_model, load_tokenizer, score_head
+from .training import MetricsFile, lora_optimizer, prepare_run, step_rows, train_and_export
 from .trunk import Recorded, capture, frozen_depth, replay
 
 
@@ -45,14 +51,6 @@ def divergence_loss(values_c: torch.Tensor, values_r: torch.Tensor, ids_c: torch
     span = (pos >= first[:, None]) & (pos < end[:, None])
     per_token = -F.logsigmoid(values_c - values_r)
     return ((per_token * span).sum(1) / span.sum(1)).mean()
-
-
-def score_head(model: torch.nn.Module) -> torch.nn.Module:
-    # The outermost module named "score" (PEFT wraps the head, DeepSpeed wraps the model).
-    heads = [(name, m) for name, m in model.named_modules() if name.split(".")[-1] == "score"]
-    if not heads:
-        raise ValueError("the reward model has no 'score' head to read per-token values from")
-    return min(heads, key=lambda nm: len(nm[0]))[1]
 
 
 class PairwiseRewardTrainer(RewardTrainer):
@@ -159,3 +157,28 @@ class PairwiseRewardTrainer(RewardTrainer):
         if self.args.center_rewards_coefficient is not None:
             loss = loss + self.args.center_rewards_coefficient * outputs.logits.float().pow(2).mean()
         return (loss, outputs) if return_outputs else loss
+
+
+def main(argv=None):
+    script, model_args, training = parse([RMArguments, ModelArguments, RewardConfig], "rm", argv)
+    train_rows, eval_rows = step_rows(script, part=script.data_share, need_pairs=True)
+    resume = prepare_run(training, script, model_args)
+
+    tokenizer = load_tokenizer(model_args.model_name_or_path,
+                               trust_remote_code=training.trust_remote_code)
+    train = Dataset.from_list(encode_pairs(tokenizer, train_rows, training.max_length, "train"))
+    evals = Dataset.from_list(encode_pairs(tokenizer, eval_rows, training.max_length, "eval"))
+
+    model = load_reward_model(model_args.settings(training.activation_checkpointing,
+                                                  training.trust_remote_code), tokenizer, trained=False)
+    trainer = PairwiseRewardTrainer(
+        model=model, args=training, train_dataset=train,
+        eval_dataset=evals if training.eval_strategy != "no" else None,
+        processing_class=tokenizer, callbacks=[MetricsFile()], reward_loss=script.reward_loss,
+        frozen_block_cache_gb=script.frozen_block_cache_gb,
+        optimizers=(lora_optimizer(model, training, model_args), None))
+    train_and_export(trainer, resume, tokenizer, model_args)
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -1,0 +1,108 @@
+"""Side-by-side generations of a baseline and a fine-tuned model on fixed prompts.
+
+    python evaluate/prompt_eval.py --baseline embedded:smollm2-135m --finetuned out/sft \
+        [--language en|zh | --open | --prompts FILE] [--judge out/judge] [--sample] [--beams 4] [--output gen.json]
+
+The prompts: DeepSpeed-Chat's six of --language (default), every fixed open prompt of both
+languages (--open, rlhf_lite/data/open_prompts.json), or --prompts FILE (one per line, or a .json
+list; bare questions are wrapped into the Human/Assistant dialogue). Greedy always; --sample adds
+a sampled answer (--temperature, --top-p, --seed) and --beams N a beam-search one. Each model's
+answers get degeneration measures (distinct-1/2, repeated 3-grams, echoes of the question, answers
+under 3 tokens, mean length, share ending with EOS) and, with --judge, the judge reward model's
+mean score. The models are loaded one after the other, each with its own tokenizer.
+"""
+
+import torch
+
+from ..data.rows import answer
+from .degeneration import degeneration
+from ..errors import ArgumentParser, cli
+from .judging import LANGUAGES, open_prompts
+from ..models import ModelSettings, check_model_kind, load_causal_lm, load_reward_model, load_tokenizer
+from ..ranges import option
+from .cli import print_table, read_prompts, write_json
+from .scoring import eval_device, generate_ids, score_texts
+
+ROLES = ("baseline", "finetuned")
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", required=True, help="model before fine-tuning (directory or hub id)")
+    p.add_argument("--finetuned", required=True, help="model after fine-tuning (directory or hub id)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--language", choices=LANGUAGES, default="en", help="DeepSpeed-Chat's six prompts in it")
+    which.add_argument("--open", action="store_true", help="every fixed open prompt, English and Chinese")
+    which.add_argument("--prompts", help="file of prompts instead (.txt one per line, or .json list)")
+    p.add_argument("--judge", help="a reward model that scores every answer")
+    p.add_argument("--max-new-tokens", type=option("max_new_tokens"), default=64)
+    p.add_argument("--batch-size", type=option("batch_size"), default=8)
+    p.add_argument("--sample", action="store_true", help="also sample an answer")
+    p.add_argument("--temperature", type=option("temperature"), default=0.7)
+    p.add_argument("--top-p", type=option("top_p"), default=0.9)
+    p.add_argument("--seed", type=option("seed"), default=42, help="for --sample")
+    p.add_argument("--beams", type=option("beams"), help="also a beam-search answer with N beams")
+    p.add_argument("--output", help="also write the generations to this JSON file")
+    return p
+
+
+def answers(name: str, prompts: list[str], args) -> dict[str, dict]:
+    """{mode: {"texts", "measures"}} of the model `name`."""
+    tokenizer = load_tokenizer(name, padding_side="left")
+    model = eval_device(load_causal_lm(ModelSettings(name), tokenizer))
+    out = {}
+    modes = {"greedy": {}, **({"sample": dict(do_sample=True, temperature=args.temperature, top_p=args.top_p)}
+                              if args.sample else {}), **({"beam": dict(num_beams=args.beams)} if args.beams else {})}
+    for mode, settings in modes.items():
+        torch.manual_seed(args.seed)
+        ids = generate_ids(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens,
+                           batch_size=args.batch_size, **settings)
+        texts = [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        out[mode] = {"texts": texts, "measures": degeneration(prompts, ids, texts, tokenizer.eos_token_id)}
+    return out
+
+
+def judge_scores(path: str, prompts: list[str], generated: dict) -> None:
+    """Add the judge's mean score to every model's and mode's measures (and per answer)."""
+    tokenizer = load_tokenizer(path)
+    model = eval_device(load_reward_model(ModelSettings(path), tokenizer))
+    for modes in generated.values():
+        for result in modes.values():
+            texts = [p + answer(t) + (tokenizer.eos_token or "") for p, t in zip(prompts, result["texts"])]
+            result["judge"] = score_texts(model, tokenizer, texts)
+            result["measures"]["judge"] = sum(result["judge"]) / len(result["judge"])
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if args.prompts:
+        prompts = read_prompts(args.prompts)
+    else:
+        prompts = open_prompts() if args.open else open_prompts((args.language,), first=6)
+    for role in ROLES:  # both before either generates
+        check_model_kind(getattr(args, role), "causal_lm")
+    if args.judge:
+        check_model_kind(args.judge, "reward_model")
+    generated = {role: answers(getattr(args, role), prompts, args) for role in ROLES}
+    if args.judge:
+        judge_scores(args.judge, prompts, generated)
+    result = {"prompts": [
+        {"prompt": prompt, **{role: {mode: r["texts"][i] for mode, r in generated[role].items()} for role in ROLES}}
+        for i, prompt in enumerate(prompts)],
+        "measures": {role: {mode: r["measures"] for mode, r in modes.items()} for role, modes in generated.items()}}
+    for i, item in enumerate(result["prompts"], 1):
+        print(f"{'=' * 30} prompt {i}/{len(prompts)} {'=' * 30}\n{item['prompt'].strip()}")
+        for mode in item["baseline"]:
+            for role in ROLES:
+                score = f", judge {generated[role][mode]['judge'][i - 1]:.3f}" if args.judge else ""
+                print(f"--- {role} ({mode}{score}) ---\n{item[role][mode]}")
+        print()
+    keys = list(result["measures"]["baseline"]["greedy"])
+    print_table([(f"{role} {mode}", *(m[k] for k in keys)) for role, modes in result["measures"].items()
+                 for mode, m in modes.items()], header=("model", *keys))
+    write_json(args.output, result)
+    return result
+
+
+if __name__ == "__main__":
+    cli(main)

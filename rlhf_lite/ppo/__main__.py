@@ -1,0 +1,106 @@
+"""Step 3: PPO of the SFT model (actor) against the reward model (critic + reward), our engine.
+
+    python -m rlhf_lite.ppo --config recipes/configs/demo/ppo.yaml [--field value ...]
+"""
+
+import sys
+
+from accelerate.utils import set_seed
+
+from ..args import claim_output_dir, parse, preset_name, run_record
+from ..errors import cli
+from ..models import load_tokenizer
+from . import (NonFiniteError, PPOArguments, PPOTrainer, PromptBatches, RLHFEngine,
+                           encode_prompts, export_models, latest_checkpoint, load_checkpoint,
+                           ptx_batches, save_checkpoint, total_updates)
+from .engine import make_accelerator
+from ..metrics import append_metrics
+from ..progress import Progress, write
+from ..training import DeferredInterrupt, step_rows
+
+
+def main(argv=None):
+    (args,) = parse([PPOArguments], "ppo", argv)
+    args.fill_model_paths(preset_name(sys.argv[1:] if argv is None else argv))
+    accelerator = make_accelerator(log_with="tensorboard" if args.report_to == "tensorboard" else None,
+                                   project_dir=args.output_dir)
+    rows, _ = step_rows(args, part=2, need_pairs=False)
+    resume = claim_output_dir(args.output_dir, run_record(args), args.overwrite_output_dir)
+    set_seed(args.seed)
+
+    tokenizer = load_tokenizer(args.actor_model_name_or_path, trust_remote_code=args.trust_remote_code)
+    prompts = PromptBatches(encode_prompts(tokenizer, rows, args.max_prompt_seq_len), args,
+                            tokenizer.pad_token_id, accelerator.process_index,
+                            accelerator.num_processes, accelerator.device)
+    engine = RLHFEngine(args.actor_model_name_or_path, args.critic_model_name_or_path, tokenizer,
+                        total_updates(len(prompts), args), args, accelerator)
+    trainer = PPOTrainer(engine, args)
+    checkpoint = latest_checkpoint(args.output_dir) if resume else None
+    state = load_checkpoint(trainer, checkpoint) if checkpoint else {"batches_done": 0, "reward_ema": None}
+    if args.ptx_datasets:
+        trainer.ptx_batches = ptx_batches(args, tokenizer, args.per_device_training_batch_size,
+                                          accelerator.device, skip=trainer.global_step)
+    accelerator.init_trackers("runs")
+
+    buffer, done, shown = [], state["batches_done"], {}
+    trained = done  # batches whose experience has been trained on
+    bar = Progress(len(prompts), "ppo", initial=done, disable=not accelerator.is_main_process)
+    try:
+        with DeferredInterrupt() as interrupt:
+            for step, batch in prompts.batches(done):
+                exp = trainer.generate_experience(batch)
+                buffer += [exp] if exp is not None else []
+                if exp is None:
+                    write(f"batch {step + 1}: every answer was only EOS; nothing to train on", sys.stderr)
+                done = step + 1
+                if done % args.generation_batches and done < len(prompts):
+                    continue
+                if buffer:
+                    trainer.train_rlhf(buffer)
+                    trained = done
+                    shown = log(trainer, state, done, args, accelerator, len(prompts))
+                    if args.print_answers_interval and done % args.print_answers_interval == 0:
+                        print_answers(tokenizer, buffer[-1], done, accelerator)
+                buffer, trained = [], done
+                if args.save_steps and done % args.save_steps == 0:
+                    save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
+                bar.update(done - bar.n, **shown)
+                if done < len(prompts) and interrupt.on_any_process(accelerator.device):
+                    raise KeyboardInterrupt  # Ctrl-C: stop where everything generated has been trained on
+    except (NonFiniteError, KeyboardInterrupt) as err:
+        # The failed update was not applied: keep what was trained, resumable from `trained`. After
+        # a NaN no older checkpoint is rotated away: the weights may have diverged before it showed.
+        keep = 0 if isinstance(err, NonFiniteError) else args.save_total_limit
+        path = save_checkpoint(trainer, args.output_dir, trained, state, keep)
+        if isinstance(err, NonFiniteError):  # the same error, told where it happened and what was kept
+            err.args = (f"{err} (generation batch {step + 1}; the state after batch {trained} is in {path})",)
+        raise
+    bar.close()
+    save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
+    export_models(engine, trainer, args.output_dir, args.merge_lora)
+    accelerator.end_training()
+
+
+def log(trainer, state, done, args, accelerator, total) -> dict:
+    """Record the update's statistics; returns what the progress bar shows."""
+    stats = trainer.stats
+    score = stats["reward/score"]
+    state["reward_ema"] = score if state["reward_ema"] is None else 0.9 * state["reward_ema"] + 0.1 * score
+    stats["reward/score_ema"] = state["reward_ema"]
+    if done % args.logging_steps == 0 or done == total:
+        accelerator.log(stats, step=done)
+        if accelerator.is_main_process:
+            append_metrics(args.output_dir, {"step": done, **stats})
+    return {"reward": score, "kl": stats["kl/sequence_k3"]}
+
+
+def print_answers(tokenizer, exp, done, accelerator):
+    if accelerator.is_main_process:
+        P = exp["prompt_len"]
+        prompt = tokenizer.decode(exp["seq"][0, :P], skip_special_tokens=True).strip()
+        answer = tokenizer.decode(exp["seq"][0, P:], skip_special_tokens=True).strip()
+        write(f"--- step {done} | score {exp['scores'][0]:.3f}\n{prompt}\n>>> {answer}")
+
+
+if __name__ == "__main__":
+    cli(main)
