@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import atomic
 from .errors import ConfigError
 from .models import LoraSettings, ModelSettings
 from .ranges import check_fields
@@ -242,5 +243,5 @@ def claim_output_dir(output_dir: str, record: dict, overwrite: bool = False) -> 
         if overwrite and path.exists():
             shutil.rmtree(path)  # old metrics, logs and checkpoints must not mix with the new run
         path.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+        atomic.write_text(run_file, json.dumps(record, indent=1, ensure_ascii=False))
     return False

@@ -17,14 +17,14 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from rlhf_lite.cache_dir import cache_root
-from rlhf_lite.errors import ModelError
+from .atomic import staged_dir
+from .cache_dir import cache_root
+from .errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -108,18 +108,11 @@ def ensure_embedded_model(name: str, cache_dir: str | os.PathLike | None = None)
             gguf = locate_gguf(short)
             for stale in models_dir.glob(f".{short}.*"):  # from a process killed mid-conversion
                 shutil.rmtree(stale, ignore_errors=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{short}.", dir=models_dir))
-            try:
+            # (replacing leftovers without the marker, e.g. of an interrupted manual copy)
+            with staged_dir(target) as staging:
                 logger.info("converting %s into %s (once)", gguf, target)
                 _convert(gguf, staging)
-                (staging / MARKER).write_text(
-                    json.dumps({"name": PREFIX + short, "source": str(gguf)}, indent=2)
-                )
-                if target.exists():  # leftovers without the marker, e.g. an interrupted manual copy
-                    shutil.rmtree(target)
-                os.replace(staging, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                (staging / MARKER).write_text(json.dumps({"name": PREFIX + short, "source": str(gguf)}, indent=2))
     except Timeout:
         raise ModelError(
             f"timed out after {LOCK_TIMEOUT_S} s waiting for another process converting "

@@ -469,7 +469,7 @@ def _prepare_for_training(model: PreTrainedModel, settings: ModelSettings, rewar
         raise ModelError(f"model '{settings.name_or_path}': cannot apply LoRA ({err})") from err
 
 
-def _blocks(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList] | None:
+def find_blocks(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList] | None:
     """(name, module) of the model's list of transformer blocks, or None if it has none."""
     depth = getattr(getattr(model, "config", None), "num_hidden_layers", None)
     for name, module in model.named_modules():
@@ -480,7 +480,7 @@ def _blocks(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList] | None:
 
 def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList | None:
     """The model's transformer blocks, bottom first (None if it has no recognisable list)."""
-    found = _blocks(model)
+    found = find_blocks(model)
     return found[1] if found else None
 
 
@@ -488,7 +488,7 @@ def _top_layers(model: PreTrainedModel, n: int | None) -> tuple[str, list[int]] 
     """(name of the block list, indices of its top `n` blocks), or None to train every block."""
     if n is None:
         return None
-    found = _blocks(model)
+    found = find_blocks(model)
     if found is None:
         raise ModelError(f"model '{model.config.name_or_path}': cannot find its {model.config.num_hidden_layers} "
                          "transformer blocks to apply trainable_layers")

@@ -264,7 +264,7 @@ def count_model(spec: ModelSpec) -> ModelCount:
     from torch import nn
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from .models import DTYPES, LoraSettings, ModelSettings, _override_dropout, _prepare_for_training
+    from .models import DTYPES, LoraSettings, ModelSettings, _override_dropout, _prepare_for_training, find_blocks
 
     config = copy.deepcopy(architecture(spec.path))
     if spec.dropout is not None:
@@ -285,8 +285,7 @@ def count_model(spec: ModelSpec) -> ModelCount:
         else:
             model.requires_grad_(False)
 
-    blocks_name, blocks = next(((n, m) for n, m in model.named_modules()
-                                if isinstance(m, nn.ModuleList) and len(m) == config.num_hidden_layers), (None, []))
+    blocks_name, blocks = find_blocks(model) or (None, [])
     quantized: set[int] = set()
     if spec.quant != "none":
         # bitsandbytes replaces the Linear layers of the blocks (not the head or embeddings).

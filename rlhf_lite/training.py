@@ -11,9 +11,6 @@ exits with status 130; a NaN/inf training loss stops the run before its update i
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shutil
 import signal
 import sys
@@ -29,13 +26,11 @@ from .args import RUN_FILE, ModelArguments, ScriptArguments, claim_output_dir, r
 from .data import load_step_rows
 from .embedded import is_embedded
 from .errors import RLHFLiteError
-from .metrics import METRICS_FILE, append_metrics
+from .metrics import append_metrics
 from .models import _check_model_dir, export_saved, resolve_model_path
+from .optim import param_groups
 from .progress import Progress
-
-TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last into checkpoint-N
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
+from .resume import complete_checkpoints, resume_point
 
 class NonFiniteLossError(RLHFLiteError):
     """The training loss became NaN or infinite; the update it would have made was not applied."""
@@ -72,78 +67,13 @@ def prepare_run(training, *dataclasses_) -> str | None:
     return resume_point(training.output_dir) if same_run and not overwrite else None
 
 
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """The Trainer's checkpoint-N folders whose save finished, oldest first."""
-    out = Path(output_dir)
-    found = [p for p in out.iterdir() if _CHECKPOINT.match(p.name) and _is_complete(p)] if out.is_dir() else []
-    return sorted(found, key=_step_of)
-
-
-def _step_of(path: Path) -> int:
-    return int(_CHECKPOINT.match(path.name).group(1))
-
-
-def _is_complete(checkpoint: Path) -> bool:
-    # trainer_state.json comes after the weights, optimizer, scheduler and RNG states; a process
-    # killed while writing it leaves JSON that does not parse.
-    try:
-        state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(state, dict) and state.get("global_step") == _step_of(checkpoint)
-
-
-def resume_point(output_dir: str | Path) -> str | None:
-    """The last complete checkpoint of a run that stopped (None: start from the beginning).
-
-    The main process also tidies what a crash left: checkpoint folders whose save was cut short
-    (the Trainer would otherwise pick the newest one, however incomplete, and fail on it or
-    write into it) and metrics.jsonl rows logged after the checkpoint (they are logged again)."""
-    out = Path(output_dir)
-    complete = complete_checkpoints(out)
-    last = complete[-1] if complete else None
-    if int(os.environ.get("RANK", "0")) == 0:
-        for partial in [p for p in out.iterdir() if _CHECKPOINT.match(p.name) and p not in complete]:
-            print(f"removing {partial}: its save did not finish (no readable {TRAINER_STATE})", file=sys.stderr)
-            shutil.rmtree(partial, ignore_errors=True)
-        rewind_metrics(out, _step_of(last) if last else 0)
-    return str(last) if last else None
-
-
-def rewind_metrics(output_dir: str | Path, step: int) -> None:
-    """Drop the metrics.jsonl rows logged after optimizer step `step` (atomically)."""
-    path = Path(output_dir) / METRICS_FILE
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:  # a line cut short by the crash
-            continue
-        if isinstance(row, dict) and row.get("step", 0) <= step:
-            kept.append(line if line.endswith("\n") else line + "\n")
-    if kept != lines:
-        tmp = path.with_name(f".{METRICS_FILE}.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, path)
-
-
 def lora_optimizer(model, training, model_args: ModelArguments):
     """AdamW with LoRA weights at `lora_learning_rate` and the rest (e.g. a reward head) at
     `learning_rate`, as DeepSpeed-Chat's `--lora_learning_rate`; None when not asked for."""
     if model_args.lora_learning_rate is None:
         return None
-    groups = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        lr = model_args.lora_learning_rate if "lora_" in name else training.learning_rate
-        decay = 0.0 if p.ndim < 2 else training.weight_decay  # no decay on biases and norms
-        groups.setdefault((lr, decay), []).append(p)
-    return torch.optim.AdamW(
-        [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
+    groups = param_groups(model, training.learning_rate, model_args.lora_learning_rate, training.weight_decay)
+    return torch.optim.AdamW(groups,
         betas=(training.adam_beta1, training.adam_beta2), eps=training.adam_epsilon)
 
 

@@ -26,7 +26,7 @@ from rlhf_lite.errors import ModelError, cli
 from rlhf_lite.ppo import PPOArguments
 from rlhf_lite.ppo.checkpoint import latest_checkpoint
 from rlhf_lite.ppo.trainer import PPOTrainer
-from rlhf_lite.training import resume_point
+from rlhf_lite.resume import resume_point
 from tests.test_recipes import metrics, recipe, separable_pairs
 from tests.tiny_models import make_tiny_model
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from ..atomic import staged_dir
 from ..cache_dir import cache_root
 
 _CODE = [Path(__file__).with_name(n) for n in ("rows.py", "adapters.py", "sources.py")]
@@ -45,16 +43,12 @@ def load(key: str, cache_dir: str | None = None) -> tuple[list[dict], dict] | No
 
 
 def store(key: str, rows: list[dict], meta: dict, cache_dir: str | None = None) -> None:
-    final = cache_root(cache_dir) / "data" / key
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
     try:
-        with open(tmp / "rows.jsonl", "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        (tmp / "meta.json").write_text(json.dumps(dict(meta, n_rows=len(rows)), ensure_ascii=False),
-                                       encoding="utf-8")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        with staged_dir(cache_root(cache_dir) / "data" / key) as tmp:
+            with open(tmp / "rows.jsonl", "w", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            (tmp / "meta.json").write_text(json.dumps(dict(meta, n_rows=len(rows)), ensure_ascii=False),
+                                           encoding="utf-8")
     except (OSError, ValueError):  # ValueError: text JSON cannot encode
-        shutil.rmtree(tmp, ignore_errors=True)  # a cache we cannot write is only slower, not wrong
+        pass  # a cache we cannot write is only slower, not wrong

@@ -38,9 +38,8 @@ from ..models import (ModelSettings, check_model_kind, check_same_vocab, load_ca
                               load_tokenizer)
 from ..ppo.maths import kl_k3
 from ..ranges import option
-from ..batching import length_batches, pad_batch
 from .cli import add_eval_data_arguments, load_eval_rows, print_table, write_json
-from .scoring import eval_device, generate_ids, pair_metrics, pair_texts, score_texts
+from .scoring import answer_logprobs, eval_device, generate_ids, pair_metrics, pair_texts, score_texts
 
 ACTORS = ("base", "baseline", "model")  # the model SFT started from, the SFT model, the PPO actor
 
@@ -86,21 +85,6 @@ def load_tokenizers(args):
     return tokenizers["model"], tokenizers["reward"]
 
 
-@torch.no_grad()
-def token_logprobs(model, pad_id: int, prompts: list[list[int]], answers: list[list[int]], batch_size: int):
-    """Log-probability of each answer token following its prompt's ids: one list per answer."""
-    out = [None] * len(prompts)
-    sequences = [p + a for p, a in zip(prompts, answers)]
-    for rows in length_batches(sequences, batch_size, "likelihood"):
-        ids, mask = pad_batch([sequences[i] for i in rows], pad_id, "right")
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-        for row, i in zip(logits, rows):
-            p, a = prompts[i], answers[i]
-            steps = row[len(p) - 1: len(p) + len(a) - 1].float().log_softmax(-1)
-            out[i] = steps.gather(1, torch.tensor(a, device=steps.device)[:, None])[:, 0].cpu()
-    return out
-
-
 def run_model(name, tokenizer, prompts, args, scored=None, kl_prompts: int = 0):
     """(its answers' token ids, per-token log-probabilities of `scored` answers, by default its
     own, to the first `kl_prompts` prompts: the held-out ones, where KL is reported)."""
@@ -112,7 +96,7 @@ def run_model(name, tokenizer, prompts, args, scored=None, kl_prompts: int = 0):
         return ids, None
     prompt_ids = tokenizer(prompts[:kl_prompts])["input_ids"]
     scored = (ids if scored is None else scored)[:kl_prompts]
-    return ids, token_logprobs(model, tokenizer.pad_token_id, prompt_ids, scored, args.batch_size)
+    return ids, answer_logprobs(model, tokenizer.pad_token_id, prompt_ids, scored, args.batch_size)
 
 
 def kl_estimates(logp_model: list, logp_baseline: list) -> dict:

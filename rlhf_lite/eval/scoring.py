@@ -14,10 +14,10 @@ and show a tqdm bar over batches.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from transformers import GenerationConfig
 
-from ..batching import batches, length_batches, pad_batch
+from ..batching import length_batches, pad_batch
+from ..ppo.maths import token_logprobs
 
 
 def _device(model) -> torch.device:
@@ -90,26 +90,30 @@ def encode_answer(tokenizer, prompt: str, answer: str, max_length: int = 512) ->
 
 
 @torch.no_grad()
+def answer_logprobs(model, pad_id: int, prompts: list[list[int]], answers: list[list[int]], batch_size: int = 8,
+                    progress: bool = True) -> list[torch.Tensor]:
+    """The log-probability of each answer token after its prompt's ids: one tensor per answer."""
+    model.eval()
+    device = _device(model)
+    sequences = [p + a for p, a in zip(prompts, answers, strict=True)]
+    out: list = [None] * len(sequences)
+    for rows in length_batches(sequences, batch_size, "likelihood", progress):
+        ids, mask = pad_batch([sequences[i] for i in rows], pad_id, "right")
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        for row, row_ids, i in zip(logits, ids, rows):
+            start, end = max(len(prompts[i]), 1), len(sequences[i])  # position t predicts token t + 1
+            out[i] = token_logprobs(row[start - 1:end - 1], row_ids[start:end].to(device)).cpu()
+    return out
+
+
 def answer_nll(model, tokenizer, prompts: list[str], answers: list[str], max_length: int = 512,
                batch_size: int = 8, progress: bool = True) -> list[tuple[float, int]]:
     """For each (prompt, answer): the summed negative log-likelihood of the answer tokens and EOS
     given the prompt, and how many tokens that is (0 when truncation left no answer)."""
-    model.eval()
     encoded = [encode_answer(tokenizer, p, a, max_length) for p, a in zip(prompts, answers, strict=True)]
-    out: list[tuple[float, int]] = []
-    for chunk in batches(encoded, batch_size, "likelihood", progress):
-        input_ids, mask = pad_batch([ids for ids, _ in chunk], tokenizer.pad_token_id, "right")
-        labels = input_ids.clone()
-        positions = torch.arange(input_ids.shape[1])
-        starts = torch.tensor([start for _, start in chunk])
-        labels[(mask == 0) | (positions[None, :] < starts[:, None])] = -100
-        device = _device(model)
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
-        targets = labels[:, 1:].to(device)
-        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets.clamp(min=0), reduction="none")
-        counted = targets != -100
-        out += list(zip((nll * counted).sum(1).tolist(), counted.sum(1).tolist()))
-    return out
+    logprobs = answer_logprobs(model, tokenizer.pad_token_id, [ids[:start] for ids, start in encoded],
+                               [ids[start:] for ids, start in encoded], batch_size, progress)
+    return [(-float(lp.sum()), len(lp)) for lp in logprobs]
 
 
 # --------------------------------------------------------------------------- generation

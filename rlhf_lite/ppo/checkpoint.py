@@ -10,30 +10,24 @@ left half-written is removed by the next save).
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from ..atomic import replace_dir
 from ..models import save_model
 from ..quiet import logger_silenced
-from ..training import rewind_metrics
+from ..resume import checkpoints, rewind_metrics
 from .engine import RLHFEngine
 from .trainer import PPOTrainer
 
 STATE_FILE = "trainer_state.json"
 EMA_FILE = "actor_ema.safetensors"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def checkpoints(out_dir: str | Path) -> list[Path]:
-    """Complete checkpoints in `out_dir`, oldest first."""
-    out = Path(out_dir)
-    found = [p for p in out.iterdir() if _CHECKPOINT.match(p.name) and (p / STATE_FILE).exists()] \
-        if out.is_dir() else []
-    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))
+def saved(checkpoint: Path) -> bool:  # a checkpoint gets its name only once complete
+    return (checkpoint / STATE_FILE).exists()
 
 
 def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int, extra: dict,
@@ -56,14 +50,8 @@ def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int,
         # `extra` last would let a resumed run's stale batches_done/trainer entries win
         state = {**extra, "batches_done": batches_done, "trainer": trainer.state_dict()}
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # last: marks it complete
-        if final.exists():  # saved again at the same step: set the old one aside, never delete it first
-            aside = out / f".old-checkpoint-{batches_done}"
-            os.replace(final, aside)
-            os.replace(tmp, final)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        for old in checkpoints(out)[:-keep] if keep > 0 else []:
+        replace_dir(tmp, final)  # (saved again at the same step: the old one is deleted only after)
+        for old in checkpoints(out, saved)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     acc.wait_for_everyone()
     return final
@@ -105,6 +93,6 @@ def export_models(engine: RLHFEngine, trainer: PPOTrainer, out_dir: str | Path, 
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    found = checkpoints(out_dir)
+    found = checkpoints(out_dir, saved)
     return found[-1] if found else None
 

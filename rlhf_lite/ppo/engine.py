@@ -26,6 +26,7 @@ from transformers import get_scheduler
 
 from ..errors import ConfigError
 from ..host_memory import keep_freed_memory
+from ..optim import param_groups
 from ..models import check_model_kind, check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer, score_head
 from .config import PPOArguments
 from ..trunk import frozen_depth
@@ -102,16 +103,6 @@ def make_accelerator(**kwargs) -> Accelerator:
     return Accelerator(**kwargs)
 
 
-def _param_groups(module: nn.Module, lr: float, lora_lr: float | None, weight_decay: float) -> list[dict]:
-    groups: dict = {}
-    for name, p in module.named_parameters():
-        if p.requires_grad:
-            key = (lora_lr if lora_lr is not None and "lora_" in name else lr,
-                   0.0 if p.ndim < 2 else weight_decay)  # no decay on biases and norms
-            groups.setdefault(key, []).append(p)
-    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-
-
 class RLHFEngine:
     """Loads and prepares actor, reference, critic and reward model.
 
@@ -132,9 +123,9 @@ class RLHFEngine:
 
         actor = load_causal_lm(args.model_settings("actor"), tokenizer)
         critic = load_reward_model(args.model_settings("critic"), tokenizer)
-        groups = (_param_groups(actor, args.actor_learning_rate, args.actor_lora_learning_rate,
+        groups = (param_groups(actor, args.actor_learning_rate, args.actor_lora_learning_rate,
                                 args.actor_weight_decay)
-                  + _param_groups(critic, args.critic_learning_rate, args.critic_lora_learning_rate,
+                  + param_groups(critic, args.critic_learning_rate, args.critic_lora_learning_rate,
                                   args.critic_weight_decay))
         # The fused kernel updates all tensors at once: ~10x faster steps on a CPU for a fully
         # trained 135M critic. DeepSpeed manages its own flattened partitions, so not under it.
