@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install lock test test-fast clean bench gpu-check gpu-wheels
+.PHONY: install lock lint format test test-fast clean bench gpu-check gpu-wheels
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@echo "installing the locked dependencies into $(VENV) (log: $(VENV)/install.log)"
@@ -44,6 +44,15 @@ lock:
 	mv $(CONSTRAINTS).new $(CONSTRAINTS) && rm -rf .venv-lock build
 	@git diff --stat -- $(CONSTRAINTS) 2>/dev/null || true
 	@echo "$(CONSTRAINTS) rewritten from the newest releases: run 'make clean test' before committing it"
+
+# ruff's lint rules and formatting (pyproject.toml: [tool.ruff]); `make format` applies both.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q $(PYTEST_ARGS)

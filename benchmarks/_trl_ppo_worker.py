@@ -56,6 +56,7 @@ def main(spec_path: str) -> int:
     start = time.perf_counter()
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     import torch
+
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
     import accelerate
@@ -63,8 +64,7 @@ def main(spec_path: str) -> int:
     import transformers
     import trl
     from datasets import Dataset
-    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
-                              TrainerCallback)
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
     from trl.experimental.ppo import ppo_trainer as ppo_module
 
@@ -89,23 +89,43 @@ def main(spec_path: str) -> int:
         lora = spec["lora"]
         # LoRA on the policy only: TRL's PPOTrainer trains the value model in full whatever
         # peft_config says, and bench_ppo.py sets our critic the same way.
-        peft_config = peft.LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                                      target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+        peft_config = peft.LoraConfig(
+            r=lora["r"],
+            lora_alpha=lora["alpha"],
+            lora_dropout=lora["dropout"],
+            target_modules=lora["target_modules"],
+            task_type="CAUSAL_LM",
+        )
 
     config = PPOConfig(
-        output_dir=spec["output_dir"], report_to="none", save_strategy="no", disable_tqdm=True,
-        logging_steps=1, seed=spec["seed"], use_cpu=not cuda,
-        bf16=False, fp16=False,  # fp32 like our side (TRL's PPOConfig defaults to bf16)
+        output_dir=spec["output_dir"],
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=1,
+        seed=spec["seed"],
+        use_cpu=not cuda,
+        bf16=False,
+        fp16=False,  # fp32 like our side (TRL's PPOConfig defaults to bf16)
         gradient_checkpointing=False,  # TRL's default is on; ours is off
-        learning_rate=spec["learning_rate"], lr_scheduler_type="constant", weight_decay=0.0,
-        per_device_train_batch_size=B, gradient_accumulation_steps=1, num_mini_batches=1,
-        num_ppo_epochs=spec["ppo_epochs"], local_rollout_forward_batch_size=B,
+        learning_rate=spec["learning_rate"],
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        per_device_train_batch_size=B,
+        gradient_accumulation_steps=1,
+        num_mini_batches=1,
+        num_ppo_epochs=spec["ppo_epochs"],
+        local_rollout_forward_batch_size=B,
         total_episodes=B * iterations,  # one update per iteration, `iterations` updates in all
         response_length=spec["response_length"],
         # No stop token: every answer is response_length tokens, as our side's min_new_tokens
         # forces; both then score and train on exactly the same shapes.
-        stop_token=None, temperature=spec["temperature"], kl_coef=spec["kl_coef"],
-        num_sample_generations=0, dataloader_num_workers=0)
+        stop_token=None,
+        temperature=spec["temperature"],
+        kl_coef=spec["kl_coef"],
+        num_sample_generations=0,
+        dataloader_num_workers=0,
+    )
 
     marks: dict = {}  # perf_counter() of the current iteration's phase boundaries
 
@@ -129,12 +149,22 @@ def main(spec_path: str) -> int:
 
         def on_train_begin(self, args, state, control, **kwargs):
             optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # under accelerate's wrapper
-            send({"event": "ready", "load_seconds": round(time.perf_counter() - start, 2), "versions": {
-                "trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
-                "peft": peft.__version__, "accelerate": accelerate.__version__},
-                "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-                "optimizer": type(optimizer).__name__ + (" (fused)" if optimizer.defaults.get("fused") else ""),
-                "device": str(trainer.accelerator.device)})
+            send(
+                {
+                    "event": "ready",
+                    "load_seconds": round(time.perf_counter() - start, 2),
+                    "versions": {
+                        "trl": trl.__version__,
+                        "transformers": transformers.__version__,
+                        "torch": torch.__version__,
+                        "peft": peft.__version__,
+                        "accelerate": accelerate.__version__,
+                    },
+                    "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+                    "optimizer": type(optimizer).__name__ + (" (fused)" if optimizer.defaults.get("fused") else ""),
+                    "device": str(trainer.accelerator.device),
+                }
+            )
             self._next()
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -142,12 +172,17 @@ def main(spec_path: str) -> int:
                 torch.cuda.synchronize()
             end = time.perf_counter()
             t0 = marks["run"]
-            send({"event": "iteration", "seconds": end - t0,
-                  "generation": marks["generation_end"] - t0,
-                  "scoring": marks["training_start"] - marks["generation_end"],
-                  "training": end - marks["training_start"],
-                  "sequence_shape": marks["sequence_shape"],
-                  "score_mean": state.log_history[-1].get("objective/scores") if state.log_history else None})
+            send(
+                {
+                    "event": "iteration",
+                    "seconds": end - t0,
+                    "generation": marks["generation_end"] - t0,
+                    "scoring": marks["training_start"] - marks["generation_end"],
+                    "training": end - marks["training_start"],
+                    "sequence_shape": marks["sequence_shape"],
+                    "score_mean": state.log_history[-1].get("objective/scores") if state.log_history else None,
+                }
+            )
             if state.global_step < state.max_steps:
                 self._next()
 
@@ -158,9 +193,18 @@ def main(spec_path: str) -> int:
             marks["run"] = time.perf_counter()
 
     dataset = Dataset.from_dict({"input_ids": spec["prompts"]})
-    trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=ref,
-                         reward_model=reward, train_dataset=dataset, value_model=value,
-                         eval_dataset=dataset, callbacks=[Pacer()], peft_config=peft_config)
+    trainer = PPOTrainer(
+        args=config,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=ref,
+        reward_model=reward,
+        train_dataset=dataset,
+        value_model=value,
+        eval_dataset=dataset,
+        callbacks=[Pacer()],
+        peft_config=peft_config,
+    )
     try:
         trainer.train()
         wait_for_run()  # the parent says "quit" after the last iteration

@@ -59,22 +59,43 @@ def main(argv: list[str] | None = None) -> dict:
     actor = Path(resolve_model_path(EMBEDDED))
     with tempfile.TemporaryDirectory() as folder:
         critic = fresh_head_critic(actor, Path(folder) / "critic")
-        args = PPOArguments(datasets=["demo"], data_split="2,4,4", output_dir=folder, report_to="none",
-                            per_device_generation_batch_size=a.batch, per_device_training_batch_size=a.batch,
-                            max_prompt_seq_len=a.prompt_len, max_answer_seq_len=a.new_tokens,
-                            min_new_tokens=a.new_tokens, temperature=1.0, top_k=0, top_p=1.0)
+        args = PPOArguments(
+            datasets=["demo"],
+            data_split="2,4,4",
+            output_dir=folder,
+            report_to="none",
+            per_device_generation_batch_size=a.batch,
+            per_device_training_batch_size=a.batch,
+            max_prompt_seq_len=a.prompt_len,
+            max_answer_seq_len=a.new_tokens,
+            min_new_tokens=a.new_tokens,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+        )
         tokenizer = load_tokenizer(str(actor))
         accelerator = Accelerator(cpu=a.device == "cpu")
         engine = RLHFEngine(str(actor), str(critic), tokenizer, num_total_iters=1, args=args, accelerator=accelerator)
     trainer = PPOTrainer(engine, args)
     rows, _ = step_rows(args, part=2, seed=args.seed, need_pairs=False)
-    prompts = PromptBatches(encode_prompts(tokenizer, rows, a.prompt_len), args, tokenizer.pad_token_id,
-                            device=accelerator.device)
+    prompts = PromptBatches(
+        encode_prompts(tokenizer, rows, a.prompt_len), args, tokenizer.pad_token_id, device=accelerator.device
+    )
     _, batch = next(prompts.batches())
 
     bare = AutoModelForCausalLM.from_pretrained(actor, dtype=torch.float32).to(accelerator.device).eval()
-    fields = ("max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p",
-              "eos_token_id", "pad_token_id", "bos_token_id", "use_cache")
+    fields = (
+        "max_new_tokens",
+        "min_new_tokens",
+        "do_sample",
+        "temperature",
+        "top_k",
+        "top_p",
+        "eos_token_id",
+        "pad_token_id",
+        "bos_token_id",
+        "use_cache",
+    )
     config = GenerationConfig(**{k: getattr(trainer.generation_config, k) for k in fields})
     tokens = batch["input_ids"].shape[0] * a.new_tokens
 
@@ -91,7 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
     def bare_seconds() -> float:
         sync()
         start = time.perf_counter()
-        out = bare.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], generation_config=config)
+        out = bare.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], generation_config=config
+        )
         sync()
         assert out.shape[1] == batch["input_ids"].shape[1] + a.new_tokens
         return time.perf_counter() - start
@@ -110,9 +133,16 @@ def main(argv: list[str] | None = None) -> dict:
         "bare_tokens_per_s": round(tokens / median["bare"], 1),
         "engine_seconds": [round(t, 3) for t in times["engine"]],
         "bare_seconds": [round(t, 3) for t in times["bare"]],
-        "settings": {"model": EMBEDDED, "batch": int(batch["input_ids"].shape[0]),
-                     "prompt_tokens": int(batch["input_ids"].shape[1]), "new_tokens": a.new_tokens,
-                     "repeats": a.repeats, "threads": a.threads, "device": a.device, "sampling": "temperature 1"},
+        "settings": {
+            "model": EMBEDDED,
+            "batch": int(batch["input_ids"].shape[0]),
+            "prompt_tokens": int(batch["input_ids"].shape[1]),
+            "new_tokens": a.new_tokens,
+            "repeats": a.repeats,
+            "threads": a.threads,
+            "device": a.device,
+            "sampling": "temperature 1",
+        },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

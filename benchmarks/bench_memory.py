@@ -83,9 +83,14 @@ def _log(message: str) -> None:
 
 def _clean_env(threads: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
     return env
 
 
@@ -104,6 +109,7 @@ def prepare(case: str, folder: str) -> dict:
     out = Path(folder)
     if case == "demo":
         from rlhf_lite.models import resolve_model_path
+
         actor = Path(resolve_model_path("embedded:smollm2-135m"))
         return {"actor": str(actor), "critic": str(fresh_head_critic(actor, out / "smollm2-rm"))}
 
@@ -119,6 +125,7 @@ def prepare(case: str, folder: str) -> dict:
 
 def measure(spec: dict) -> dict:
     import torch
+
     torch.set_num_threads(spec["threads"])
     from rlhf_lite.args import parse
     from rlhf_lite.models import load_tokenizer
@@ -127,18 +134,29 @@ def measure(spec: dict) -> dict:
     start = time.perf_counter()
     (args,) = parse([PPOArguments], "ppo", spec["argv"])
     tokenizer = load_tokenizer(args.actor_model_name_or_path)
-    engine = RLHFEngine(args.actor_model_name_or_path, args.critic_model_name_or_path, tokenizer,
-                        num_total_iters=spec["steps"], args=args)
+    engine = RLHFEngine(
+        args.actor_model_name_or_path,
+        args.critic_model_name_or_path,
+        tokenizer,
+        num_total_iters=spec["steps"],
+        args=args,
+    )
     trainer = PPOTrainer(engine, args)
     device = engine.accelerator.device
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    loaded = {"rss_after_load_gb": _status("VmRSS") / GB, "hwm_after_load_gb": _status("VmHWM") / GB,
-              "load_seconds": time.perf_counter() - start}
+    loaded = {
+        "rss_after_load_gb": _status("VmRSS") / GB,
+        "hwm_after_load_gb": _status("VmHWM") / GB,
+        "load_seconds": time.perf_counter() - start,
+    }
     _log(f"models loaded in {loaded['load_seconds']:.0f} s, RSS {loaded['rss_after_load_gb']:.2f} GB")
-    special = {i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id,
-                           tokenizer.unk_token_id) if i is not None}
+    special = {
+        i
+        for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id)
+        if i is not None
+    }
     low = max(special) + 1
     high = min(len(tokenizer), engine.actor.get_input_embeddings().num_embeddings)
     generator = torch.Generator().manual_seed(0)
@@ -155,12 +173,20 @@ def measure(spec: dict) -> dict:
         _log(f"experience in {t1 - t0:.0f} s, peak RSS {after_experience:.2f} GB")
         trainer.train_rlhf(exp)
         _log(f"training in {time.perf_counter() - t1:.0f} s, peak RSS {_status('VmHWM') / GB:.2f} GB")
-        steps.append({"experience_seconds": round(t1 - t0, 1), "training_seconds": round(time.perf_counter() - t1, 1),
-                      "hwm_after_experience_gb": round(after_experience, 3),
-                      "hwm_gb": round(_status("VmHWM") / GB, 3)})
+        steps.append(
+            {
+                "experience_seconds": round(t1 - t0, 1),
+                "training_seconds": round(time.perf_counter() - t1, 1),
+                "hwm_after_experience_gb": round(after_experience, 3),
+                "hwm_gb": round(_status("VmHWM") / GB, 3),
+            }
+        )
     # ru_maxrss is in KiB on Linux: the peak resident set of this whole process.
-    result = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB,
-              "steps": steps, **{k: round(v, 3) for k, v in loaded.items()}}
+    result = {
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB,
+        "steps": steps,
+        **{k: round(v, 3) for k, v in loaded.items()},
+    }
     if cuda:
         result["cuda_max_allocated_gb"] = torch.cuda.max_memory_allocated() / GB
     return result
@@ -171,14 +197,21 @@ def measure(spec: dict) -> dict:
 
 def settings(case: str, paths: dict, a: argparse.Namespace) -> list[str]:
     """ppo.yaml overrides shared, field for field, by the measured run and the planner."""
-    values = {"actor_model_name_or_path": paths["actor"], "critic_model_name_or_path": paths["critic"],
-              "report_to": "none"}
+    values = {
+        "actor_model_name_or_path": paths["actor"],
+        "critic_model_name_or_path": paths["critic"],
+        "report_to": "none",
+    }
     if case == "demo":
         if a.demo_answer_len:
             values["max_answer_seq_len"] = a.demo_answer_len
     else:
-        values.update(per_device_generation_batch_size=a.opt_batch, per_device_training_batch_size=a.opt_batch,
-                      max_prompt_seq_len=a.opt_prompt_len, max_answer_seq_len=a.opt_answer_len)
+        values.update(
+            per_device_generation_batch_size=a.opt_batch,
+            per_device_training_batch_size=a.opt_batch,
+            max_prompt_seq_len=a.opt_prompt_len,
+            max_answer_seq_len=a.opt_answer_len,
+        )
     return [f"{k}={v}" for k, v in values.items()]
 
 
@@ -190,8 +223,11 @@ def run_case(case: str, folder: str, a: argparse.Namespace) -> dict:
     preset = PRESET[case]
     config = ROOT / "recipes" / "configs" / preset / "ppo.yaml"
     import yaml
-    answer = dict(s.split("=", 1) for s in sets).get("max_answer_seq_len") \
+
+    answer = (
+        dict(s.split("=", 1) for s in sets).get("max_answer_seq_len")
         or yaml.safe_load(config.read_text())["max_answer_seq_len"]
+    )
     sets.append(f"min_new_tokens={answer}")  # every answer runs to max_answer_seq_len
     argv = ["--config", str(config)] + [x for s in sets for x in ("--" + s.split("=", 1)[0], s.split("=", 1)[1])]
     steps = a.steps or STEPS[case]
@@ -211,21 +247,32 @@ def run_case(case: str, folder: str, a: argparse.Namespace) -> dict:
         planned_gb = plan["peak_gb"] - plan["components_gb"]["runtime"]
     else:
         measured_gb, planned_gb = measured["peak_rss_gb"], plan["peak_gb"]
-    return {"measured_gb": round(measured_gb, 3), "planned_gb": round(planned_gb, 3),
-            "planner_error": round((planned_gb - measured_gb) / measured_gb, 4),
-            "planned_phase": plan["peak_phase"], "planned_components_gb": plan["components_gb"],
-            "planned_phases_gb": plan["phases_gb"],
-            "settings": {s.split("=", 1)[0]: s.split("=", 1)[1] for s in sets if "_path" not in s},
-            "preset": preset, "ppo_steps": steps, "run": measured, "seconds": round(seconds, 1)}
+    return {
+        "measured_gb": round(measured_gb, 3),
+        "planned_gb": round(planned_gb, 3),
+        "planner_error": round((planned_gb - measured_gb) / measured_gb, 4),
+        "planned_phase": plan["peak_phase"],
+        "planned_components_gb": plan["components_gb"],
+        "planned_phases_gb": plan["phases_gb"],
+        "settings": {s.split("=", 1)[0]: s.split("=", 1)[1] for s in sets if "_path" not in s},
+        "preset": preset,
+        "ppo_steps": steps,
+        "run": measured,
+        "seconds": round(seconds, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated: {', '.join(CASES)}")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--steps", type=int, default=None,
-                   help="PPO steps per run (default: demo 2, so that the second runs at steady state; "
-                        "opt-1.3b+350m 1, see STEPS)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="PPO steps per run (default: demo 2, so that the second runs at steady state; "
+        "opt-1.3b+350m 1, see STEPS)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--demo-answer-len", type=int, default=None, help="override the demo's max_answer_seq_len")
     p.add_argument("--opt-batch", type=int, default=2, help="generation = training batch of the OPT case (preset: 4)")
@@ -249,8 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_memory.") as tmp:
         folder = a.workdir or tmp
         Path(folder).mkdir(parents=True, exist_ok=True)
-        report = {"benchmark": "bench_memory", "device": a.device, "unit": "GiB",
-                  "measure": "torch.cuda.max_memory_allocated" if a.device == "cuda" else "peak RSS (ru_maxrss)"}
+        report = {
+            "benchmark": "bench_memory",
+            "device": a.device,
+            "unit": "GiB",
+            "measure": "torch.cuda.max_memory_allocated" if a.device == "cuda" else "peak RSS (ru_maxrss)",
+        }
         for case in cases:
             report[case] = run_case(case, folder, a)
     for case in cases:

@@ -89,8 +89,12 @@ TRL_REQUIREMENT = "trl==1.12.*"  # the last TRL with PPOTrainer
 TARGET = 0.8  # the issue's bound on ours / TRL's
 CASES = ("lora", "full")
 EMBEDDED = "embedded:smollm2-135m"
-LORA = {"r": 8, "alpha": 16, "dropout": 0.0,
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+LORA = {
+    "r": 8,
+    "alpha": 16,
+    "dropout": 0.0,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
 
 
 def _log(message: str) -> None:
@@ -99,8 +103,15 @@ def _log(message: str) -> None:
 
 def _env(threads: int, ours: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
-               TRL_EXPERIMENTAL_SILENCE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        TRL_EXPERIMENTAL_SILENCE="1",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+    )
     if ours:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     else:  # the TRL venv must see none of the project's packages
@@ -122,6 +133,7 @@ def ensure_trl_venv(venv: Path, torch_requirement: str) -> Path:
     """The python of a virtualenv holding TRL 1.12, created on first use and reused while its pins
     match (a marker file written last records them, so an interrupted install is redone)."""
     from filelock import FileLock
+
     pins = _pins(torch_requirement)
     python, marker = venv / "bin" / "python", venv / "bench_ppo_pins.json"
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -135,8 +147,7 @@ def ensure_trl_venv(venv: Path, torch_requirement: str) -> Path:
         # torch alone first: resolved together with TRL, a bare torch would pull a CUDA build.
         subprocess.run(pip + [pins[0]], check=True)
         subprocess.run(pip + pins, check=True)
-        subprocess.run([str(python), "-c", "import trl.experimental.ppo"], check=True,
-                       env=_env(1, ours=False))
+        subprocess.run([str(python), "-c", "import trl.experimental.ppo"], check=True, env=_env(1, ours=False))
         marker.write_text(json.dumps(pins))
     return python
 
@@ -167,14 +178,20 @@ def prepare(folder: str, layers: int | None, batch: int, max_prompt_len: int) ->
         del model
     fresh_head_critic(source, paths["critic"], num_hidden_layers=depth)
 
-    args = PPOArguments(per_device_generation_batch_size=batch, per_device_training_batch_size=batch,
-                        max_prompt_seq_len=max_prompt_len)
+    args = PPOArguments(
+        per_device_generation_batch_size=batch, per_device_training_batch_size=batch, max_prompt_seq_len=max_prompt_len
+    )
     rows, _ = load_step_rows(["demo"], "train", part=2, seed=args.seed)
     prompts = PromptBatches(encode_prompts(tokenizer, rows, max_prompt_len), args, tokenizer.pad_token_id)
     _, first = next(prompts.batches())
     ids = [row[mask.bool()].tolist() for row, mask in zip(first["input_ids"], first["attention_mask"])]
-    return {"actor": str(paths["actor"]), "critic": str(paths["critic"]), "layers": depth,
-            "total_layers": AutoConfig.from_pretrained(source).num_hidden_layers, "prompts": ids}
+    return {
+        "actor": str(paths["actor"]),
+        "critic": str(paths["critic"]),
+        "layers": depth,
+        "total_layers": AutoConfig.from_pretrained(source).num_hidden_layers,
+        "prompts": ids,
+    }
 
 
 # ------------------------------------------------------------------ child: our side
@@ -188,16 +205,17 @@ def our_worker(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     start = time.perf_counter()
     import torch
+
     torch.set_num_threads(spec["threads"])
     import accelerate
     import peft
     import transformers
     from accelerate.utils import set_seed
 
+    from rlhf_lite.batching import pad_batch
     from rlhf_lite.models import load_tokenizer
     from rlhf_lite.ppo import PPOArguments, PPOTrainer, RLHFEngine
     from rlhf_lite.ppo.engine import make_accelerator
-    from rlhf_lite.batching import pad_batch
 
     def send(obj: dict) -> None:
         protocol.write(json.dumps(obj) + "\n")
@@ -205,33 +223,63 @@ def our_worker(spec_path: str) -> int:
     prompts, R, lora = spec["prompts"], spec["response_length"], spec["lora"]
     B = len(prompts)
     args = PPOArguments(
-        actor_model_name_or_path=spec["actor"], critic_model_name_or_path=spec["critic"], dtype="fp32",
-        actor_lora_dim=lora["r"] if lora else 0, critic_lora_dim=0,
-        lora_alpha_ratio=lora["alpha"] / lora["r"] if lora else 2.0, lora_dropout=lora["dropout"] if lora else 0.0,
+        actor_model_name_or_path=spec["actor"],
+        critic_model_name_or_path=spec["critic"],
+        dtype="fp32",
+        actor_lora_dim=lora["r"] if lora else 0,
+        critic_lora_dim=0,
+        lora_alpha_ratio=lora["alpha"] / lora["r"] if lora else 2.0,
+        lora_dropout=lora["dropout"] if lora else 0.0,
         lora_module_name=lora["target_modules"] if lora else None,
-        per_device_generation_batch_size=B, per_device_training_batch_size=B, generation_batches=1,
-        ppo_epochs=spec["ppo_epochs"], max_prompt_seq_len=max(map(len, prompts)),
-        max_answer_seq_len=R, min_new_tokens=R,  # every answer exactly R tokens, as TRL's without a stop token
-        temperature=spec["temperature"], top_k=0, top_p=1.0,
-        actor_learning_rate=spec["learning_rate"], critic_learning_rate=spec["learning_rate"],
-        lr_scheduler_type="constant", init_kl_coef=spec["kl_coef"], whiten_advantages=True,  # TRL always whitens
-        seed=spec["seed"], report_to="none")
+        per_device_generation_batch_size=B,
+        per_device_training_batch_size=B,
+        generation_batches=1,
+        ppo_epochs=spec["ppo_epochs"],
+        max_prompt_seq_len=max(map(len, prompts)),
+        max_answer_seq_len=R,
+        min_new_tokens=R,  # every answer exactly R tokens, as TRL's without a stop token
+        temperature=spec["temperature"],
+        top_k=0,
+        top_p=1.0,
+        actor_learning_rate=spec["learning_rate"],
+        critic_learning_rate=spec["learning_rate"],
+        lr_scheduler_type="constant",
+        init_kl_coef=spec["kl_coef"],
+        whiten_advantages=True,  # TRL always whitens
+        seed=spec["seed"],
+        report_to="none",
+    )
     set_seed(spec["seed"])
     accelerator = make_accelerator(cpu=spec["device"] == "cpu")
     tokenizer = load_tokenizer(spec["actor"])
-    engine = RLHFEngine(spec["actor"], spec["critic"], tokenizer, num_total_iters=spec["iterations"],
-                        args=args, accelerator=accelerator)
+    engine = RLHFEngine(
+        spec["actor"],
+        spec["critic"],
+        tokenizer,
+        num_total_iters=spec["iterations"],
+        args=args,
+        accelerator=accelerator,
+    )
     trainer = PPOTrainer(engine, args)
     device = accelerator.device
     ids, mask = pad_batch(prompts, tokenizer.pad_token_id, "left")
     batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
     optimizer = engine.optimizer.optimizer if hasattr(engine.optimizer, "optimizer") else engine.optimizer
-    send({"event": "ready", "load_seconds": round(time.perf_counter() - start, 2), "versions": {
-        "transformers": transformers.__version__, "torch": torch.__version__, "peft": peft.__version__,
-        "accelerate": accelerate.__version__},
-        "trainable_parameters": sum(p.numel() for p in engine.model.parameters() if p.requires_grad),
-        "optimizer": type(optimizer).__name__ + (" (fused)" if optimizer.defaults.get("fused") else ""),
-        "device": str(device)})
+    send(
+        {
+            "event": "ready",
+            "load_seconds": round(time.perf_counter() - start, 2),
+            "versions": {
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+                "peft": peft.__version__,
+                "accelerate": accelerate.__version__,
+            },
+            "trainable_parameters": sum(p.numel() for p in engine.model.parameters() if p.requires_grad),
+            "optimizer": type(optimizer).__name__ + (" (fused)" if optimizer.defaults.get("fused") else ""),
+            "device": str(device),
+        }
+    )
     while sys.stdin.readline().strip() == "run":
         t0 = time.perf_counter()
         exp = trainer.generate_experience(batch)
@@ -240,10 +288,17 @@ def our_worker(spec_path: str) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
         stats = trainer.stats
-        send({"event": "iteration", "seconds": time.perf_counter() - t0,
-              "generation": stats["time/generation"], "scoring": stats["time/scoring"],
-              "training": stats["time/training"], "sequence_shape": list(exp["seq"].shape),
-              "score_mean": stats["reward/score"]})
+        send(
+            {
+                "event": "iteration",
+                "seconds": time.perf_counter() - t0,
+                "generation": stats["time/generation"],
+                "scoring": stats["time/scoring"],
+                "training": stats["time/training"],
+                "sequence_shape": list(exp["seq"].shape),
+                "score_mean": stats["reward/score"],
+            }
+        )
     return 0
 
 
@@ -256,8 +311,16 @@ class Worker:
     def __init__(self, name: str, argv: list[str], env: dict, log_path: Path):
         self.name, self.log_path = name, log_path
         self.log: IO = open(log_path, "w", encoding="utf-8")
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            bufsize=1,
+        )
 
     def read(self) -> dict:
         line = self.proc.stdout.readline()
@@ -292,40 +355,70 @@ class Worker:
 def _summary(iterations: list[dict]) -> dict:
     def median(key: str) -> float:
         return round(statistics.median(it[key] for it in iterations), 3)
-    return {"seconds": median("seconds"), "generation": median("generation"), "scoring": median("scoring"),
-            "training": median("training"), "all_seconds": [round(it["seconds"], 3) for it in iterations]}
+
+    return {
+        "seconds": median("seconds"),
+        "generation": median("generation"),
+        "scoring": median("scoring"),
+        "training": median("training"),
+        "all_seconds": [round(it["seconds"], 3) for it in iterations],
+    }
 
 
-def run_case(case: str, prepared: dict, trl_python: Path, folder: Path,
-             a: argparse.Namespace) -> tuple[dict, dict]:
+def run_case(case: str, prepared: dict, trl_python: Path, folder: Path, a: argparse.Namespace) -> tuple[dict, dict]:
     """(the case's report, each side's library versions)."""
-    spec = {"actor": prepared["actor"], "critic": prepared["critic"], "prompts": prepared["prompts"],
-            "lora": LORA if case == "lora" else None, "response_length": a.response_length,
-            "ppo_epochs": a.ppo_epochs, "iterations": 1 + a.repeats, "threads": a.threads, "device": a.device,
-            "seed": a.seed, "learning_rate": 1e-5, "kl_coef": 0.05, "temperature": 1.0,
-            "output_dir": str(folder / f"trl-{case}")}
+    spec = {
+        "actor": prepared["actor"],
+        "critic": prepared["critic"],
+        "prompts": prepared["prompts"],
+        "lora": LORA if case == "lora" else None,
+        "response_length": a.response_length,
+        "ppo_epochs": a.ppo_epochs,
+        "iterations": 1 + a.repeats,
+        "threads": a.threads,
+        "device": a.device,
+        "seed": a.seed,
+        "learning_rate": 1e-5,
+        "kl_coef": 0.05,
+        "temperature": 1.0,
+        "output_dir": str(folder / f"trl-{case}"),
+    }
     spec_file = folder / f"{case}.spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
     me = str(Path(__file__).resolve())
-    workers = {"ours": Worker("ours", [sys.executable, me, "--_worker", str(spec_file)], _env(a.threads, True),
-                              folder / f"{case}.ours.log"),
-               "trl": Worker("trl", [str(trl_python), str(TRL_WORKER), str(spec_file)], _env(a.threads, False),
-                             folder / f"{case}.trl.log")}
+    workers = {
+        "ours": Worker(
+            "ours",
+            [sys.executable, me, "--_worker", str(spec_file)],
+            _env(a.threads, True),
+            folder / f"{case}.ours.log",
+        ),
+        "trl": Worker(
+            "trl",
+            [str(trl_python), str(TRL_WORKER), str(spec_file)],
+            _env(a.threads, False),
+            folder / f"{case}.trl.log",
+        ),
+    }
     try:
         ready = {}  # both load at the same time (not timed); nothing is timed before both are ready
         for name, worker in workers.items():
             ready[name] = worker.read()
-            _log(f"{case}: {name} loaded in {ready[name]['load_seconds']:.0f} s "
-                 f"({ready[name]['trainable_parameters']:,} trainable parameters)")
+            _log(
+                f"{case}: {name} loaded in {ready[name]['load_seconds']:.0f} s "
+                f"({ready[name]['trainable_parameters']:,} trainable parameters)"
+            )
         runs: dict[str, list[dict]] = {"ours": [], "trl": []}
         for i in range(1 + a.repeats):
             # Alternate who goes first, so that a drift in the machine's load is shared.
-            for name in (("ours", "trl") if i % 2 == 0 else ("trl", "ours")):
+            for name in ("ours", "trl") if i % 2 == 0 else ("trl", "ours"):
                 result = workers[name].run()
                 runs[name].append(result)
-                _log(f"{case}: {name} {'warm-up' if i == 0 else f'iteration {i}'}: {result['seconds']:.1f} s "
-                     f"(generation {result['generation']:.1f}, scoring {result['scoring']:.1f}, "
-                     f"training {result['training']:.1f})")
+                _log(
+                    f"{case}: {name} {'warm-up' if i == 0 else f'iteration {i}'}: {result['seconds']:.1f} s "
+                    f"(generation {result['generation']:.1f}, scoring {result['scoring']:.1f}, "
+                    f"training {result['training']:.1f})"
+                )
     finally:
         for worker in workers.values():
             worker.close()
@@ -333,13 +426,18 @@ def run_case(case: str, prepared: dict, trl_python: Path, folder: Path,
     if shapes["ours"] != shapes["trl"] or len(shapes["ours"]) != 1:
         raise SystemExit(f"{case}: the two sides did not work on the same shapes: {shapes}")
     ours, trl = _summary(runs["ours"][1:]), _summary(runs["trl"][1:])
-    return {"ratio_vs_trl": round(ours["seconds"] / trl["seconds"], 3), "ours": ours, "trl": trl,
-            "warmup_seconds": {name: round(results[0]["seconds"], 3) for name, results in runs.items()},
-            "trainable_parameters": {name: r["trainable_parameters"] for name, r in ready.items()},
-            "optimizer": {name: r["optimizer"] for name, r in ready.items()},
-            "sequence_shape": runs["ours"][0]["sequence_shape"],
-            "mean_score": {name: round(statistics.mean(r["score_mean"] for r in results), 4)
-                           for name, results in runs.items()}}, {name: r["versions"] for name, r in ready.items()}
+    return {
+        "ratio_vs_trl": round(ours["seconds"] / trl["seconds"], 3),
+        "ours": ours,
+        "trl": trl,
+        "warmup_seconds": {name: round(results[0]["seconds"], 3) for name, results in runs.items()},
+        "trainable_parameters": {name: r["trainable_parameters"] for name, r in ready.items()},
+        "optimizer": {name: r["optimizer"] for name, r in ready.items()},
+        "sequence_shape": runs["ours"][0]["sequence_shape"],
+        "mean_score": {
+            name: round(statistics.mean(r["score_mean"] for r in results), 4) for name, results in runs.items()
+        },
+    }, {name: r["versions"] for name, r in ready.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,8 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads of each side")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--trl-venv", type=Path, default=DEFAULT_TRL_VENV, help="where the TRL 1.12 virtualenv lives")
-    p.add_argument("--trl-torch", default=None,
-                   help="torch requirement of the TRL virtualenv (default: torch==<the project's version>)")
+    p.add_argument(
+        "--trl-torch",
+        default=None,
+        help="torch requirement of the TRL virtualenv (default: torch==<the project's version>)",
+    )
     p.add_argument("--workdir", default=None, help="keep the model folders, specs and logs here (default: a temp dir)")
     p.add_argument("--no-check", action="store_true", help=f"do not fail when ratio_vs_trl > {TARGET}")
     p.add_argument("--_prepare", help=argparse.SUPPRESS)
@@ -375,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--repeats must be >= 1")
     began, load_start = time.perf_counter(), os.getloadavg()[0]
     import torch
+
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but this torch sees no CUDA device")
     torch_requirement = a.trl_torch or f"torch=={torch.__version__.split('+')[0]}"
@@ -384,8 +486,16 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(a.workdir or tmp).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         me = str(Path(__file__).resolve())
-        argv_prepare = [sys.executable, me, "--_prepare", str(folder), "--batch", str(a.batch),
-                        "--max-prompt-len", str(a.max_prompt_len)] + (["--layers", str(a.layers)] if a.layers else [])
+        argv_prepare = [
+            sys.executable,
+            me,
+            "--_prepare",
+            str(folder),
+            "--batch",
+            str(a.batch),
+            "--max-prompt-len",
+            str(a.max_prompt_len),
+        ] + (["--layers", str(a.layers)] if a.layers else [])
         proc = subprocess.run(argv_prepare, env=_env(a.threads, True), cwd=ROOT, stdout=subprocess.PIPE, text=True)
         if proc.returncode:
             raise SystemExit(f"building the models failed (exit {proc.returncode})")
@@ -398,20 +508,32 @@ def main(argv: list[str] | None = None) -> int:
     report["ratio_vs_trl"] = worst = max(report[c]["ratio_vs_trl"] for c in cases)
     report["settings"] = {
         "model": f"{EMBEDDED} (SmolLM2-135M-Instruct), {prepared['layers']} of {prepared['total_layers']} blocks; "
-                 "critic = reward model = the same network with a seeded one-output head",
-        "batch": a.batch, "prompt_tokens": {"padded_to": max(lengths), "lengths": lengths},
-        "response_length": a.response_length, "ppo_epochs": a.ppo_epochs, "mini_batches": 1, "dtype": "fp32",
+        "critic = reward model = the same network with a seeded one-output head",
+        "batch": a.batch,
+        "prompt_tokens": {"padded_to": max(lengths), "lengths": lengths},
+        "response_length": a.response_length,
+        "ppo_epochs": a.ppo_epochs,
+        "mini_batches": 1,
+        "dtype": "fp32",
         "lora": {**LORA, "on": "actor only; critic trained in full on both sides"},
-        "sampling": "temperature 1, top_k 0, top_p 1", "learning_rate": 1e-5, "lr_scheduler": "constant",
-        "kl_coef": 0.05, "gradient_checkpointing": False, "warmup_iterations": 1, "repeats": a.repeats,
-        "threads": a.threads, "seed": a.seed}
+        "sampling": "temperature 1, top_k 0, top_p 1",
+        "learning_rate": 1e-5,
+        "lr_scheduler": "constant",
+        "kl_coef": 0.05,
+        "gradient_checkpointing": False,
+        "warmup_iterations": 1,
+        "repeats": a.repeats,
+        "threads": a.threads,
+        "seed": a.seed,
+    }
     report["versions"] = {**versions, "ours": {**versions.get("ours", {}), "rlhf_lite": _git_head()}}
     report["timed_regions"] = {
         "ours": "generate_experience + train_rlhf on a prompt batch already on the device; split = the "
-                "engine's time/generation, time/scoring, time/training (advantages are in training)",
+        "engine's time/generation, time/scoring, time/training (advantages are in training)",
         "trl": "'run' command -> on_step_end of that update of train(): dataloader batch, generation, scoring, "
-               "rewards/GAE/whitening, PPO update, metrics, scheduler step; split: generation = to the end of "
-               "batch_generation, scoring = to the first training forward (includes rewards/GAE), training = rest"}
+        "rewards/GAE/whitening, PPO update, metrics, scheduler step; split: generation = to the end of "
+        "batch_generation, scoring = to the first training forward (includes rewards/GAE), training = rest",
+    }
     report["notes"] = [
         "each side runs its own defaults where the settings do not reach: ours clips each model's gradient norm "
         "at 1.0 (DeepSpeed-Chat's default), TRL's PPO loop never clips; the optimizers are in 'optimizer' of "
@@ -426,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         "shapes are identical and checked",
         "medians of --repeats iterations after one warm-up; the sides alternate iteration by iteration; "
         "load_average is the machine's 1-minute load at the start and end (2 or more on 2 cores means "
-        "another job competed and the numbers are noisy)"]
+        "another job competed and the numbers are noisy)",
+    ]
     report["load_average"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
     report["seconds"] = round(time.perf_counter() - began, 1)
     report["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -442,10 +565,12 @@ def main(argv: list[str] | None = None) -> int:
 def _git_head() -> str:
     """The commit our side ran, '+dirty' when the work tree differs from it."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "rlhf_lite"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "rlhf_lite"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

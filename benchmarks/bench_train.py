@@ -76,7 +76,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from saved_results import with_unrun_cases  # benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,8 +135,12 @@ def sft_loss(model, batch: dict, n_items: torch.Tensor) -> torch.Tensor:
     micro-batches and divided by their count of labelled next tokens, as the Trainer does."""
     logits = model(**_forward_kwargs(batch), use_cache=False).logits
     labels = batch["labels"][:, 1:]
-    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(),
-                                             ignore_index=-100, reduction="sum") / n_items
+    return (
+        torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum"
+        )
+        / n_items
+    )
 
 
 def rm_loss(model, batch: dict, reward_loss: str, pad_id: int, center: float | None) -> torch.Tensor:
@@ -177,8 +180,11 @@ class Loop:
         args = trainer.args
         self.kind, self.device, self.args = kind, args.device, args
         settings = model_args.settings(args.activation_checkpointing, args.trust_remote_code)
-        self.model = load_causal_lm(settings, tokenizer) if kind == "sft" else \
-            load_reward_model(settings, tokenizer, trained=False)
+        self.model = (
+            load_causal_lm(settings, tokenizer)
+            if kind == "sft"
+            else load_reward_model(settings, tokenizer, trained=False)
+        )
         if getattr(args, "disable_dropout", False):  # RewardConfig's: TRL zeroes every nn.Dropout
             for m in self.model.modules():
                 if isinstance(m, torch.nn.Dropout):
@@ -197,20 +203,34 @@ class Loop:
 
         opt = lora_optimizer(self.model, args, model_args)  # the recipe passes it to the Trainer when set
         if opt is None:
-            if str(args.optim) not in ("adamw_torch_fused", "adamw_torch", "OptimizerNames.ADAMW_TORCH_FUSED",
-                                       "OptimizerNames.ADAMW_TORCH"):
+            if str(args.optim) not in (
+                "adamw_torch_fused",
+                "adamw_torch",
+                "OptimizerNames.ADAMW_TORCH_FUSED",
+                "OptimizerNames.ADAMW_TORCH",
+            ):
                 raise SystemExit(f"the loop mirrors optim adamw_torch[_fused] only, not {args.optim}")
-            decay = [p for n, p in self.model.named_parameters()
-                     if p.requires_grad and p.ndim >= 2 and "norm" not in n.lower() and "bias" not in n]
+            decay = [
+                p
+                for n, p in self.model.named_parameters()
+                if p.requires_grad and p.ndim >= 2 and "norm" not in n.lower() and "bias" not in n
+            ]
             no_decay = [p for p in self.params if all(p is not q for q in decay)]
             opt = torch.optim.AdamW(
                 [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
-                fused=str(args.optim).lower().endswith("fused"))
+                lr=args.learning_rate,
+                betas=(args.adam_beta1, args.adam_beta2),
+                eps=args.adam_epsilon,
+                fused=str(args.optim).lower().endswith("fused"),
+            )
         self.optimizer = opt
-        self.scheduler = get_scheduler(args.lr_scheduler_type, opt, num_warmup_steps=args.get_warmup_steps(max_steps),
-                                       num_training_steps=max_steps,
-                                       scheduler_specific_kwargs=args.lr_scheduler_kwargs or {})
+        self.scheduler = get_scheduler(
+            args.lr_scheduler_type,
+            opt,
+            num_warmup_steps=args.get_warmup_steps(max_steps),
+            num_training_steps=max_steps,
+            scheduler_specific_kwargs=args.lr_scheduler_kwargs or {},
+        )
         self.losses: list[float] = []
 
     def dropout_p_max(self) -> float:
@@ -236,7 +256,7 @@ class Loop:
         handles = [m.register_forward_hook(hook) for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
         rows, length = (2, 16) if self.kind == "sft" else (4, 16)
         ids = torch.full((rows, length), 100, device=self.device)
-        ids[rows // 2:, -1] = 101  # the RM's chosen and rejected differ at the end
+        ids[rows // 2 :, -1] = 101  # the RM's chosen and rejected differ at the end
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
         try:
             with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
@@ -247,12 +267,15 @@ class Loop:
                 h.remove()
         self.model.zero_grad(set_to_none=True)
         per_token = {k: v / ids.numel() for k, v in totals.items()}
-        return {"per_token": round(sum(per_token.values())),
-                "forward_per_token": round(per_token["forward"]),
-                "backward_per_token": round(per_token["input_grad"] + per_token["weight_grad"]),
-                # the N of "2N forward + 2N input-grad + 2N weight-grad" for each part
-                "n_forward": round(per_token["forward"] / 2), "n_input_grad": round(per_token["input_grad"] / 2),
-                "n_weight_grad": round(per_token["weight_grad"] / 2)}
+        return {
+            "per_token": round(sum(per_token.values())),
+            "forward_per_token": round(per_token["forward"]),
+            "backward_per_token": round(per_token["input_grad"] + per_token["weight_grad"]),
+            # the N of "2N forward + 2N input-grad + 2N weight-grad" for each part
+            "n_forward": round(per_token["forward"] / 2),
+            "n_input_grad": round(per_token["input_grad"] / 2),
+            "n_weight_grad": round(per_token["weight_grad"] / 2),
+        }
 
     def step(self, micro_batches: list[dict]) -> tuple[float, float]:
         """One optimizer step; returns its (wall, CPU) seconds."""
@@ -290,12 +313,12 @@ class Bench:
 
         self.kind, self.warmup, self.steps, self.repeats, self.threads = kind, warmup, steps, repeats, threads
         self.max_steps = warmup + steps * repeats
-        self.batches: list[list[dict]] = []   # per optimizer step, its micro-batches as the Trainer fed them
+        self.batches: list[list[dict]] = []  # per optimizer step, its micro-batches as the Trainer fed them
         self.current: list[dict] = []
         self.ours_losses: list = []
-        self.ours: list[float] = []           # seconds between consecutive on_step_end calls
-        self.ours_cpu: list[float] = []       # the same interval in process CPU seconds
-        self.ours_compute: list[float] = []   # on_step_begin -> on_step_end (no data loading, no logging)
+        self.ours: list[float] = []  # seconds between consecutive on_step_end calls
+        self.ours_cpu: list[float] = []  # the same interval in process CPU seconds
+        self.ours_compute: list[float] = []  # on_step_begin -> on_step_end (no data loading, no logging)
         self.loop_seconds: list[float] = []
         self.loop_cpu: list[float] = []
         self.thread_resets = 0
@@ -334,9 +357,12 @@ class Bench:
 
             trainer.training_step = training_step  # the recipe's NaN/inf guard wraps this in turn
             gc.collect()
-            _log(f"{self.kind}: {self.max_steps} Trainer steps ({self.warmup} warm-up, then {self.repeats} x "
-                 f"{self.steps}), each round followed by the loop on the same batches")
+            _log(
+                f"{self.kind}: {self.max_steps} Trainer steps ({self.warmup} warm-up, then {self.repeats} x "
+                f"{self.steps}), each round followed by the loop on the same batches"
+            )
             original(trainer, resume, tokenizer, model_args)
+
         return train_and_export
 
     def step_ended(self, step: int) -> None:
@@ -358,38 +384,62 @@ class Bench:
                 self.loop_cpu.append(cpu)
             gc.collect()
             self._threads()
-            _log(f"{self.kind}: step {step}/{self.max_steps}: ours {sum(self.ours[first:step]):.1f} s, "
-                 f"loop {sum(self.loop_seconds[first:step]):.1f} s")
+            _log(
+                f"{self.kind}: step {step}/{self.max_steps}: ours {sum(self.ours[first:step]):.1f} s, "
+                f"loop {sum(self.loop_seconds[first:step]):.1f} s"
+            )
         _sync(self.device)
         self._mark = _clock()
 
     def optimizer_check(self) -> dict:
         """The Trainer's optimizer and the loop's, side by side."""
+
         def describe(opt):
             opt = getattr(opt, "optimizer", opt)  # accelerate's AcceleratedOptimizer
-            groups = sorted((g.get("initial_lr", g["lr"]), g["weight_decay"], sum(p.numel() for p in g["params"]))
-                            for g in opt.param_groups if g["params"])
+            groups = sorted(
+                (g.get("initial_lr", g["lr"]), g["weight_decay"], sum(p.numel() for p in g["params"]))
+                for g in opt.param_groups
+                if g["params"]
+            )
             d = opt.defaults
-            return {"class": type(opt).__name__, "betas": list(d["betas"]), "eps": d["eps"],
-                    "fused": bool(d.get("fused")), "foreach": d.get("foreach"),
-                    "groups_lr_wd_numel": [list(g) for g in groups]}
+            return {
+                "class": type(opt).__name__,
+                "betas": list(d["betas"]),
+                "eps": d["eps"],
+                "fused": bool(d.get("fused")),
+                "foreach": d.get("foreach"),
+                "groups_lr_wd_numel": [list(g) for g in groups],
+            }
+
         ours, loop = describe(self.trainer.optimizer), describe(self.loop.optimizer)
         last_lr = (self.trainer.lr_scheduler.get_last_lr(), self.loop.scheduler.get_last_lr())
-        return {**loop, "same_as_trainer": ours == loop and all(
-            math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15) for a, b in zip(*last_lr)), "trainer": ours}
+        return {
+            **loop,
+            "same_as_trainer": ours == loop
+            and all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15) for a, b in zip(*last_lr)),
+            "trainer": ours,
+        }
 
     def report(self) -> dict:
         a = self.trainer.args
         w, s = self.warmup, self.steps
-        tokens = [sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
-                      for b in micro) for micro in self.batches]
+        tokens = [
+            sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in micro)
+            for micro in self.batches
+        ]
         padded = [sum(b["input_ids"].numel() for b in micro) for micro in self.batches]
         rounds = []
         for r in range(self.repeats):
             i = slice(w + r * s, w + (r + 1) * s)
             tok = sum(tokens[i])
-            rounds.append({"ours_tps": tok / sum(self.ours[i]), "loop_tps": tok / sum(self.loop_seconds[i]),
-                           "ours_cpu_tps": tok / sum(self.ours_cpu[i]), "loop_cpu_tps": tok / sum(self.loop_cpu[i])})
+            rounds.append(
+                {
+                    "ours_tps": tok / sum(self.ours[i]),
+                    "loop_tps": tok / sum(self.loop_seconds[i]),
+                    "ours_cpu_tps": tok / sum(self.ours_cpu[i]),
+                    "loop_cpu_tps": tok / sum(self.loop_cpu[i]),
+                }
+            )
         med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         ours_tps, loop_tps = med["ours_tps"], med["loop_tps"]
         per_token = self.loop.flops["per_token"]
@@ -398,7 +448,7 @@ class Bench:
         # one loss per optimizer step on the Trainer's side too (summed over micro-batches)
         per_step, k = [], 0
         for micro in self.batches:
-            per_step.append(sum(ours_losses[k:k + len(micro)]))
+            per_step.append(sum(ours_losses[k : k + len(micro)]))
             k += len(micro)
         diffs = [abs(x - y) for x, y in zip(per_step, loop_losses)]
         m = slice(w, None)
@@ -420,23 +470,41 @@ class Bench:
             "loop_step_cpu_seconds": [round(t, 3) for t in self.loop_cpu[m]],
             "tokens_per_step": tokens[m],
             "padded_tokens_per_step": padded[m],
-            "warmup": {"ours_seconds": [round(t, 3) for t in self.ours[:w]],
-                       "loop_seconds": [round(t, 3) for t in self.loop_seconds[:w]], "tokens": tokens[:w]},
-            "loss_check": {"ours_first": round(per_step[0], 6), "loop_first": round(loop_losses[0], 6),
-                           "max_abs_diff": float(f"{max(diffs):.3g}"), "steps": len(diffs)},
+            "warmup": {
+                "ours_seconds": [round(t, 3) for t in self.ours[:w]],
+                "loop_seconds": [round(t, 3) for t in self.loop_seconds[:w]],
+                "tokens": tokens[:w],
+            },
+            "loss_check": {
+                "ours_first": round(per_step[0], 6),
+                "loop_first": round(loop_losses[0], 6),
+                "max_abs_diff": float(f"{max(diffs):.3g}"),
+                "steps": len(diffs),
+            },
             "optimizer": self.optimizer_check(),
-            "settings": {"config": f"recipes/configs/demo/{self.kind}.yaml", "max_steps": self.max_steps,
-                         "warmup_steps_skipped": w, "steps_per_round": s, "rounds": self.repeats,
-                         "per_device_train_batch_size": a.per_device_train_batch_size,
-                         "gradient_accumulation_steps": a.gradient_accumulation_steps,
-                         "max_length": a.max_length, "train_sampling_strategy": a.train_sampling_strategy,
-                         "trainable_layers": self.model_args.trainable_layers, "dtype": self.model_args.dtype,
-                         "mixed_precision": self.trainer.accelerator.mixed_precision,
-                         "max_grad_norm": a.max_grad_norm, "logging_steps": a.logging_steps,
-                         **({"reward_loss": self.trainer.reward_loss} if self.kind == "rm" else
-                            {"completion_only_loss": a.completion_only_loss}),
-                         "dropout_p_max": self.loop.dropout_p_max(),
-                         "thread_resets": self.thread_resets},
+            "settings": {
+                "config": f"recipes/configs/demo/{self.kind}.yaml",
+                "max_steps": self.max_steps,
+                "warmup_steps_skipped": w,
+                "steps_per_round": s,
+                "rounds": self.repeats,
+                "per_device_train_batch_size": a.per_device_train_batch_size,
+                "gradient_accumulation_steps": a.gradient_accumulation_steps,
+                "max_length": a.max_length,
+                "train_sampling_strategy": a.train_sampling_strategy,
+                "trainable_layers": self.model_args.trainable_layers,
+                "dtype": self.model_args.dtype,
+                "mixed_precision": self.trainer.accelerator.mixed_precision,
+                "max_grad_norm": a.max_grad_norm,
+                "logging_steps": a.logging_steps,
+                **(
+                    {"reward_loss": self.trainer.reward_loss}
+                    if self.kind == "rm"
+                    else {"completion_only_loss": a.completion_only_loss}
+                ),
+                "dropout_p_max": self.loop.dropout_p_max(),
+                "thread_resets": self.thread_resets,
+            },
         }
 
 
@@ -444,9 +512,18 @@ def run_kind(kind: str, a: argparse.Namespace, folder: Path) -> dict:
     recipe = load_recipe(kind)
     bench = Bench(kind, a.warmup, a.steps, a.repeats, a.threads)
     recipe.train_and_export = bench.wrap(recipe.train_and_export)
-    argv = ["--config", str(ROOT / "recipes" / "configs" / "demo" / f"{kind}.yaml"),
-            "--output_dir", str(folder / kind), "--max_steps", str(bench.max_steps),
-            "--report_to", "none", "--save_strategy", "no"]
+    argv = [
+        "--config",
+        str(ROOT / "recipes" / "configs" / "demo" / f"{kind}.yaml"),
+        "--output_dir",
+        str(folder / kind),
+        "--max_steps",
+        str(bench.max_steps),
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+    ]
     if a.device == "cuda":
         argv += ["--use_cpu", "false"]
     for item in a.set:
@@ -472,8 +549,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both sides (CPU)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--peak-size", type=int, default=None, help="side of the peak matmul (default: CPU 2048, GPU 8192)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a field of both demo configs (repeatable), e.g. max_length=64")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a field of both demo configs (repeatable), e.g. max_length=64",
+    )
     a = p.parse_args(argv)
     kinds = [k.strip() for k in a.kinds.split(",") if k.strip()]
     if not kinds or any(k not in KINDS for k in kinds) or a.steps < 1 or a.repeats < 1 or a.warmup < 0:
@@ -508,33 +590,41 @@ def main(argv: list[str] | None = None) -> int:
     ratios = [results[k]["ratio_vs_torch"] for k in KINDS if k in results]
     report = {
         "benchmark": "bench_train",
-        "ratio_vs_torch": {**{k: results[k]["ratio_vs_torch"] for k in KINDS if k in results},
-                           "overall": round(math.exp(statistics.fmean(math.log(x) for x in ratios)), 4)},
+        "ratio_vs_torch": {
+            **{k: results[k]["ratio_vs_torch"] for k in KINDS if k in results},
+            "overall": round(math.exp(statistics.fmean(math.log(x) for x in ratios)), 4),
+        },
         "target": TARGET,
         "device": a.device,
         "peak_matmul_gflops": {"size": size, "dtype": str(peak_dtype).replace("torch.", ""), **peaks, "peak": peak},
         **{k: results[k] for k in KINDS if k in results},
         "method": {
             "ours": "the recipe's main() on the demo config (max_steps, temp output_dir, report_to none, "
-                    "save_strategy no); a step = the interval between consecutive on_step_end callbacks "
-                    "(data loading and collation, forward, backward, clipping, optimizer and scheduler, "
-                    "callbacks, the previous step's logging); ours_compute_seconds = on_step_begin -> on_step_end",
+            "save_strategy no); a step = the interval between consecutive on_step_end callbacks "
+            "(data loading and collation, forward, backward, clipping, optimizer and scheduler, "
+            "callbacks, the previous step's logging); ours_compute_seconds = on_step_begin -> on_step_end",
             "loop": "same loader, settings and initial weights, torch AdamW with the Trainer's settings, the same "
-                    "scheduler, hand-written loss, clip_grad_norm_, replaying the Trainer's exact batches; a step = "
-                    "moving its batch to the device through zero_grad",
+            "scheduler, hand-written loss, clip_grad_norm_, replaying the Trainer's exact batches; a step = "
+            "moving its batch to the device through zero_grad",
             "alternation": "warm-up steps on each side (uncounted), then rounds: --steps Trainer steps, the loop on "
-                           "the same batches; tokens/s per round = non-padding tokens / seconds, medians over rounds",
+            "the same batches; tokens/s per round = non-padding tokens / seconds, medians over rounds",
             "ratio_vs_torch": "median ours tokens/s / median loop tokens/s per kind; "
-                              "overall = geometric mean of the kinds",
+            "overall = geometric mean of the kinds",
             "flops": "per token, counted with hooks on every nn.Linear: forward 2*in*out; backward 2*in*out for the "
-                     "input gradient where autograd computes it + 2*in*out where the weight trains; = 6N for full "
-                     "fine-tuning, 2N + 4N_trained + 2N_frozen_path with trainable_layers; attention scores and "
-                     "elementwise ops excluded; achieved = flops per token x non-padding tokens/s, peak = best "
-                     "square matmul in this run (the larger of start and end)",
+            "input gradient where autograd computes it + 2*in*out where the weight trains; = 6N for full "
+            "fine-tuning, 2N + 4N_trained + 2N_frozen_path with trainable_layers; attention scores and "
+            "elementwise ops excluded; achieved = flops per token x non-padding tokens/s, peak = best "
+            "square matmul in this run (the larger of start and end)",
         },
-        "settings": {"threads": a.threads, "steps": a.steps, "repeats": a.repeats, "warmup": a.warmup,
-                     "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "settings": {
+            "threads": a.threads,
+            "steps": a.steps,
+            "repeats": a.repeats,
+            "warmup": a.warmup,
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "seconds": round(time.perf_counter() - start, 1),
     }
     print(json.dumps(report))

@@ -46,8 +46,14 @@ RESULTS = ROOT / "benchmarks" / "results" / "gpu_check.json"
 PRESET = "opt-1.3b-4090"
 GB = 2**30
 # 2-block OPTs whose shapes keep the real ones' ratios, for the CPU run in CI.
-TINY = {"hidden_size": 64, "ffn_dim": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "word_embed_proj_dim": 64, "max_position_embeddings": 512}
+TINY = {
+    "hidden_size": 64,
+    "ffn_dim": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "word_embed_proj_dim": 64,
+    "max_position_embeddings": 512,
+}
 
 
 def log(message: str) -> None:
@@ -61,14 +67,18 @@ def build_data(folder: Path, tokenizer, prompt_tokens: int, answer_tokens: int, 
     """A preference set (local/jsonfile layout) whose prompts have about `prompt_tokens` tokens and
     whose answers about `answer_tokens`: the preset's lengths are what memory depends on."""
     from tests.tiny_models import CORPUS
+
     words = " ".join(CORPUS[:6]).split()
 
     def text(n_tokens: int, shift: int) -> str:
         ids = tokenizer(" ".join(words[(shift + i) % len(words)] for i in range(2 * n_tokens)))["input_ids"]
         return tokenizer.decode(ids[:n_tokens], skip_special_tokens=True).strip()
 
-    make = lambda i: {"prompt": f"\n\nHuman: {text(prompt_tokens - 12, i)}\n\nAssistant:",  # noqa: E731
-                      "chosen": " " + text(answer_tokens, i + 1), "rejected": " " + text(answer_tokens, i + 2)}
+    make = lambda i: {
+        "prompt": f"\n\nHuman: {text(prompt_tokens - 12, i)}\n\nAssistant:",  # noqa: E731
+        "chosen": " " + text(answer_tokens, i + 1),
+        "rejected": " " + text(answer_tokens, i + 2),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.json").write_text(json.dumps([make(i) for i in range(rows)]))
     (folder / "eval.json").write_text(json.dumps([make(rows + i) for i in range(8)]))
@@ -78,14 +88,41 @@ def build_data(folder: Path, tokenizer, prompt_tokens: int, answer_tokens: int, 
 def step_overrides(a, work: Path) -> dict[str, list[str]]:
     """Each step's `--field value` overrides of the preset: shared by the runs and the planner."""
     common = ["--datasets", str(work / "data"), "--data_split", "1,1,1", "--report_to", "none"]
-    trainer = [*common, "--max_steps", str(a.steps), "--save_strategy", "no", "--eval_strategy", "no",
-               "--logging_steps", "1"]
+    trainer = [
+        *common,
+        "--max_steps",
+        str(a.steps),
+        "--save_strategy",
+        "no",
+        "--eval_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+    ]
     sft = ["--model_name_or_path", str(work / "opt-1.3b"), *trainer]
     rm = ["--model_name_or_path", str(work / "opt-350m"), *trainer]
-    ppo = ["--actor_model_name_or_path", str(work / "sft"), "--critic_model_name_or_path", str(work / "rm"),
-           *common, "--max_steps", str(a.steps), "--save_steps", "0", "--num_warmup_steps", "0"]
+    ppo = [
+        "--actor_model_name_or_path",
+        str(work / "sft"),
+        "--critic_model_name_or_path",
+        str(work / "rm"),
+        *common,
+        "--max_steps",
+        str(a.steps),
+        "--save_steps",
+        "0",
+        "--num_warmup_steps",
+        "0",
+    ]
     if a.tiny:  # small enough for a CPU in seconds; bf16 matmuls have no fast path there
-        trainer_small = ["--max_length", "64", "--gradient_accumulation_steps", "1", "--per_device_train_batch_size", "4"]
+        trainer_small = [
+            "--max_length",
+            "64",
+            "--gradient_accumulation_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "4",
+        ]
         sft += trainer_small
         rm += trainer_small
         ppo += ["--max_prompt_seq_len", "32", "--max_answer_seq_len", "16"]
@@ -100,6 +137,7 @@ def step_overrides(a, work: Path) -> dict[str, list[str]]:
 
 def preset_value(step: str, key: str):
     import yaml
+
     return yaml.safe_load((ROOT / "recipes" / "configs" / PRESET / f"{step}.yaml").read_text())[key]
 
 
@@ -111,6 +149,7 @@ def child(spec: dict) -> dict:
     import importlib.util
 
     import torch
+
     cuda = torch.cuda.is_available() and spec["device"] == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -120,12 +159,16 @@ def child(spec: dict) -> dict:
     module_spec.loader.exec_module(recipe)
     start = time.perf_counter()
     recipe.main(spec["argv"])
-    out = {"wall_seconds": round(time.perf_counter() - start, 1),
-           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB, 3)}
+    out = {
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB, 3),
+    }
     if cuda:
-        out.update(max_allocated_gb=round(torch.cuda.max_memory_allocated() / GB, 3),
-                   max_reserved_gb=round(torch.cuda.max_memory_reserved() / GB, 3),
-                   gpu=torch.cuda.get_device_name())
+        out.update(
+            max_allocated_gb=round(torch.cuda.max_memory_allocated() / GB, 3),
+            max_reserved_gb=round(torch.cuda.max_memory_reserved() / GB, 3),
+            gpu=torch.cuda.get_device_name(),
+        )
     return out
 
 
@@ -159,13 +202,18 @@ def seconds_per_step(output_dir: Path, recipe: str) -> float:
 def planned(a, overrides: dict[str, list[str]], steps: tuple[str, ...], zero_stage: int | None = None) -> dict:
     """The planner's estimate of `steps` with the same settings (and ZeRO stage)."""
     from rlhf_lite.plan import plan_preset
+
     budget = a.gpu_mem_gb if a.device == "cuda" else None  # None: this machine's RAM
     out = {}
     for p in plan_preset(PRESET, steps, a.device, budget, 1, zero_stage, None, overrides):
         j = p.to_json()
         # max_memory_allocated sees the tensors, not the CUDA context and allocator margin
         tensors = j["peak_gb"] - j["components_gb"]["runtime"] if a.device == "cuda" else j["peak_gb"]
-        out[p.step] = {"planned_gb": round(tensors, 3), "planned_peak_gb": j["peak_gb"], "planned_phase": j["peak_phase"]}
+        out[p.step] = {
+            "planned_gb": round(tensors, 3),
+            "planned_peak_gb": j["peak_gb"],
+            "planned_phase": j["peak_phase"],
+        }
     return out
 
 
@@ -186,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.device == "cpu":  # DeepSpeed (imported through PEFT) would announce it on stdout, which holds the JSON
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import torch
+
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("no CUDA GPU is visible; use --device cpu --tiny for the CPU check")
 
@@ -197,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = TINY if a.tiny else {}
         log("building random-weight OPT-1.3B and OPT-350M from their configs")
         from tests.tiny_models import make_tokenizer
+
         tokenizer = make_tokenizer("opt")
         vocab = {"vocab_size": len(tokenizer)} if a.tiny else {}
         random_opt_folder("facebook/opt-1.3b", work / "opt-1.3b", dtype, **sizes, **vocab)
@@ -205,30 +255,72 @@ def main(argv: list[str] | None = None) -> int:
         build_data(work / "data", tokenizer, *lengths, rows=3 * 8 * 4 * a.steps + 24)
 
         overrides = step_overrides(a, work)
-        report = {"preset": PRESET, "device": a.device, "tiny": a.tiny, "steps_per_run": a.steps,
-                  "budget_gb": a.gpu_mem_gb, "torch": torch.__version__, "runs": {}}
+        report = {
+            "preset": PRESET,
+            "device": a.device,
+            "tiny": a.tiny,
+            "steps_per_run": a.steps,
+            "budget_gb": a.gpu_mem_gb,
+            "torch": torch.__version__,
+            "runs": {},
+        }
         for step in ("sft", "rm", "ppo"):
             out_dir = work / step
-            run = run_step(step, step, [
-                "--config", str(ROOT / "recipes" / "configs" / PRESET / f"{step}.yaml"),
-                *overrides[step], "--output_dir", str(out_dir), "--overwrite_output_dir", "true"], work, a)
+            run = run_step(
+                step,
+                step,
+                [
+                    "--config",
+                    str(ROOT / "recipes" / "configs" / PRESET / f"{step}.yaml"),
+                    *overrides[step],
+                    "--output_dir",
+                    str(out_dir),
+                    "--overwrite_output_dir",
+                    "true",
+                ],
+                work,
+                a,
+            )
             run["seconds_per_step"] = seconds_per_step(out_dir, step)
             report["runs"][step] = run
         if not a.no_zero2:
-            launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                      str(ROOT / "accelerate_configs" / "zero2.yaml"), "--num_processes", "1"]
+            launch = [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                str(ROOT / "accelerate_configs" / "zero2.yaml"),
+                "--num_processes",
+                "1",
+            ]
             out_dir = work / "sft-zero2"
-            run = run_step("sft-zero2", "sft", [
-                "--config", str(ROOT / "recipes" / "configs" / PRESET / "sft.yaml"),
-                *overrides["sft"], "--output_dir", str(out_dir), "--overwrite_output_dir", "true"], work, a, launch)
+            run = run_step(
+                "sft-zero2",
+                "sft",
+                [
+                    "--config",
+                    str(ROOT / "recipes" / "configs" / PRESET / "sft.yaml"),
+                    *overrides["sft"],
+                    "--output_dir",
+                    str(out_dir),
+                    "--overwrite_output_dir",
+                    "true",
+                ],
+                work,
+                a,
+                launch,
+            )
             run["seconds_per_step"] = seconds_per_step(out_dir, "sft")
             report["runs"]["sft-zero2"] = run
         # the same settings; on a CPU its host-memory estimate, against the peak RSS
-        plans = planned(a, {k: [*v, "--output_dir", str(work / k)] for k, v in overrides.items()}, ("sft", "rm", "ppo"))
+        plans = planned(
+            a, {k: [*v, "--output_dir", str(work / k)] for k, v in overrides.items()}, ("sft", "rm", "ppo")
+        )
         if not a.no_zero2:
             zero2 = planned(a, {"sft": [*overrides["sft"], "--output_dir", str(work / "sft-zero2")]}, ("sft",), 2)
             plans["sft-zero2"] = zero2["sft"]
     from rlhf_lite.plan import CUDA_CONTEXT_BYTES
+
     for name, run in report["runs"].items():
         plan = plans[name]
         measured = run["max_allocated_gb"] if a.device == "cuda" else run["peak_rss_gb"]

@@ -28,6 +28,7 @@ def fresh_head_critic(actor: str | Path, out: Path, **config_changes) -> Path:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from rlhf_lite.models import load_tokenizer
+
     tokenizer = load_tokenizer(str(actor))
     config = AutoConfig.from_pretrained(actor, num_labels=1, **config_changes)
     config.pad_token_id = tokenizer.pad_token_id
@@ -48,6 +49,7 @@ def random_opt_folder(name: str, out: Path, dtype: str = "bf16", reward: bool = 
 
     from rlhf_lite.plan import architecture
     from tests.tiny_models import make_tokenizer
+
     tokenizer = make_tokenizer("opt")
     config = architecture(name)
     for key, value in config_changes.items():

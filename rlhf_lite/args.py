@@ -25,69 +25,106 @@ from .ranges import check_fields
 RUN_FILE = "run_config.json"
 REWARD_LOSSES = ("last_token", "divergence")
 # Fields that may change between a run and its resumption without making it another run.
-RESUMABLE = {"output_dir", "logging_steps", "save_steps", "eval_steps", "report_to",
-             "disable_tqdm", "save_total_limit", "dataloader_num_workers", "resume_from_checkpoint"}
+RESUMABLE = {
+    "output_dir",
+    "logging_steps",
+    "save_steps",
+    "eval_steps",
+    "report_to",
+    "disable_tqdm",
+    "save_total_limit",
+    "dataloader_num_workers",
+    "resume_from_checkpoint",
+}
 
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(default="embedded:smollm2-135m", metadata={
-        "help": "hub name, local directory, .gguf file or embedded:smollm2-135m"})
+    model_name_or_path: str = field(
+        default="embedded:smollm2-135m",
+        metadata={"help": "hub name, local directory, .gguf file or embedded:smollm2-135m"},
+    )
     dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto"})
     use_lora: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    lora_target_modules: list[str] | None = field(default=None, metadata={
-        "help": "module names to adapt; default: the family's attention and MLP projections"})
-    lora_learning_rate: float | None = field(default=None, metadata={
-        "help": "learning rate of the LoRA weights (default: learning_rate)"})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "module names to adapt; default: the family's attention and MLP projections"}
+    )
+    lora_learning_rate: float | None = field(
+        default=None, metadata={"help": "learning rate of the LoRA weights (default: learning_rate)"}
+    )
     load_in_8bit: bool = False
     load_in_4bit: bool = False
-    dropout: float | None = field(default=None, metadata={
-        "help": "override every dropout probability of the model (0.0 disables dropout)"})
-    trainable_layers: int | None = field(default=None, metadata={
-        "help": "train only the top N transformer blocks, the final norm and the head (default: all)"})
-    merge_lora: bool = field(default=True, metadata={
-        "help": "save LoRA merged into the base weights (False: the adapter alone)"})
+    dropout: float | None = field(
+        default=None, metadata={"help": "override every dropout probability of the model (0.0 disables dropout)"}
+    )
+    trainable_layers: int | None = field(
+        default=None,
+        metadata={"help": "train only the top N transformer blocks, the final norm and the head (default: all)"},
+    )
+    merge_lora: bool = field(
+        default=True, metadata={"help": "save LoRA merged into the base weights (False: the adapter alone)"}
+    )
 
-    def settings(self, gradient_checkpointing: bool = False,
-                 trust_remote_code: bool = False) -> ModelSettings:
-        lora = LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout,
-                            self.lora_target_modules) if self.use_lora else None
+    def settings(self, gradient_checkpointing: bool = False, trust_remote_code: bool = False) -> ModelSettings:
+        lora = (
+            LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules)
+            if self.use_lora
+            else None
+        )
         if self.lora_learning_rate is not None and lora is None:
             raise ConfigError("lora_learning_rate is set but use_lora is off")
-        return ModelSettings(self.model_name_or_path, self.dtype, self.load_in_8bit,
-                             self.load_in_4bit, lora, gradient_checkpointing, self.dropout,
-                             self.trainable_layers, trust_remote_code)
+        return ModelSettings(
+            self.model_name_or_path,
+            self.dtype,
+            self.load_in_8bit,
+            self.load_in_4bit,
+            lora,
+            gradient_checkpointing,
+            self.dropout,
+            self.trainable_layers,
+            trust_remote_code,
+        )
 
 
 @dataclass
 class ScriptArguments:
     """What a step reads (datasets) and how it treats its output folder."""
 
-    datasets: list[str] = field(default_factory=lambda: ["demo"], metadata={
-        "help": "dataset names or paths (in YAML also {name, weight, path, adapter} mappings)"})
-    dataset_weights: list[float] | None = field(default=None, metadata={
-        "help": "one weight per dataset: 0.5 takes half of it, 2 takes it twice"})
-    data_split: str = field(default="2,4,4", metadata={
-        "help": "shares of each dataset's train split for steps 1, 2, 3 (DeepSpeed-Chat's)"})
-    data_split_seed: int = field(default=1234, metadata={
-        "help": "seed of the permutation data_split cuts (and of eval splits carved from train): "
-                "the same in every step, so their shares stay disjoint whatever each step's seed"})
-    data_dir: str | None = field(default=None, metadata={
-        "help": "folder of hub mirrors: <data_dir>/<hub name> is used instead of the hub"})
+    datasets: list[str] = field(
+        default_factory=lambda: ["demo"],
+        metadata={"help": "dataset names or paths (in YAML also {name, weight, path, adapter} mappings)"},
+    )
+    dataset_weights: list[float] | None = field(
+        default=None, metadata={"help": "one weight per dataset: 0.5 takes half of it, 2 takes it twice"}
+    )
+    data_split: str = field(
+        default="2,4,4", metadata={"help": "shares of each dataset's train split for steps 1, 2, 3 (DeepSpeed-Chat's)"}
+    )
+    data_split_seed: int = field(
+        default=1234,
+        metadata={
+            "help": "seed of the permutation data_split cuts (and of eval splits carved from train): "
+            "the same in every step, so their shares stay disjoint whatever each step's seed"
+        },
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "folder of hub mirrors: <data_dir>/<hub name> is used instead of the hub"}
+    )
     eval_split: str = field(default="eval", metadata={"help": "split evaluated during training"})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "replace an output folder that holds a different run"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace an output folder that holds a different run"}
+    )
 
     def specs(self) -> list:
         from .data import DatasetSpec
+
         specs = [DatasetSpec.parse(d) for d in self.datasets]
         if self.dataset_weights is not None:
             if len(self.dataset_weights) != len(specs):
-                raise ConfigError(f"dataset_weights has {len(self.dataset_weights)} values for "
-                                  f"{len(specs)} datasets")
+                raise ConfigError(f"dataset_weights has {len(self.dataset_weights)} values for {len(specs)} datasets")
             for spec, w in zip(specs, self.dataset_weights):
                 spec.weight = w
         return specs
@@ -95,22 +132,37 @@ class ScriptArguments:
 
 @dataclass
 class SFTArguments(ScriptArguments):
-    loss_on_full_text: bool = field(default=False, metadata={
-        "help": "train on prompt and answer, as DeepSpeed-Chat does (default: the answer only)"})
+    loss_on_full_text: bool = field(
+        default=False,
+        metadata={"help": "train on prompt and answer, as DeepSpeed-Chat does (default: the answer only)"},
+    )
 
 
 @dataclass
 class RMArguments(ScriptArguments):
-    reward_loss: str = field(default="last_token", metadata={
-        "help": "last_token (TRL's) or divergence (DeepSpeed-Chat's: every token after the "
-                "first one where chosen and rejected differ)", "choices": REWARD_LOSSES})
-    data_share: int = field(default=1, metadata={
-        "help": "the share of data_split trained on: 1, step 2's (default); 2, step 3's, for a judge "
-                "reward model that never saw step 2's pairs"})
-    frozen_block_cache_gb: float = field(default=4.0, metadata={
-        "help": "host memory for the output of the frozen blocks below trainable_layers for every "
-                "training sequence, recorded in the first epoch so that later epochs run only the "
-                "trained blocks; 0 runs every block every epoch"})
+    reward_loss: str = field(
+        default="last_token",
+        metadata={
+            "help": "last_token (TRL's) or divergence (DeepSpeed-Chat's: every token after the "
+            "first one where chosen and rejected differ)",
+            "choices": REWARD_LOSSES,
+        },
+    )
+    data_share: int = field(
+        default=1,
+        metadata={
+            "help": "the share of data_split trained on: 1, step 2's (default); 2, step 3's, for a judge "
+            "reward model that never saw step 2's pairs"
+        },
+    )
+    frozen_block_cache_gb: float = field(
+        default=4.0,
+        metadata={
+            "help": "host memory for the output of the frozen blocks below trainable_layers for every "
+            "training sequence, recorded in the first epoch so that later epochs run only the "
+            "trained blocks; 0 runs every block every epoch"
+        },
+    )
 
 
 def parse(dataclass_types: list, step: str, argv: list[str] | None = None):
@@ -130,8 +182,11 @@ def parse(dataclass_types: list, step: str, argv: list[str] | None = None):
         # TRL turns bf16 autocast on by default (and exports it to accelerate's environment while
         # parsing); on a CPU without bf16 units that makes training ~15x slower.
         argv += ["--bf16", "false"]
-    if "activation_checkpointing" in fields and not given("activation_checkpointing") \
-            and not given("gradient_checkpointing"):
+    if (
+        "activation_checkpointing" in fields
+        and not given("activation_checkpointing")
+        and not given("gradient_checkpointing")
+    ):
         # TRL's configs default transformers' deprecated name (gradient_checkpointing: true), which
         # warns in every run; its value under the current name says the same without the warning.
         argv += ["--activation_checkpointing", "true"]
@@ -172,6 +227,7 @@ def preset_name(argv: list[str]) -> str:
 
 def _has_gpu() -> bool:
     import torch
+
     return torch.cuda.is_available()
 
 
@@ -195,6 +251,7 @@ def _yaml_sets(config: str | None, key: str) -> bool:
 def read_config(path: str) -> dict:
     """A recipe's YAML config as a mapping; a missing file or bad YAML is one ConfigError line."""
     import yaml
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -218,8 +275,9 @@ def run_record(*parsed) -> dict:
     for obj in parsed:
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            record[f.name] = value if isinstance(value, (str, int, float, bool, type(None), list, dict)) \
-                else str(value)
+            record[f.name] = (
+                value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
+            )
     return json.loads(json.dumps(record, default=str))
 
 
@@ -229,16 +287,18 @@ def claim_output_dir(output_dir: str, record: dict, overwrite: bool = False) -> 
     run_file = path / RUN_FILE
     if run_file.exists() and not overwrite:
         old = json.loads(run_file.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(old) | set(record)
-                         if k not in RESUMABLE and old.get(k) != record.get(k))
+        changed = sorted(k for k in set(old) | set(record) if k not in RESUMABLE and old.get(k) != record.get(k))
         if changed:
             raise ConfigError(
                 f"output dir '{output_dir}' holds a different run (it differs in: "
-                f"{', '.join(changed)}). Pick another output_dir, or pass --overwrite_output_dir true.")
+                f"{', '.join(changed)}). Pick another output_dir, or pass --overwrite_output_dir true."
+            )
         return True
     if path.exists() and any(path.iterdir()) and not run_file.exists() and not overwrite:
-        raise ConfigError(f"output dir '{output_dir}' is not empty and was not written by rlhf-lite; "
-                          "pick another output_dir, or pass --overwrite_output_dir true.")
+        raise ConfigError(
+            f"output dir '{output_dir}' is not empty and was not written by rlhf-lite; "
+            "pick another output_dir, or pass --overwrite_output_dir true."
+        )
     if int(os.environ.get("RANK", "0")) == 0:
         if overwrite and path.exists():
             shutil.rmtree(path)  # old metrics, logs and checkpoints must not mix with the new run

@@ -19,12 +19,13 @@ def batches(items: Sequence, size: int, desc: str | None = None, progress: bool 
     starts = range(0, len(items), size)
     with Progress(len(starts), desc or "batches", disable=not progress or not starts, leave=False) as bar:
         for start in starts:
-            yield list(items[start:start + size])
+            yield list(items[start : start + size])
             bar.update()
 
 
-def length_batches(ids: list[list[int]], size: int, desc: str | None = None,
-                   progress: bool = True) -> Iterator[list[int]]:
+def length_batches(
+    ids: list[list[int]], size: int, desc: str | None = None, progress: bool = True
+) -> Iterator[list[int]]:
     """Batches of positions into `ids`, shortest sequences first: similar lengths share a batch,
     which halves the padding of typical chat data. Callers put results back by position."""
     return batches(sorted(range(len(ids)), key=lambda i: len(ids[i])), size, desc, progress)

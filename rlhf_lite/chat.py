@@ -17,9 +17,9 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from .data.rows import ASSISTANT, HUMAN
 from .errors import ArgumentParser, ConfigError, cli
+from .eval.scoring import eval_device
 from .models import ModelSettings, load_causal_lm, load_tokenizer
 from .ranges import option
-from .eval.scoring import eval_device
 
 
 def cut_turn(text: str) -> str:
@@ -45,7 +45,7 @@ class _Streamer(TextStreamer):
         self.stop = self.stop or HUMAN in self.text
         answer = cut_turn(self.text).lstrip()
         ready = answer.rstrip() if stream_end or self.stop else answer[: len(answer) - _pending(answer)]
-        self.out.write(ready[self.shown:] + ("\n" if stream_end else ""))
+        self.out.write(ready[self.shown :] + ("\n" if stream_end else ""))
         self.out.flush()
         self.shown = max(self.shown, len(ready))
 
@@ -57,28 +57,44 @@ class _StopAtTurn(StoppingCriteria):
         self.tokenizer, self.start = tokenizer, start
 
     def __call__(self, input_ids, scores, **kwargs):
-        text = self.tokenizer.decode(input_ids[0, self.start:], skip_special_tokens=True)
+        text = self.tokenizer.decode(input_ids[0, self.start :], skip_special_tokens=True)
         return torch.full((input_ids.shape[0],), HUMAN in text, dtype=torch.bool, device=input_ids.device)
 
 
 class Chat:
     """A conversation with `model`; `ask` streams each answer to `out` and keeps the turn."""
 
-    def __init__(self, model, tokenizer, out=sys.stdout, max_new_tokens: int = 128, do_sample: bool = True,
-                 temperature: float = 0.7, top_p: float = 0.9, max_history_tokens: int | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        out=sys.stdout,
+        max_new_tokens: int = 128,
+        do_sample: bool = True,
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+        max_history_tokens: int | None = None,
+    ):
         self.model, self.tokenizer, self.out = model, tokenizer, out
         self.history: list[tuple[str, str]] = []
         self.last_prompt = ""
         context = getattr(model.config, "max_position_embeddings", None) or min(tokenizer.model_max_length, 2048)
         self.budget = min(context - max_new_tokens, max_history_tokens or context)
         if self.budget < 1:
-            raise ConfigError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the "
-                              f"model's context of {context} tokens")
+            raise ConfigError(
+                f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the "
+                f"model's context of {context} tokens"
+            )
         eos = model.generation_config.eos_token_id
         eos = [tokenizer.eos_token_id] + [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
         settings = dict(temperature=temperature, top_p=top_p) if do_sample else {}
-        self.config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=eos,
-                                       pad_token_id=tokenizer.pad_token_id, **settings)
+        self.config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            eos_token_id=eos,
+            pad_token_id=tokenizer.pad_token_id,
+            **settings,
+        )
 
     def prompt(self, question: str | None = None) -> str:
         """The conversation so far in the training format, followed by `question` when given."""
@@ -95,7 +111,7 @@ class Chat:
             self.last_prompt = self.prompt(question)
             ids = self.tokenizer(self.last_prompt)["input_ids"]
             if len(ids) <= self.budget or not self.history:
-                return ids[-self.budget:]
+                return ids[-self.budget :]
             self.history.pop(0)
 
     @torch.no_grad()
@@ -103,10 +119,14 @@ class Chat:
         ids = self.prompt_ids(question)
         input_ids = torch.tensor([ids], device=next(self.model.parameters()).device)
         streamer = _Streamer(self.tokenizer, self.out)
-        out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                  generation_config=self.config, streamer=streamer,
-                                  stopping_criteria=StoppingCriteriaList([_StopAtTurn(self.tokenizer, len(ids))]))
-        answer = cut_turn(self.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)).strip()
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            generation_config=self.config,
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_StopAtTurn(self.tokenizer, len(ids))]),
+        )
+        answer = cut_turn(self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)).strip()
         self.history.append((question.strip(), answer))
         return answer
 
@@ -118,8 +138,11 @@ def parser() -> ArgumentParser:
     p.add_argument("--temperature", type=option("temperature"), default=0.7)
     p.add_argument("--top-p", type=option("top_p"), default=0.9)
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    p.add_argument("--max-history-tokens", type=option("max_history_tokens"),
-                   help="cap on prompt tokens (default: the model's context minus --max-new-tokens)")
+    p.add_argument(
+        "--max-history-tokens",
+        type=option("max_history_tokens"),
+        help="cap on prompt tokens (default: the model's context minus --max-new-tokens)",
+    )
     return p
 
 
@@ -133,8 +156,16 @@ def main(argv=None, input_fn=input, out=None) -> None:
     tokenizer = load_tokenizer(args.path, padding_side="left")  # from the directory, not _name_or_path
     dtype = "auto" if torch.cuda.is_available() else "fp32"  # the checkpoint's own dtype on a GPU
     model = eval_device(load_causal_lm(ModelSettings(args.path, dtype=dtype), tokenizer))
-    chat = Chat(model, tokenizer, out, args.max_new_tokens, not args.greedy, args.temperature,
-                args.top_p, args.max_history_tokens)
+    chat = Chat(
+        model,
+        tokenizer,
+        out,
+        args.max_new_tokens,
+        not args.greedy,
+        args.temperature,
+        args.top_p,
+        args.max_history_tokens,
+    )
     out.write(f"Chatting with {args.path}; `clear` forgets the conversation, `quit` leaves.\n")
     while True:
         try:

@@ -76,9 +76,7 @@ def locate_gguf(name: str) -> Path:
     try:
         dist = importlib.metadata.distribution(spec.distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise ModelError(
-            f"embedded model '{PREFIX}{short}' needs the '{spec.distribution}' package; {hint}"
-        ) from None
+        raise ModelError(f"embedded model '{PREFIX}{short}' needs the '{spec.distribution}' package; {hint}") from None
     path = Path(str(dist.locate_file(spec.gguf_file)))
     if not path.is_file():
         raise ModelError(

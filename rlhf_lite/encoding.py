@@ -21,18 +21,21 @@ def keep_short_prompts(items: list, lengths: list[int], limit: int, label: str, 
     stderr, and a `setting` (e.g. "max_length 512") that leaves none is a ConfigError."""
     kept = [x for x, n in zip(items, lengths) if n <= limit]
     if items and not kept:
-        raise ConfigError(f"{setting} is shorter than every {label} prompt "
-                          f"(the shortest has {min(lengths)} tokens)")
+        raise ConfigError(f"{setting} is shorter than every {label} prompt (the shortest has {min(lengths)} tokens)")
     if len(kept) < len(items):
-        print(f"{label} prompts: dropped {len(items) - len(kept)} of {len(items)} rows whose prompt "
-              f"has more than {limit} tokens ({setting})", file=sys.stderr)
+        print(
+            f"{label} prompts: dropped {len(items) - len(kept)} of {len(items)} rows whose prompt "
+            f"has more than {limit} tokens ({setting})",
+            file=sys.stderr,
+        )
     return kept
 
 
 def drop_long_prompts(tokenizer, rows: list[dict], max_length: int, label: str) -> list[dict]:
     """Rows whose prompt leaves room for at least one answer token within max_length."""
-    return keep_short_prompts(rows, _prompt_lengths(tokenizer, rows), max_length - 1, label,
-                              f"max_length {max_length}")
+    return keep_short_prompts(
+        rows, _prompt_lengths(tokenizer, rows), max_length - 1, label, f"max_length {max_length}"
+    )
 
 
 def encode_pairs(tokenizer, rows: list[dict], max_length: int, label: str) -> list[dict]:
@@ -43,15 +46,20 @@ def encode_pairs(tokenizer, rows: list[dict], max_length: int, label: str) -> li
     """
     rows = drop_long_prompts(tokenizer, rows, max_length, label)
     eos = tokenizer.eos_token or ""
-    enc = lambda key: tokenizer([r["prompt"] + r[key] + eos for r in rows], truncation=True,  # noqa: E731
-                                max_length=max_length)["input_ids"]
+    enc = lambda key: tokenizer(
+        [r["prompt"] + r[key] + eos for r in rows],
+        truncation=True,  # noqa: E731
+        max_length=max_length,
+    )["input_ids"]
     pairs = [{"chosen_ids": c, "rejected_ids": r} for c, r in zip(enc("chosen"), enc("rejected"))]
     kept = [p for p in pairs if p["chosen_ids"] != p["rejected_ids"]]
-    truncated = sum(len(p["chosen_ids"]) == max_length or len(p["rejected_ids"]) == max_length
-                    for p in pairs)
+    truncated = sum(len(p["chosen_ids"]) == max_length or len(p["rejected_ids"]) == max_length for p in pairs)
     if truncated or len(kept) < len(pairs):
-        print(f"{label}: {truncated} pairs truncated to {max_length} tokens, "
-              f"{len(pairs) - len(kept)} dropped as identical after truncation", file=sys.stderr)
+        print(
+            f"{label}: {truncated} pairs truncated to {max_length} tokens, "
+            f"{len(pairs) - len(kept)} dropped as identical after truncation",
+            file=sys.stderr,
+        )
     if not kept:
         raise ConfigError(f"max_length {max_length} leaves no {label} pair that differs")
     return kept

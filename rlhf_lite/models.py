@@ -180,14 +180,16 @@ def check_weight_files(path: str) -> None:
     """Refuse a model folder whose safetensors files are truncated or corrupt, naming the file
     (the header tells how many bytes of tensors follow; reading it costs nothing)."""
     from safetensors import SafetensorError, safe_open
+
     p = Path(path)
     for f in sorted(p.glob("*.safetensors")) if p.is_dir() else []:
         try:
             with safe_open(str(f), "pt"):
                 pass
         except (SafetensorError, OSError) as err:
-            raise ModelError(f"weights file '{f}' is truncated or corrupt ({str(err).splitlines()[0]}); "
-                             "copy or download it again") from None
+            raise ModelError(
+                f"weights file '{f}' is truncated or corrupt ({str(err).splitlines()[0]}); copy or download it again"
+            ) from None
 
 
 def kind_error(config: PretrainedConfig, name: str, want: str) -> str | None:
@@ -196,14 +198,20 @@ def kind_error(config: PretrainedConfig, name: str, want: str) -> str | None:
     architectures = getattr(config, "architectures", None) or []
     classifier = [a for a in architectures if a.endswith("ForSequenceClassification")]
     if want == "causal_lm" and classifier and len(classifier) == len(architectures):
-        return (f"'{name}' is a reward model ({classifier[0]}): it scores text but does not generate; "
-                "use a causal LM such as step 1's model or the PPO actor")
+        return (
+            f"'{name}' is a reward model ({classifier[0]}): it scores text but does not generate; "
+            "use a causal LM such as step 1's model or the PPO actor"
+        )
     if want == "reward_model" and architectures and not classifier:
-        return (f"'{name}' is not a reward model but a {architectures[0]}: its score head would be random; "
-                "use a model trained by step 2 (make rm)")
+        return (
+            f"'{name}' is not a reward model but a {architectures[0]}: its score head would be random; "
+            "use a model trained by step 2 (make rm)"
+        )
     if want == "reward_model" and classifier and getattr(config, "num_labels", 1) != 1:
-        return (f"'{name}' is not a reward model but a {config.num_labels}-class classifier; a reward "
-                "model has one output (step 2 trains one)")
+        return (
+            f"'{name}' is not a reward model but a {config.num_labels}-class classifier; a reward "
+            "model has one output (step 2 trains one)"
+        )
     return None
 
 
@@ -236,9 +244,7 @@ def _load_error(name: str, path: str, err: Exception) -> ModelError:
         )
     if Path(path).exists():
         return ModelError(f"could not load model '{name}' from {path}: {detail}")
-    return ModelError(
-        f"model '{name}' is not a local directory and could not be loaded from the hub ({detail})"
-    )
+    return ModelError(f"model '{name}' is not a local directory and could not be loaded from the hub ({detail})")
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -357,7 +363,8 @@ def has_dropout(model: torch.nn.Module) -> bool:
     (some families apply attention dropout functionally, from the config) above 0."""
     config = getattr(model, "config", None)
     return any(m.p > 0 for m in model.modules() if isinstance(m, torch.nn.Dropout)) or bool(
-        config is not None and any(getattr(o, k) for o, k in _dropout_fields(config)))
+        config is not None and any(getattr(o, k) for o, k in _dropout_fields(config))
+    )
 
 
 def _quantization(settings: ModelSettings, dtype: torch.dtype | str) -> dict:
@@ -372,7 +379,9 @@ def _quantization(settings: ModelSettings, dtype: torch.dtype | str) -> dict:
         # bitsandbytes 0.50 warns on *every* 8-bit matmul whose input is not fp16 (it casts);
         # one notice at load time says the same without flooding the training log.
         logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-        logger.info("model '%s': 8-bit matmuls compute in fp16 (bitsandbytes casts their inputs)", settings.name_or_path)
+        logger.info(
+            "model '%s': 8-bit matmuls compute in fp16 (bitsandbytes casts their inputs)", settings.name_or_path
+        )
     else:
         compute = dtype if isinstance(dtype, torch.dtype) else torch.float32
         quant = BitsAndBytesConfig(
@@ -490,8 +499,10 @@ def _top_layers(model: PreTrainedModel, n: int | None) -> tuple[str, list[int]] 
         return None
     found = find_blocks(model)
     if found is None:
-        raise ModelError(f"model '{model.config.name_or_path}': cannot find its {model.config.num_hidden_layers} "
-                         "transformer blocks to apply trainable_layers")
+        raise ModelError(
+            f"model '{model.config.name_or_path}': cannot find its {model.config.num_hidden_layers} "
+            "transformer blocks to apply trainable_layers"
+        )
     depth = len(found[1])
     return (found[0], list(range(max(depth - n, 0), depth))) if n < depth else None
 
@@ -515,8 +526,7 @@ def load_causal_lm(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase |
     return _load(settings, tokenizer, reward=False, want="causal_lm")
 
 
-def load_reward_model(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None = None,
-                      trained: bool = True):
+def load_reward_model(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None = None, trained: bool = True):
     """A one-output AutoModelForSequenceClassification (scores the last non-pad token). With
     `trained` the checkpoint must be one (ModelError otherwise); without, as step 2 starts, a
     causal LM checkpoint gets a freshly initialised score head."""
@@ -547,8 +557,13 @@ def save_model(
         return export_saved(saved, model, tokenizer, out, merge_lora)
 
 
-def export_saved(saved_dir: str | os.PathLike, model, tokenizer: PreTrainedTokenizerBase,
-                 out_dir: str | os.PathLike, merge_lora: bool = True) -> Path:
+def export_saved(
+    saved_dir: str | os.PathLike,
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: str | os.PathLike,
+    merge_lora: bool = True,
+) -> Path:
     """Publish weights saved by `save_pretrained`/`Trainer.save_model` as a standard HF folder.
 
     `model` (possibly DeepSpeed-partitioned) supplies the base config and generation config. The
@@ -571,9 +586,11 @@ def export_saved(saved_dir: str | os.PathLike, model, tokenizer: PreTrainedToken
     return out
 
 
-MODEL_FILES = re.compile(r"^(config\.json|generation_config\.json|adapter_config\.json|"
-                         r".*\.safetensors|.*\.bin|.*\.index\.json|tokenizer.*|special_tokens_map\.json|"
-                         r"chat_template\.jinja|vocab\.json|merges\.txt|added_tokens\.json)$")
+MODEL_FILES = re.compile(
+    r"^(config\.json|generation_config\.json|adapter_config\.json|"
+    r".*\.safetensors|.*\.bin|.*\.index\.json|tokenizer.*|special_tokens_map\.json|"
+    r"chat_template\.jinja|vocab\.json|merges\.txt|added_tokens\.json)$"
+)
 
 
 def _enable_kv_cache(config_file: Path) -> None:
@@ -604,6 +621,7 @@ def _whole_weights():
     DeepSpeed config registered by Trainer or accelerate is in force); the one-process CPU copy a
     LoRA merge loads must hold whole weights."""
     from transformers.integrations import deepspeed as hf_deepspeed
+
     ref = hf_deepspeed._hf_deepspeed_config_weak_ref
     config = ref() if ref is not None else None
     if config is None:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .errors import ArgumentParser, ConfigError, RLHFLiteError, cli
 from .presets import accelerate_config, preset_file, read_yaml
-from .progress import ENV as PROGRESS_ENV, Follower
+from .progress import ENV as PROGRESS_ENV
+from .progress import Follower
 
 STEPS = {1: "sft", 2: "rm", 3: "ppo"}
 # DeepSpeed-Chat's --deployment-type -> our accelerate config (None: plain python, e.g. on a CPU).
@@ -32,17 +33,25 @@ DEPLOYMENTS = {"single_gpu": "single_gpu", "single_node": "zero3", "multi_node":
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m rlhf_lite.pipeline", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default=None, help="a folder of recipes/configs (default: demo, or "
-                   "opt-1.3b-4090 when --actor-model is given)")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="a folder of recipes/configs (default: demo, or opt-1.3b-4090 when --actor-model is given)",
+    )
     p.add_argument("--steps", type=int, nargs="*", choices=sorted(STEPS), default=[1, 2, 3])
     p.add_argument("--actor-model", help="step 1's base model (overrides the preset's)")
     p.add_argument("--reward-model", help="step 2's base model (overrides the preset's)")
-    p.add_argument("--deployment-type", choices=sorted(DEPLOYMENTS),
-                   help="single_gpu, single_node (8 GPUs, ZeRO-3) or multi_node")
+    p.add_argument(
+        "--deployment-type", choices=sorted(DEPLOYMENTS), help="single_gpu, single_node (8 GPUs, ZeRO-3) or multi_node"
+    )
     p.add_argument("--accelerate-config", help="accelerate_configs/<name>.yaml (overrides --deployment-type)")
     p.add_argument("--output-dir", help="default outputs/<preset>")
-    p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the evaluations after the steps (default on)")
+    p.add_argument(
+        "--eval",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the evaluations after the steps (default on)",
+    )
     return p
 
 
@@ -79,6 +88,7 @@ def check_configs(args) -> None:
     """Parse every step's configuration (types and ranges) before the first step starts: a mistake
     in step 3's YAML must not wait for steps 1 and 2 to show."""
     from .plan import load_preset
+
     names = tuple(STEPS[s] for s in args.steps)
     try:
         load_preset(args.preset, {name: step_overrides(args, name) for name in STEPS.values()}, names)
@@ -88,14 +98,22 @@ def check_configs(args) -> None:
 
 def step_command(args, step: int) -> list[str]:
     name, out = STEPS[step], args.output_dir
-    cmd = [*launcher(args), "-m", f"rlhf_lite.{name}",  # `accelerate launch -m` as `python -m`
-           "--config", str(preset_file(args.preset, name)), *step_overrides(args, name)]
+    cmd = [
+        *launcher(args),
+        "-m",
+        f"rlhf_lite.{name}",  # `accelerate launch -m` as `python -m`
+        "--config",
+        str(preset_file(args.preset, name)),
+        *step_overrides(args, name),
+    ]
     if name == "ppo":
         for step_dir, number in (("sft", 1), ("rm", 2)):
             if not (out / step_dir / "config.json").is_file():
-                raise ConfigError(f"step 3 needs step {number}'s model in {out / step_dir}, which is "
-                                  f"missing. Run first:\n  python -m rlhf_lite.pipeline --preset "
-                                  f"{args.preset} --steps {number}\nor: make {step_dir} PRESET={args.preset}")
+                raise ConfigError(
+                    f"step 3 needs step {number}'s model in {out / step_dir}, which is "
+                    f"missing. Run first:\n  python -m rlhf_lite.pipeline --preset "
+                    f"{args.preset} --steps {number}\nor: make {step_dir} PRESET={args.preset}"
+                )
     return cmd
 
 
@@ -105,8 +123,15 @@ def judge_command(args) -> list[str] | None:
     config = preset_file(args.preset, "judge")
     if not config.is_file():
         return None
-    return [sys.executable, "-m", "rlhf_lite.rm", "--config", str(config),
-            "--output_dir", str(args.output_dir / "judge")]
+    return [
+        sys.executable,
+        "-m",
+        "rlhf_lite.rm",
+        "--config",
+        str(config),
+        "--output_dir",
+        str(args.output_dir / "judge"),
+    ]
 
 
 def eval_commands(args) -> dict[str, list[str]]:
@@ -114,11 +139,14 @@ def eval_commands(args) -> dict[str, list[str]]:
     out, ev = args.output_dir, args.output_dir / "eval"
     step2 = read_yaml(preset_file(args.preset, "rm"))
     # the reward model's held-out pairs, read as step 2 read them
-    data = ["--data", (step2.get("datasets") or ["demo"])[0],
-            *(["--data-dir", step2["data_dir"]] if step2.get("data_dir") else []),
-            *(["--split", step2["eval_split"]] if step2.get("eval_split") else []),
-            # a reward model trained on longer texts than the evaluations' default is scored on as long
-            *(["--max-length", str(step2["max_length"])] if step2.get("max_length", 0) > 512 else [])]
+    data = [
+        "--data",
+        (step2.get("datasets") or ["demo"])[0],
+        *(["--data-dir", step2["data_dir"]] if step2.get("data_dir") else []),
+        *(["--split", step2["eval_split"]] if step2.get("eval_split") else []),
+        # a reward model trained on longer texts than the evaluations' default is scored on as long
+        *(["--max-length", str(step2["max_length"])] if step2.get("max_length", 0) > 512 else []),
+    ]
     base = args.actor_model or read_yaml(preset_file(args.preset, "sft")).get("model_name_or_path")
     script = lambda name: [sys.executable, "-m", f"rlhf_lite.eval.{name}"]  # noqa: E731
     have = lambda step: (out / step / "config.json").is_file()  # noqa: E731
@@ -129,20 +157,49 @@ def eval_commands(args) -> dict[str, list[str]]:
         if have(rm) and not ppo:  # ppo_eval reports both reward models' accuracies itself
             cmds[f"{rm}_eval"] = [*script("rm_eval"), "--model", str(out / rm), *data]
     if ppo:
-        cmds["ppo_eval"] = [*script("ppo_eval"), "--baseline", str(out / "sft"), "--model", str(out / "ppo" / "actor"),
-                            "--reward", str(out / "rm"), *judge, "--base", base, *data,
-                            "--open-prompts", "--max-new-tokens", "40", "--batch-size", "32", "--show", "3"]
+        cmds["ppo_eval"] = [
+            *script("ppo_eval"),
+            "--baseline",
+            str(out / "sft"),
+            "--model",
+            str(out / "ppo" / "actor"),
+            "--reward",
+            str(out / "rm"),
+            *judge,
+            "--base",
+            base,
+            *data,
+            "--open-prompts",
+            "--max-new-tokens",
+            "40",
+            "--batch-size",
+            "32",
+            "--show",
+            "3",
+        ]
     elif have("sft"):  # without a PPO actor: base vs SFT on the open prompts
-        cmds["prompt_eval"] = [*script("prompt_eval"), "--baseline", base, "--finetuned", str(out / "sft"), *judge,
-                               "--open"]
+        cmds["prompt_eval"] = [
+            *script("prompt_eval"),
+            "--baseline",
+            base,
+            "--finetuned",
+            str(out / "sft"),
+            *judge,
+            "--open",
+        ]
     return {name: [*cmd, "--output", str(ev / f"{name}.json")] for name, cmd in cmds.items()}
 
 
-TITLES = {"sft": "step 1, supervised fine-tuning", "rm": "step 2, reward model", "ppo": "step 3, PPO",
-          "judge": "a judge reward model, trained on pairs step 2 never saw",
-          "prompt_eval": "open prompts, base vs SFT",
-          "rm_eval": "reward-model accuracy on held-out pairs", "judge_eval": "judge accuracy on held-out pairs",
-          "ppo_eval": "base, SFT and PPO on held-out and open prompts, judged"}
+TITLES = {
+    "sft": "step 1, supervised fine-tuning",
+    "rm": "step 2, reward model",
+    "ppo": "step 3, PPO",
+    "judge": "a judge reward model, trained on pairs step 2 never saw",
+    "prompt_eval": "open prompts, base vs SFT",
+    "rm_eval": "reward-model accuracy on held-out pairs",
+    "judge_eval": "judge accuracy on held-out pairs",
+    "ppo_eval": "base, SFT and PPO on held-out and open prompts, judged",
+}
 
 
 def run(name: str, cmd: list[str], log: Path) -> float:
@@ -172,18 +229,26 @@ def run(name: str, cmd: list[str], log: Path) -> float:
     elapsed = time.perf_counter() - start
     if proc.returncode:
         tail = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-        raise RLHFLiteError(f"{name} failed (exit {proc.returncode}); the end of its log {log}:\n  "
-                            + "\n  ".join(tail[-8:]))
+        raise RLHFLiteError(
+            f"{name} failed (exit {proc.returncode}); the end of its log {log}:\n  " + "\n  ".join(tail[-8:])
+        )
     if not follower.live:  # off a terminal no bar was drawn: one line says where it ended
         print(f"{name}: {account + ', ' if account else ''}{elapsed / 60:.1f} min", flush=True)
     return elapsed
 
 
-MEASURES = (("reward", "reward, step 2's model", "{:+.3f}"), ("judge", "reward, judge", "{:+.3f}"),
-            ("facts", "fact accuracy", "{:.3f}"), ("distinct_1", "distinct-1", "{:.3f}"),
-            ("distinct_2", "distinct-2", "{:.3f}"), ("repeated_3gram_rate", "repeated 3-grams", "{:.3f}"),
-            ("echo_share", "echoes the question", "{:.3f}"), ("short_share", "under 3 tokens", "{:.3f}"),
-            ("mean_length", "mean length, tokens", "{:.1f}"), ("eos_share", "ends with EOS", "{:.3f}"))
+MEASURES = (
+    ("reward", "reward, step 2's model", "{:+.3f}"),
+    ("judge", "reward, judge", "{:+.3f}"),
+    ("facts", "fact accuracy", "{:.3f}"),
+    ("distinct_1", "distinct-1", "{:.3f}"),
+    ("distinct_2", "distinct-2", "{:.3f}"),
+    ("repeated_3gram_rate", "repeated 3-grams", "{:.3f}"),
+    ("echo_share", "echoes the question", "{:.3f}"),
+    ("short_share", "under 3 tokens", "{:.3f}"),
+    ("mean_length", "mean length, tokens", "{:.1f}"),
+    ("eos_share", "ends with EOS", "{:.3f}"),
+)
 ACTOR_NAMES = {"base": "base", "baseline": "SFT", "model": "PPO"}
 
 
@@ -199,10 +264,17 @@ def comparison_table(ppo: dict) -> list[str]:
             if key in part["models"][roles[0]]:
                 lines.append(f"  {label:<26}" + "".join(f"{fmt.format(part['models'][r][key]):>10}" for r in roles))
     for title, part in sets:
-        gains = [f"{name} {part[f'{key}_gain']:+.3f} ± {part[f'{key}_gain_stderr']:.3f} "
-                 f"(win {part['win_rate' if key == 'reward' else 'judge_win_rate']:.2f})"
-                 for key, name in (("reward", "step 2's model"), ("judge", "judge")) if f"{key}_gain" in part]
-        kl = f"; KL {part['kl_to_baseline']:.3f} (k3 {part['kl_k3_to_baseline']:.3f})" if "kl_to_baseline" in part else ""
+        gains = [
+            f"{name} {part[f'{key}_gain']:+.3f} ± {part[f'{key}_gain_stderr']:.3f} "
+            f"(win {part['win_rate' if key == 'reward' else 'judge_win_rate']:.2f})"
+            for key, name in (("reward", "step 2's model"), ("judge", "judge"))
+            if f"{key}_gain" in part
+        ]
+        kl = (
+            f"; KL {part['kl_to_baseline']:.3f} (k3 {part['kl_k3_to_baseline']:.3f})"
+            if "kl_to_baseline" in part
+            else ""
+        )
         lines.append(f"PPO vs SFT, {title}: gain under {'; under '.join(gains)}{kl}")
     return lines
 
@@ -211,10 +283,14 @@ def summary(args, times: dict[str, float]) -> str:
     ev = args.output_dir / "eval"
     read = lambda name: json.loads((ev / f"{name}.json").read_text()) if (ev / f"{name}.json").is_file() else None  # noqa: E731
     lines = [f"\n=== summary ({args.preset}, outputs in {args.output_dir})"]
-    lines.append("  ".join(f"{name} {t / 60:.1f}" for name, t in times.items()) + f"  total {sum(times.values()) / 60:.1f} min")
+    lines.append(
+        "  ".join(f"{name} {t / 60:.1f}" for name, t in times.items()) + f"  total {sum(times.values()) / 60:.1f} min"
+    )
     ppo = read("ppo_eval")
-    for name, key, what in (("rm_eval", "reward_accuracy", "reward model (step 2)"),
-                            ("judge_eval", "judge_accuracy", "judge")):
+    for name, key, what in (
+        ("rm_eval", "reward_accuracy", "reward model (step 2)"),
+        ("judge_eval", "judge_accuracy", "judge"),
+    ):
         result = read(name) or {"accuracy": (ppo or {}).get(key), "n": (ppo or {}).get("n")}
         if result["accuracy"] is not None:
             lines.append(f"{what} accuracy on held-out pairs: {result['accuracy']:.3f} (n={result['n']})")
@@ -223,8 +299,10 @@ def summary(args, times: dict[str, float]) -> str:
         log = (args.output_dir / "logs" / "ppo_eval.log").read_text(encoding="utf-8")
         start = log.find("=" * 30 + " prompt 1/")  # the samples ppo_eval printed (--show)
         if start >= 0:
-            lines += ["sample answers of base, SFT (baseline) and PPO (model):",
-                      log[start:log.find("\nmetric", start)].strip()]
+            lines += [
+                "sample answers of base, SFT (baseline) and PPO (model):",
+                log[start : log.find("\nmetric", start)].strip(),
+            ]
     return "\n".join(lines)
 
 

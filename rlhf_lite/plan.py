@@ -104,37 +104,85 @@ DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 # The config.json values of the models the presets use (so the planner works offline); the
 # keys are the hub names (compared case-insensitively) plus the project's embedded model.
-_OPT = dict(model_type="opt", vocab_size=50272, max_position_embeddings=2048, activation_function="relu",
-            dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, layerdrop=0.0, enable_bias=True,
-            layer_norm_elementwise_affine=True, init_std=0.02, bos_token_id=2, eos_token_id=2,
-            pad_token_id=1, do_layer_norm_before=True, dtype="float16", architectures=["OPTForCausalLM"])
-_BLOOM = dict(model_type="bloom", vocab_size=250880, layer_norm_epsilon=1e-5, initializer_range=0.02,
-              apply_residual_connection_post_layernorm=False, hidden_dropout=0.0, attention_dropout=0.0,
-              bos_token_id=1, eos_token_id=2, pad_token_id=3, slow_but_exact=False, pretraining_tp=1,
-              dtype="float16", architectures=["BloomForCausalLM"])
+_OPT = dict(
+    model_type="opt",
+    vocab_size=50272,
+    max_position_embeddings=2048,
+    activation_function="relu",
+    dropout=0.1,
+    attention_dropout=0.0,
+    activation_dropout=0.0,
+    layerdrop=0.0,
+    enable_bias=True,
+    layer_norm_elementwise_affine=True,
+    init_std=0.02,
+    bos_token_id=2,
+    eos_token_id=2,
+    pad_token_id=1,
+    do_layer_norm_before=True,
+    dtype="float16",
+    architectures=["OPTForCausalLM"],
+)
+_BLOOM = dict(
+    model_type="bloom",
+    vocab_size=250880,
+    layer_norm_epsilon=1e-5,
+    initializer_range=0.02,
+    apply_residual_connection_post_layernorm=False,
+    hidden_dropout=0.0,
+    attention_dropout=0.0,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=3,
+    slow_but_exact=False,
+    pretraining_tp=1,
+    dtype="float16",
+    architectures=["BloomForCausalLM"],
+)
 KNOWN_ARCHITECTURES: dict[str, dict] = {
-    "facebook/opt-125m": _OPT | dict(hidden_size=768, ffn_dim=3072, num_hidden_layers=12,
-                                     num_attention_heads=12, word_embed_proj_dim=768),
+    "facebook/opt-125m": _OPT
+    | dict(hidden_size=768, ffn_dim=3072, num_hidden_layers=12, num_attention_heads=12, word_embed_proj_dim=768),
     # 350m is the odd one: 512-wide embeddings projected in/out, layer norm after each block.
-    "facebook/opt-350m": _OPT | dict(hidden_size=1024, ffn_dim=4096, num_hidden_layers=24,
-                                     num_attention_heads=16, word_embed_proj_dim=512,
-                                     do_layer_norm_before=False),
-    "facebook/opt-1.3b": _OPT | dict(hidden_size=2048, ffn_dim=8192, num_hidden_layers=24,
-                                     num_attention_heads=32, word_embed_proj_dim=2048),
-    "facebook/opt-6.7b": _OPT | dict(hidden_size=4096, ffn_dim=16384, num_hidden_layers=32,
-                                     num_attention_heads=32, word_embed_proj_dim=4096),
-    "facebook/opt-13b": _OPT | dict(hidden_size=5120, ffn_dim=20480, num_hidden_layers=40,
-                                    num_attention_heads=40, word_embed_proj_dim=5120),
+    "facebook/opt-350m": _OPT
+    | dict(
+        hidden_size=1024,
+        ffn_dim=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        word_embed_proj_dim=512,
+        do_layer_norm_before=False,
+    ),
+    "facebook/opt-1.3b": _OPT
+    | dict(hidden_size=2048, ffn_dim=8192, num_hidden_layers=24, num_attention_heads=32, word_embed_proj_dim=2048),
+    "facebook/opt-6.7b": _OPT
+    | dict(hidden_size=4096, ffn_dim=16384, num_hidden_layers=32, num_attention_heads=32, word_embed_proj_dim=4096),
+    "facebook/opt-13b": _OPT
+    | dict(hidden_size=5120, ffn_dim=20480, num_hidden_layers=40, num_attention_heads=40, word_embed_proj_dim=5120),
     "bigscience/bloom-560m": _BLOOM | dict(hidden_size=1024, n_layer=24, n_head=16),
     "bigscience/bloom-1b1": _BLOOM | dict(hidden_size=1536, n_layer=24, n_head=16),
     # What rlhf_lite.embedded converts SmolLM2-135M-Instruct's GGUF file into.
     "embedded:smollm2-135m": dict(
-        model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
-        num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
-        hidden_act="silu", max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=True,
-        rope_parameters={"rope_theta": 100000.0, "rope_type": "default"}, attention_bias=False,
-        mlp_bias=False, bos_token_id=1, eos_token_id=2, pad_token_id=0, dtype="float32",
-        architectures=["LlamaForCausalLM"]),
+        model_type="llama",
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        hidden_act="silu",
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_theta": 100000.0, "rope_type": "default"},
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        dtype="float32",
+        architectures=["LlamaForCausalLM"],
+    ),
 }
 KNOWN_ARCHITECTURES["huggingfacetb/smollm2-135m-instruct"] = KNOWN_ARCHITECTURES["embedded:smollm2-135m"]
 KNOWN_ARCHITECTURES["huggingfacetb/smollm2-135m"] = KNOWN_ARCHITECTURES["embedded:smollm2-135m"]
@@ -144,6 +192,7 @@ def architecture(name_or_path: str):
     """The transformers config of a model, without its weights: a local folder's config.json, one
     of KNOWN_ARCHITECTURES (offline), or the hub's config.json through AutoConfig."""
     from transformers import AutoConfig, BloomConfig, LlamaConfig, OPTConfig
+
     name = str(name_or_path)
     path = Path(name).expanduser()
     if (path / "config.json").is_file():
@@ -155,6 +204,7 @@ def architecture(name_or_path: str):
         return cls(**values)
     if name.startswith("embedded:"):
         from .models import resolve_model_path
+
         return AutoConfig.from_pretrained(resolve_model_path(name))
     if path.exists():
         raise ConfigError(f"'{name}' has no config.json, so its architecture is unknown")
@@ -162,13 +212,16 @@ def architecture(name_or_path: str):
         return AutoConfig.from_pretrained(name)
     except Exception as err:  # offline, private, mistyped: all end the same way for the user
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot read the architecture of '{name}' (not a local folder, not one of "
-                          f"{len(KNOWN_ARCHITECTURES)} known models, and the hub said: {detail})") from None
+        raise ConfigError(
+            f"cannot read the architecture of '{name}' (not a local folder, not one of "
+            f"{len(KNOWN_ARCHITECTURES)} known models, and the hub said: {detail})"
+        ) from None
 
 
 @dataclass(frozen=True)
 class Shape:
     """The dimensions the activation formulas need."""
+
     family: str  # opt, bloom, llama (also the fallback for other families)
     h: int  # hidden size
     ffn: int  # MLP inner size
@@ -183,17 +236,32 @@ class Shape:
 
 def shape_of(config) -> Shape:
     from .models import model_family
+
     family = model_family(config)
     h = config.hidden_size
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or h // heads
     kv = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
-    ffn = (getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", None)
-           or getattr(config, "n_inner", None) or 4 * h)
+    ffn = (
+        getattr(config, "ffn_dim", None)
+        or getattr(config, "intermediate_size", None)
+        or getattr(config, "n_inner", None)
+        or 4 * h
+    )
     out_dim = getattr(config, "word_embed_proj_dim", None) or h
     dropout = float(getattr(config, "dropout", 0.0) or 0.0) if family == "opt" else 0.0
-    return Shape(family if family in ("opt", "bloom") else "llama", h, ffn, heads, kv,
-                 config.num_hidden_layers, config.vocab_size, out_dim, family == "bloom", dropout)
+    return Shape(
+        family if family in ("opt", "bloom") else "llama",
+        h,
+        ffn,
+        heads,
+        kv,
+        config.num_hidden_layers,
+        config.vocab_size,
+        out_dim,
+        family == "bloom",
+        dropout,
+    )
 
 
 # --------------------------------------------------------------------------- one model's count
@@ -202,6 +270,7 @@ def shape_of(config) -> Shape:
 @dataclass(frozen=True)
 class ModelSpec:
     """One model of a step, as the recipe loads it."""
+
     path: str
     reward: bool = False  # a one-output sequence classifier (reward model / critic)
     dtype: str = "fp32"
@@ -238,6 +307,7 @@ def _resolve_dtype(dtype: str, config) -> str:
     if dtype != "auto":
         return dtype
     import torch
+
     found = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
     found = {torch.float16: "fp16", torch.bfloat16: "bf16", "float16": "fp16", "bfloat16": "bf16"}.get(found)
     return found or "fp32"
@@ -246,6 +316,7 @@ def _resolve_dtype(dtype: str, config) -> str:
 @contextlib.contextmanager
 def _quiet():
     import transformers
+
     before = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     logging.getLogger("peft").setLevel(logging.ERROR)
@@ -273,11 +344,15 @@ def count_model(spec: ModelSpec) -> ModelCount:
     if spec.reward:
         config.num_labels = 1
     auto = AutoModelForSequenceClassification if spec.reward else AutoModelForCausalLM
-    lora = LoraSettings(spec.lora_r, spec.lora_alpha, 0.0, list(spec.lora_targets) if spec.lora_targets else None) \
-        if spec.lora_r and spec.trained else None
+    lora = (
+        LoraSettings(spec.lora_r, spec.lora_alpha, 0.0, list(spec.lora_targets) if spec.lora_targets else None)
+        if spec.lora_r and spec.trained
+        else None
+    )
     # Quantisation is accounted for below: bitsandbytes cannot build on `meta`.
-    settings = ModelSettings(spec.path, dtype, lora=lora,
-                             trainable_layers=spec.trainable_layers if spec.trained else None)
+    settings = ModelSettings(
+        spec.path, dtype, lora=lora, trainable_layers=spec.trainable_layers if spec.trained else None
+    )
     with _quiet(), torch.device("meta"):
         model = auto.from_config(config, dtype=DTYPES[dtype])
         if spec.trained:
@@ -290,15 +365,26 @@ def count_model(spec: ModelSpec) -> ModelCount:
     if spec.quant != "none":
         # bitsandbytes replaces the Linear layers of the blocks (not the head or embeddings).
         for name, module in model.named_modules():
-            if isinstance(module, nn.Linear) and blocks_name and name.startswith(blocks_name + ".") \
-                    and "lora_" not in name:
+            if (
+                isinstance(module, nn.Linear)
+                and blocks_name
+                and name.startswith(blocks_name + ".")
+                and "lora_" not in name
+            ):
                 quantized.add(id(module.weight))
     weight_bytes = params = trainable = trainable_bytes = largest = 0
     groups: dict[str, int] = {}
     # engine.merged_lora: only unquantised fp32 layers are merged
-    lora_base = sum(m.base_layer.weight.numel() * 4 for m in model.modules() if hasattr(m, "lora_A")
-                    and m.base_layer.weight.dtype == torch.float32) if spec.quant == "none" else 0
-    for name, p in model.named_parameters():
+    lora_base = (
+        sum(
+            m.base_layer.weight.numel() * 4
+            for m in model.modules()
+            if hasattr(m, "lora_A") and m.base_layer.weight.dtype == torch.float32
+        )
+        if spec.quant == "none"
+        else 0
+    )
+    for p in model.parameters():
         n = p.numel()
         params += n
         if id(p) in quantized:
@@ -323,14 +409,31 @@ def count_model(spec: ModelSpec) -> ModelCount:
             trained_blocks.append(i)
         full = full or any(p.requires_grad and "lora_" not in n for n, p in named)
         lora_modules |= {n.split(".")[-1] for n, m in block.named_modules() if hasattr(m, "lora_A")}
-    head = model.get_output_embeddings() if not spec.reward else next(
-        (m for n, m in model.named_modules() if n.split(".")[-1] == "score"), None)
+    head = (
+        model.get_output_embeddings()
+        if not spec.reward
+        else next((m for n, m in model.named_modules() if n.split(".")[-1] == "score"), None)
+    )
     head_trained = bool(head is not None and any(p.requires_grad for p in head.parameters()))
     graph = len(blocks) - min(trained_blocks) if trained_blocks else 0
     block_params = max((sum(p.numel() for p in b.parameters()) for b in blocks), default=0)
-    return ModelCount(spec, shape_of(config), params, weight_bytes, trainable, trainable_bytes,
-                      tuple(sorted(groups.items())), largest, block_params, graph, full,
-                      frozenset(lora_modules), head_trained, DTYPE_BYTES.get(dtype, 4), lora_base)
+    return ModelCount(
+        spec,
+        shape_of(config),
+        params,
+        weight_bytes,
+        trainable,
+        trainable_bytes,
+        tuple(sorted(groups.items())),
+        largest,
+        block_params,
+        graph,
+        full,
+        frozenset(lora_modules),
+        head_trained,
+        DTYPE_BYTES.get(dtype, 4),
+        lora_base,
+    )
 
 
 # --------------------------------------------------------------------------- activation formulas
@@ -338,12 +441,24 @@ def count_model(spec: ModelSpec) -> ModelCount:
 # Per block: (input width, linears reading that input, input already kept by another op).
 # A trained linear keeps its input for the weight gradient; a LoRA linear keeps it for lora_A.
 _GROUPS = {
-    "opt": [("h", ("q_proj", "k_proj", "v_proj"), False), ("h", ("out_proj",), True),
-            ("h", ("fc1",), False), ("ffn", ("fc2",), True)],
-    "bloom": [("h", ("query_key_value",), False), ("h", ("dense",), False),
-              ("h", ("dense_h_to_4h",), False), ("ffn", ("dense_4h_to_h",), False)],
-    "llama": [("h", ("q_proj", "k_proj", "v_proj"), False), ("h", ("o_proj",), True),
-              ("h", ("gate_proj", "up_proj"), False), ("ffn", ("down_proj",), False)],
+    "opt": [
+        ("h", ("q_proj", "k_proj", "v_proj"), False),
+        ("h", ("out_proj",), True),
+        ("h", ("fc1",), False),
+        ("ffn", ("fc2",), True),
+    ],
+    "bloom": [
+        ("h", ("query_key_value",), False),
+        ("h", ("dense",), False),
+        ("h", ("dense_h_to_4h",), False),
+        ("ffn", ("dense_4h_to_h",), False),
+    ],
+    "llama": [
+        ("h", ("q_proj", "k_proj", "v_proj"), False),
+        ("h", ("o_proj",), True),
+        ("h", ("gate_proj", "up_proj"), False),
+        ("ffn", ("down_proj",), False),
+    ],
 }
 
 
@@ -382,7 +497,7 @@ def block_saved_bytes(m: ModelCount, T: int, d: int, autocast: bool = False, dev
     lora_bytes = d if autocast else 4
     cast = lora_bytes if (autocast or d != 4) else 0
     extra = 0.0
-    known = set(n for _, names, _ in _GROUPS.get(s.family, []) for n in names)
+    known = {n for _, names, _ in _GROUPS.get(s.family, []) for n in names}
     for width, names, kept in _GROUPS.get(s.family, _GROUPS["llama"]):
         n = h if width == "h" else f
         adapted = [x for x in names if x in m.lora_modules]
@@ -410,8 +525,9 @@ def model_extra_saved_bytes(m: ModelCount, T: int, d: int) -> float:
     return 16 + mask + s.h * d + (s.out_dim * d if m.head_trained else 0)
 
 
-def training_activation_bytes(m: ModelCount, B: int, T: int, d: int, autocast: bool = False,
-                              device: str = "cpu") -> int:
+def training_activation_bytes(
+    m: ModelCount, B: int, T: int, d: int, autocast: bool = False, device: str = "cpu"
+) -> int:
     """Activations of one forward + backward of B sequences of T tokens (0 for a frozen model).
 
     Without checkpointing the blocks from the lowest trained one up keep everything; with it
@@ -494,6 +610,7 @@ class Hardware:
 @dataclass
 class Trained:
     """Memory of the trained parameters of one process (all trained models of a step together)."""
+
     weights_delta: int = 0  # DeepSpeed turns trainable fp32 adapters into 16-bit weights
     gradients: int = 0
     optimizer: int = 0
@@ -600,19 +717,27 @@ class StepPlan:
         return self.total <= self.hardware.mem_bytes
 
     def to_json(self) -> dict:
-        return {"step": self.step, "device": self.hardware.device,
-                "budget_gb": round(self.hardware.mem_bytes / GB, 3),
-                "num_gpus": self.hardware.num_gpus, "zero_stage": self.hardware.zero_stage,
-                "offload": self.hardware.offload,
-                "peak_gb": round(self.total / GB, 3), "fits": self.fits,
-                "headroom_gb": round((self.hardware.mem_bytes - self.total) / GB, 3),
-                "peak_phase": self.phase,
-                "components_gb": {k: round(v / GB, 3) for k, v in self.components.items()},
-                "phases_gb": {k: round(v / GB, 3) for k, v in self.phases.items()},
-                "phase_components_gb": {p: {k: round(v / GB, 3) for k, v in parts.items()}
-                                        for p, parts in self.breakdown.items()},
-                "host_offload_gb": round(self.host_bytes / GB, 3),
-                "models": self.models, "notes": self.notes, "suggestions": self.suggestions}
+        return {
+            "step": self.step,
+            "device": self.hardware.device,
+            "budget_gb": round(self.hardware.mem_bytes / GB, 3),
+            "num_gpus": self.hardware.num_gpus,
+            "zero_stage": self.hardware.zero_stage,
+            "offload": self.hardware.offload,
+            "peak_gb": round(self.total / GB, 3),
+            "fits": self.fits,
+            "headroom_gb": round((self.hardware.mem_bytes - self.total) / GB, 3),
+            "peak_phase": self.phase,
+            "components_gb": {k: round(v / GB, 3) for k, v in self.components.items()},
+            "phases_gb": {k: round(v / GB, 3) for k, v in self.phases.items()},
+            "phase_components_gb": {
+                p: {k: round(v / GB, 3) for k, v in parts.items()} for p, parts in self.breakdown.items()
+            },
+            "host_offload_gb": round(self.host_bytes / GB, 3),
+            "models": self.models,
+            "notes": self.notes,
+            "suggestions": self.suggestions,
+        }
 
 
 def _runtime(hw: Hardware) -> int:
@@ -633,9 +758,16 @@ def _zero3_gather(counts: list[ModelCount], hw: Hardware) -> int:
 
 
 def _model_row(role: str, m: ModelCount) -> dict:
-    return {"role": role, "path": m.spec.path, "params": m.params, "trainable": m.trainable,
-            "weights_gb": round(m.weight_bytes / GB, 3), "dtype": m.spec.dtype, "quant": m.spec.quant,
-            "lora_r": m.spec.lora_r if m.spec.trained else 0}
+    return {
+        "role": role,
+        "path": m.spec.path,
+        "params": m.params,
+        "trainable": m.trainable,
+        "weights_gb": round(m.weight_bytes / GB, 3),
+        "dtype": m.spec.dtype,
+        "quant": m.spec.quant,
+        "lora_r": m.spec.lora_r if m.spec.trained else 0,
+    }
 
 
 def _finish(plan: StepPlan, phases: dict[str, dict[str, int]], hw: Hardware) -> StepPlan:
@@ -657,13 +789,18 @@ def plan_sft(s: SFTSettings, hw: Hardware, step: str = "sft") -> StepPlan:
     plan = StepPlan(step, hw, s, models=[_model_row("policy" if step == "sft" else "reward", m)])
     t = trained_memory([m], hw, d, fused=s.fused_optimizer)
     plan.host_bytes = t.host
-    weights = _weights_on_device(m, hw) + t.weights_delta // (hw.num_gpus if hw.deepspeed and hw.zero_stage == 3 else 1)
+    weights = _weights_on_device(m, hw) + t.weights_delta // (
+        hw.num_gpus if hw.deepspeed and hw.zero_stage == 3 else 1
+    )
     resident = {"weights": weights, "optimizer": t.optimizer}
-    act = training_activation_bytes(m, B, s.seq_len, d, s.autocast and hw.device == "cuda", hw.device) \
-        + _zero3_gather([m], hw)
+    act = training_activation_bytes(m, B, s.seq_len, d, s.autocast and hw.device == "cuda", hw.device) + _zero3_gather(
+        [m], hw
+    )
     logits = 0 if step == "rm" else sft_logits_bytes(m, B, s.seq_len, d, hw.device)
-    phases = {"training": resident | {"gradients": t.gradients, "activations": act, "logits": logits},
-              "optimizer step": resident | {"gradients": t.gradients, "optimizer": t.optimizer + t.step_temp}}
+    phases = {
+        "training": resident | {"gradients": t.gradients, "activations": act, "logits": logits},
+        "optimizer step": resident | {"gradients": t.gradients, "optimizer": t.optimizer + t.step_temp},
+    }
     if s.model.quant != "none" and hw.device == "cpu":
         plan.notes.append("8/4-bit loading needs bitsandbytes on a CUDA GPU")
     return _finish(plan, phases, hw)
@@ -681,8 +818,14 @@ def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
     d = actor.compute_bytes
     Bg, Bt, P, A = s.generation_batch, s.training_batch, s.prompt_len, s.answer_len
     T = P + A
-    plan = StepPlan("ppo", hw, s, models=[_model_row("actor", actor), _model_row("critic", critic)]
-                    + ([_model_row("reference", ref)] if ref else []) + [_model_row("reward", reward)])
+    plan = StepPlan(
+        "ppo",
+        hw,
+        s,
+        models=[_model_row("actor", actor), _model_row("critic", critic)]
+        + ([_model_row("reference", ref)] if ref else [])
+        + [_model_row("reward", reward)],
+    )
     t = trained_memory([actor, critic], hw, d)
     plan.host_bytes = t.host
     weights = sum(_weights_on_device(x, hw) for x in [actor, critic, *frozen])
@@ -704,8 +847,10 @@ def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
     zero3 = hw.deepspeed and hw.zero_stage == 3
     gathered = actor.weight_bytes - _weights_on_device(actor, hw) if zero3 else 0
     merged = 0 if zero3 else actor.lora_base_bytes
-    phases = {"generation": resident | {"weights": resident["weights"] + gathered + merged, "kv_cache": kv,
-                                        "activations": prefill}}
+    phases = {
+        "generation": resident
+        | {"weights": resident["weights"] + gathered + merged, "kv_cache": kv, "activations": prefill}
+    }
     # Scoring: forwards of actor, reference, critic and reward model over B x T tokens; the
     # actor's (and reference's) logits are the largest part. A reused actor / critic forward
     # (PPOArguments.reuses_rollout_forward) is the first update's, so its graph stays alive
@@ -718,11 +863,17 @@ def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
     kept = sum(training_activation_bytes(roles[r], Bg, T, d, device=hw.device) for r in reused)
     no_grad = [roles[r] for r in roles if r not in reused] + frozen
     scoring_act = max(inference_bytes(x, Bg, T, d) for x in no_grad) + gather
-    phases["scoring"] = resident | {"activations": kept + scoring_act + experience,
-                                    "logits": fwd_logits + (train_logits.kept if "actor" in reused else 0)}
+    phases["scoring"] = resident | {
+        "activations": kept + scoring_act + experience,
+        "logits": fwd_logits + (train_logits.kept if "actor" in reused else 0),
+    }
     # Training: one mini-batch through actor and critic, kept for their summed backward.
-    act = (training_activation_bytes(actor, Bt, T, d, device=hw.device)
-           + training_activation_bytes(critic, Bt, T, d, device=hw.device) + gather + experience)
+    act = (
+        training_activation_bytes(actor, Bt, T, d, device=hw.device)
+        + training_activation_bytes(critic, Bt, T, d, device=hw.device)
+        + gather
+        + experience
+    )
     train_logits = train_logits.training
     if s.ptx:
         # The pretraining mix: a language-modelling loss on the actor's full (B, T, V) logits.
@@ -733,8 +884,10 @@ def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
         plan.notes.append("8/4-bit loading needs bitsandbytes on a CUDA GPU")
     plan = _finish(plan, phases, hw)
     if gathered and plan.phase == "generation":
-        plan.notes.append(f"under ZeRO-3 generation gathers the whole actor on every GPU "
-                          f"(RLHFEngine.actor_for_generation): {actor.weight_bytes / GB:.1f} GB of weights at once")
+        plan.notes.append(
+            f"under ZeRO-3 generation gathers the whole actor on every GPU "
+            f"(RLHFEngine.actor_for_generation): {actor.weight_bytes / GB:.1f} GB of weights at once"
+        )
     return plan
 
 
@@ -755,33 +908,71 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
     if hw.device == "cuda":
         if hw.num_gpus > 1 and hw.zero_stage < 3:
             for stage in range(max(hw.zero_stage + 1, 2), 4):
-                out.append((f"accelerate launch --config_file accelerate_configs/zero{stage}.yaml "
-                            f"(ZeRO-{stage} over {hw.num_gpus} GPUs)", s, rep(hw, zero_stage=stage)))
+                out.append(
+                    (
+                        f"accelerate launch --config_file accelerate_configs/zero{stage}.yaml "
+                        f"(ZeRO-{stage} over {hw.num_gpus} GPUs)",
+                        s,
+                        rep(hw, zero_stage=stage),
+                    )
+                )
         if hw.offload == "none" and hw.zero_stage < 3:
-            out.append(("accelerate_configs/zero2_offload.yaml (ZeRO-2, optimizer states in host memory)",
-                        s, rep(hw, zero_stage=2, offload="optimizer")))
+            out.append(
+                (
+                    "accelerate_configs/zero2_offload.yaml (ZeRO-2, optimizer states in host memory)",
+                    s,
+                    rep(hw, zero_stage=2, offload="optimizer"),
+                )
+            )
         if hw.zero_stage == 3 and hw.offload != "all":
-            out.append(("accelerate_configs/zero3_offload.yaml (optimizer states and parameters in host memory)",
-                        s, rep(hw, offload="all")))
+            out.append(
+                (
+                    "accelerate_configs/zero3_offload.yaml (optimizer states and parameters in host memory)",
+                    s,
+                    rep(hw, offload="all"),
+                )
+            )
     if step in ("sft", "rm"):
         m = s.model
         if not m.lora_r:
-            out.append(("use_lora: true, lora_r: 128 (train LoRA adapters only)",
-                        rep(s, model=rep(m, lora_r=128, lora_alpha=128)), hw))
+            out.append(
+                (
+                    "use_lora: true, lora_r: 128 (train LoRA adapters only)",
+                    rep(s, model=rep(m, lora_r=128, lora_alpha=128)),
+                    hw,
+                )
+            )
         if not m.checkpointing:
             out.append(("activation_checkpointing: true", rep(s, model=rep(m, checkpointing=True)), hw))
         if m.quant == "none" and hw.device == "cuda" and not (hw.deepspeed and hw.zero_stage == 3):
             lora = {} if m.lora_r else {"lora_r": 128, "lora_alpha": 128}
-            out.append(("load_in_8bit: true" + ("" if m.lora_r else " with use_lora: true"),
-                        rep(s, model=rep(m, quant="8bit", **lora)), hw))
+            out.append(
+                (
+                    "load_in_8bit: true" + ("" if m.lora_r else " with use_lora: true"),
+                    rep(s, model=rep(m, quant="8bit", **lora)),
+                    hw,
+                )
+            )
         if s.batch > 1:
-            out.append((f"per_device_train_batch_size: {_halve(s.batch)} (double gradient_accumulation_steps "
-                        "to keep the effective batch)", rep(s, batch=_halve(s.batch)), hw))
+            out.append(
+                (
+                    f"per_device_train_batch_size: {_halve(s.batch)} (double gradient_accumulation_steps "
+                    "to keep the effective batch)",
+                    rep(s, batch=_halve(s.batch)),
+                    hw,
+                )
+            )
         return out
     a, c, r = s.actor, s.critic, s.reward
     if not a.lora_r:
-        out.append(("actor_lora_dim: 128 (LoRA actor; the reference becomes the actor without its adapter, "
-                    "no second copy)", rep(s, actor=rep(a, lora_r=128, lora_alpha=128)), hw))
+        out.append(
+            (
+                "actor_lora_dim: 128 (LoRA actor; the reference becomes the actor without its adapter, "
+                "no second copy)",
+                rep(s, actor=rep(a, lora_r=128, lora_alpha=128)),
+                hw,
+            )
+        )
     if not a.checkpointing:
         out.append(("actor_gradient_checkpointing: true", rep(s, actor=rep(a, checkpointing=True)), hw))
     if not c.checkpointing:
@@ -791,16 +982,26 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
     if hw.device == "cuda" and not (hw.deepspeed and hw.zero_stage == 3):  # bitsandbytes + ZeRO-3: no
         if a.quant == "none":
             lora = {} if a.lora_r else {"lora_r": 128, "lora_alpha": 128}
-            out.append(("actor_quantization: 8bit" + ("" if a.lora_r else " with actor_lora_dim: 128"),
-                        rep(s, actor=rep(a, quant="8bit", **lora)), hw))
+            out.append(
+                (
+                    "actor_quantization: 8bit" + ("" if a.lora_r else " with actor_lora_dim: 128"),
+                    rep(s, actor=rep(a, quant="8bit", **lora)),
+                    hw,
+                )
+            )
         if r.quant == "none":
             out.append(("reward_quantization: 8bit", rep(s, reward=rep(r, quant="8bit")), hw))
     if s.ema:
         out.append(("enable_ema: false (no EMA copy of the actor's trained weights)", rep(s, ema=False), hw))
     if s.generation_batch > 1 or s.training_batch > 1:
         g, t = _halve(s.generation_batch), _halve(s.training_batch)
-        out.append((f"per_device_generation_batch_size: {g}, per_device_training_batch_size: {t}",
-                    rep(s, generation_batch=g, training_batch=t), hw))
+        out.append(
+            (
+                f"per_device_generation_batch_size: {g}, per_device_training_batch_size: {t}",
+                rep(s, generation_batch=g, training_batch=t),
+                hw,
+            )
+        )
     return out
 
 
@@ -822,8 +1023,10 @@ def suggest(plan: StepPlan, limit: int = 6) -> list[dict]:
     """Single changes that lower the peak, largest saving first; when none fits on its own, also
     the greedy combination (best change, then the best on top of it, ...) that does."""
     options = _options(plan)
-    out = [{"change": what, "saves_gb": round(saving / GB, 2), "peak_gb": round(new.total / GB, 2),
-            "fits": new.fits} for saving, what, new in options[:limit]]
+    out = [
+        {"change": what, "saves_gb": round(saving / GB, 2), "peak_gb": round(new.total / GB, 2), "fits": new.fits}
+        for saving, what, new in options[:limit]
+    ]
     if options and not any(new.fits for _, _, new in options):
         changes, current = [], plan
         while len(changes) < 6:
@@ -835,11 +1038,20 @@ def suggest(plan: StepPlan, limit: int = 6) -> list[dict]:
             if current.fits:
                 break
         if current.fits:
-            out.append({"change": " + ".join(changes), "saves_gb": round((plan.total - current.total) / GB, 2),
-                        "peak_gb": round(current.total / GB, 2), "fits": True, "combined": True})
+            out.append(
+                {
+                    "change": " + ".join(changes),
+                    "saves_gb": round((plan.total - current.total) / GB, 2),
+                    "peak_gb": round(current.total / GB, 2),
+                    "fits": True,
+                    "combined": True,
+                }
+            )
         else:
-            plan.notes.append(f"no combination of these changes fits: the lowest peak found is "
-                              f"{current.total / GB:.2f} GB; more memory per GPU is needed")
+            plan.notes.append(
+                f"no combination of these changes fits: the lowest peak found is "
+                f"{current.total / GB:.2f} GB; more memory per GPU is needed"
+            )
     return out
 
 
@@ -856,9 +1068,16 @@ def _flag_value(argv: list[str], key: str):
 
 
 # accelerate config -> (ZeRO stage, offload)
-_LAUNCH = {"zero1": (1, "none"), "zero2": (2, "none"), "zero2_offload": (2, "optimizer"),
-           "zero3": (3, "none"), "zero3_offload": (3, "all"), "multi_gpu": (0, "none"),
-           "single_gpu": (0, "none"), "multi_node": (3, "none")}
+_LAUNCH = {
+    "zero1": (1, "none"),
+    "zero2": (2, "none"),
+    "zero2_offload": (2, "optimizer"),
+    "zero3": (3, "none"),
+    "zero3_offload": (3, "all"),
+    "multi_gpu": (0, "none"),
+    "single_gpu": (0, "none"),
+    "multi_node": (3, "none"),
+}
 
 
 def preset_hardware(name: str) -> dict:
@@ -868,8 +1087,10 @@ def preset_hardware(name: str) -> dict:
     raw = read_yaml(path)
     unknown = set(raw) - {"gpu_mem_gb", "num_gpus", "accelerate_config"}
     if unknown or raw.get("accelerate_config", "single_gpu") not in _LAUNCH:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)} or accelerate_config; "
-                          f"accelerate_config is one of {', '.join(_LAUNCH)}")
+        raise ConfigError(
+            f"{path}: unknown key(s) {sorted(unknown)} or accelerate_config; "
+            f"accelerate_config is one of {', '.join(_LAUNCH)}"
+        )
     out = {k: raw[k] for k in ("gpu_mem_gb", "num_gpus") if k in raw}
     if "accelerate_config" in raw:
         out["zero_stage"], out["offload"] = _LAUNCH[raw["accelerate_config"]]
@@ -887,12 +1108,12 @@ def _truthy(value) -> bool:
     return str(value).lower() in ("1", "true", "yes")
 
 
-def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
-                steps: tuple[str, ...] = STEPS) -> Preset:
+def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps: tuple[str, ...] = STEPS) -> Preset:
     """Parse a preset's YAML files with the recipes' own dataclasses (plus command-line style
     `overrides` per step) into the planner's settings."""
     hardware = preset_hardware(name)
     from .args import ModelArguments, RMArguments, SFTArguments, parse
+
     overrides = overrides or {}
     settings, parsed = {}, {}
     needed = set(steps) | ({"sft", "rm"} if "ppo" in steps else set())
@@ -908,6 +1129,7 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
         with _quiet():
             if step == "ppo":
                 from .ppo.config import PPOArguments
+
                 (args,) = parse([PPOArguments], "ppo", argv)
                 parsed[step] = (args, raw, extra)
                 continue
@@ -929,14 +1151,18 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
         model_args, training, autocast = parsed[step]
         if model_args.load_in_8bit and model_args.load_in_4bit:
             raise ConfigError(f"{step}: choose load_in_8bit or load_in_4bit, not both")
-        spec = ModelSpec(model_args.model_name_or_path, reward=step == "rm", dtype=model_args.dtype,
-                         lora_r=model_args.lora_r if model_args.use_lora else 0,
-                         lora_alpha=model_args.lora_alpha,
-                         lora_targets=tuple(model_args.lora_target_modules) if model_args.lora_target_modules else None,
-                         quant="8bit" if model_args.load_in_8bit else "4bit" if model_args.load_in_4bit else "none",
-                         trainable_layers=model_args.trainable_layers,
-                         checkpointing=bool(training.activation_checkpointing),
-                         dropout=0.0 if getattr(training, "disable_dropout", False) else model_args.dropout)
+        spec = ModelSpec(
+            model_args.model_name_or_path,
+            reward=step == "rm",
+            dtype=model_args.dtype,
+            lora_r=model_args.lora_r if model_args.use_lora else 0,
+            lora_alpha=model_args.lora_alpha,
+            lora_targets=tuple(model_args.lora_target_modules) if model_args.lora_target_modules else None,
+            quant="8bit" if model_args.load_in_8bit else "4bit" if model_args.load_in_4bit else "none",
+            trainable_layers=model_args.trainable_layers,
+            checkpointing=bool(training.activation_checkpointing),
+            dropout=0.0 if getattr(training, "disable_dropout", False) else model_args.dropout,
+        )
         cls = SFTSettings if step == "sft" else RMSettings
         optim = str(getattr(training.optim, "value", training.optim))
         fused = model_args.lora_learning_rate is None and "fused" in optim
@@ -960,29 +1186,62 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None,
         targets = tuple(args.lora_module_name) if args.lora_module_name else None
 
         def role(path, rank, quant, layers, ckpt, reward, trained=True, no_dropout=True):
-            return ModelSpec(path, reward=reward, dtype=args.dtype, lora_r=rank,
-                             lora_alpha=int(args.lora_alpha_ratio * rank), lora_targets=targets, quant=quant,
-                             trainable_layers=layers if trained else None, trained=trained,
-                             checkpointing=ckpt and trained, dropout=0.0 if trained and no_dropout else None)
+            return ModelSpec(
+                path,
+                reward=reward,
+                dtype=args.dtype,
+                lora_r=rank,
+                lora_alpha=int(args.lora_alpha_ratio * rank),
+                lora_targets=targets,
+                quant=quant,
+                trainable_layers=layers if trained else None,
+                trained=trained,
+                checkpointing=ckpt and trained,
+                dropout=0.0 if trained and no_dropout else None,
+            )
 
         settings["ppo"] = PPOSettings(
-            actor=role(actor_path, args.actor_lora_dim, args.actor_quantization, args.actor_trainable_layers,
-                       args.actor_gradient_checkpointing, False, no_dropout=args.disable_actor_dropout),
-            critic=role(critic_path, args.critic_lora_dim, args.critic_quantization, args.critic_trainable_layers,
-                        args.critic_gradient_checkpointing, True, no_dropout=args.disable_critic_dropout),
+            actor=role(
+                actor_path,
+                args.actor_lora_dim,
+                args.actor_quantization,
+                args.actor_trainable_layers,
+                args.actor_gradient_checkpointing,
+                False,
+                no_dropout=args.disable_actor_dropout,
+            ),
+            critic=role(
+                critic_path,
+                args.critic_lora_dim,
+                args.critic_quantization,
+                args.critic_trainable_layers,
+                args.critic_gradient_checkpointing,
+                True,
+                no_dropout=args.disable_critic_dropout,
+            ),
             reward=role(reward_path, 0, args.reward_quantization, None, False, True, trained=False),
             generation_batch=args.per_device_generation_batch_size,
             training_batch=args.per_device_training_batch_size,
-            prompt_len=args.max_prompt_seq_len, answer_len=args.max_answer_seq_len,
-            ema=args.enable_ema, ptx=bool(args.ptx_datasets),
-            reuse=tuple(r for r in ("actor", "critic") if args.reuses_rollout_forward(r)))
+            prompt_len=args.max_prompt_seq_len,
+            answer_len=args.max_answer_seq_len,
+            ema=args.enable_ema,
+            ptx=bool(args.ptx_datasets),
+            reuse=tuple(r for r in ("actor", "critic") if args.reuses_rollout_forward(r)),
+        )
     return Preset(name, {s: settings[s] for s in steps}, hardware)
 
 
-def plan_preset(preset: str, steps: tuple[str, ...] = STEPS, device: str = "cuda",
-                gpu_mem_gb: float | None = None, num_gpus: int | None = None,
-                zero_stage: int | None = None, offload: str | None = None,
-                overrides: dict[str, list[str]] | None = None, suggestions: bool = True) -> list[StepPlan]:
+def plan_preset(
+    preset: str,
+    steps: tuple[str, ...] = STEPS,
+    device: str = "cuda",
+    gpu_mem_gb: float | None = None,
+    num_gpus: int | None = None,
+    zero_stage: int | None = None,
+    offload: str | None = None,
+    overrides: dict[str, list[str]] | None = None,
+    suggestions: bool = True,
+) -> list[StepPlan]:
     """The plan of each step of `preset`; hardware not given comes from the preset's hardware.yaml
     (else one 24 GB GPU, no ZeRO). `device="cpu"` plans a run on this machine's CPU."""
     loaded = load_preset(preset, overrides, steps)
@@ -1030,14 +1289,21 @@ def _hardware(device: str, found: dict, gpu_mem_gb, num_gpus, zero_stage, offloa
 
 # --------------------------------------------------------------------------- output
 
-LABELS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer states",
-          "activations": "activations", "kv_cache": "generation KV cache", "logits": "logits",
-          "runtime": "runtime + allocator"}
+LABELS = {
+    "weights": "weights",
+    "gradients": "gradients",
+    "optimizer": "optimizer states",
+    "activations": "activations",
+    "kv_cache": "generation KV cache",
+    "logits": "logits",
+    "runtime": "runtime + allocator",
+}
 
 
 def _describe(plan: StepPlan) -> str:
     s = plan.settings
     if plan.step == "ppo":
+
         def one(x: ModelSpec):
             bits = [x.dtype]
             if x.lora_r:
@@ -1049,12 +1315,20 @@ def _describe(plan: StepPlan) -> str:
             if x.checkpointing:
                 bits.append("ckpt")
             return f"{x.path} ({', '.join(bits)})"
-        return (f"actor {one(s.actor)}, critic {one(s.critic)}, reward {one(s.reward)}; "
-                f"batch {s.generation_batch} gen / {s.training_batch} train, prompt {s.prompt_len} + answer "
-                f"{s.answer_len} tokens" + (", EMA" if s.ema else ""))
+
+        return (
+            f"actor {one(s.actor)}, critic {one(s.critic)}, reward {one(s.reward)}; "
+            f"batch {s.generation_batch} gen / {s.training_batch} train, prompt {s.prompt_len} + answer "
+            f"{s.answer_len} tokens" + (", EMA" if s.ema else "")
+        )
     m = s.model
-    bits = [m.dtype] + ([f"LoRA {m.lora_r}"] if m.lora_r else []) + ([m.quant] if m.quant != "none" else []) \
-        + (["ckpt"] if m.checkpointing else []) + ([f"top {m.trainable_layers} layers"] if m.trainable_layers else [])
+    bits = (
+        [m.dtype]
+        + ([f"LoRA {m.lora_r}"] if m.lora_r else [])
+        + ([m.quant] if m.quant != "none" else [])
+        + (["ckpt"] if m.checkpointing else [])
+        + ([f"top {m.trainable_layers} layers"] if m.trainable_layers else [])
+    )
     pairs = " pairs" if plan.step == "rm" else ""
     return f"{m.path} ({', '.join(bits)}); batch {s.batch}{pairs} x {s.seq_len} tokens"
 
@@ -1063,15 +1337,21 @@ def render(plans: list[StepPlan], preset: str) -> str:
     lines = []
     for p in plans:
         hw = p.hardware
-        where = (f"{hw.mem_bytes / GB:.0f} GB GPU" + (f" x {hw.num_gpus}" if hw.num_gpus > 1 else "")
-                 + (f", ZeRO-{hw.zero_stage}" if hw.zero_stage else "")
-                 + (f", offload {hw.offload}" if hw.offload != "none" else "")
-                 if hw.device == "cuda" else f"CPU, {hw.mem_bytes / GB:.1f} GB host memory")
+        where = (
+            f"{hw.mem_bytes / GB:.0f} GB GPU"
+            + (f" x {hw.num_gpus}" if hw.num_gpus > 1 else "")
+            + (f", ZeRO-{hw.zero_stage}" if hw.zero_stage else "")
+            + (f", offload {hw.offload}" if hw.offload != "none" else "")
+            if hw.device == "cuda"
+            else f"CPU, {hw.mem_bytes / GB:.1f} GB host memory"
+        )
         lines.append(f"== {preset} / {p.step}: {where}")
         lines.append(f"   {_describe(p)}")
         for row in p.models:
-            lines.append(f"   {row['role']:<9} {row['params'] / 1e6:9.1f}M params, "
-                         f"{row['trainable'] / 1e6:8.1f}M trained, weights {row['weights_gb']:.2f} GB")
+            lines.append(
+                f"   {row['role']:<9} {row['params'] / 1e6:9.1f}M params, "
+                f"{row['trainable'] / 1e6:8.1f}M trained, weights {row['weights_gb']:.2f} GB"
+            )
         names = list(p.breakdown)
         heads = [(n + " *" if n == p.phase else n).replace("optimizer step", "opt. step") for n in names]
         lines.append(f"   {'GB':<22}" + "".join(f"{h:>13}" for h in heads))
@@ -1082,19 +1362,26 @@ def render(plans: list[StepPlan], preset: str) -> str:
         if p.host_bytes:
             lines.append(f"   host memory for offloaded states: {p.host_bytes / GB:.2f} GB")
         head = hw.mem_bytes - p.total
-        verdict = (f"FITS, {head / GB:.2f} GB headroom ({100 * head / hw.mem_bytes:.0f}%)" if head >= 0
-                   else f"DOES NOT FIT: {-head / GB:.2f} GB over")
+        verdict = (
+            f"FITS, {head / GB:.2f} GB headroom ({100 * head / hw.mem_bytes:.0f}%)"
+            if head >= 0
+            else f"DOES NOT FIT: {-head / GB:.2f} GB over"
+        )
         lines.append(f"   verdict: {verdict}")
         for note in p.notes:
             lines.append(f"   note: {note}")
         if p.suggestions:
-            lines.append("   to make it fit (largest saving first):" if any(x["fits"] for x in p.suggestions)
-                         else "   what lowers the peak (largest saving first):")
+            lines.append(
+                "   to make it fit (largest saving first):"
+                if any(x["fits"] for x in p.suggestions)
+                else "   what lowers the peak (largest saving first):"
+            )
             for sug in p.suggestions:
                 mark = "fits" if sug["fits"] else "still over"
                 lead = "together: " if sug.get("combined") else ""
-                lines.append(f"     - {lead}{sug['change']}: -{sug['saves_gb']:.2f} GB -> "
-                             f"{sug['peak_gb']:.2f} GB ({mark})")
+                lines.append(
+                    f"     - {lead}{sug['change']}: -{sug['saves_gb']:.2f} GB -> {sug['peak_gb']:.2f} GB ({mark})"
+                )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -1110,21 +1397,43 @@ def _overrides(items: list[str]) -> dict[str, list[str]]:
 
 
 def parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m rlhf_lite.plan", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="python -m rlhf_lite.plan",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--preset", required=True, help="a folder of recipes/configs (demo, opt-1.3b-4090, ...)")
     p.add_argument("--steps", default="sft,rm,ppo", help="comma-separated: sft, rm, ppo")
-    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                   help="cuda: one GPU's memory; cpu: host memory of running the step on this CPU")
-    p.add_argument("--gpu-mem-gb", type=option("gpu_mem_gb"), default=None,
-                   help="memory budget per GPU in GB (GiB); default from the preset's hardware.yaml, else 24 "
-                        "(with --device cpu: this machine's RAM)")
-    p.add_argument("--num-gpus", type=option("num_gpus"), default=None, help="GPUs (processes); default from the preset, else 1")
+    p.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cuda: one GPU's memory; cpu: host memory of running the step on this CPU",
+    )
+    p.add_argument(
+        "--gpu-mem-gb",
+        type=option("gpu_mem_gb"),
+        default=None,
+        help="memory budget per GPU in GB (GiB); default from the preset's hardware.yaml, else 24 "
+        "(with --device cpu: this machine's RAM)",
+    )
+    p.add_argument(
+        "--num-gpus", type=option("num_gpus"), default=None, help="GPUs (processes); default from the preset, else 1"
+    )
     p.add_argument("--zero-stage", type=option("zero_stage"), default=None, help="DeepSpeed ZeRO stage 0-3 (0: none)")
-    p.add_argument("--offload", choices=("none", "optimizer", "all"), default=None,
-                   help="DeepSpeed CPU offload: optimizer states, or all (+ parameters, ZeRO-3)")
-    p.add_argument("--set", action="append", default=[], metavar="STEP.FIELD=VALUE",
-                   help="override a YAML value, e.g. ppo.max_answer_seq_len=128 (repeatable)")
+    p.add_argument(
+        "--offload",
+        choices=("none", "optimizer", "all"),
+        default=None,
+        help="DeepSpeed CPU offload: optimizer states, or all (+ parameters, ZeRO-3)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STEP.FIELD=VALUE",
+        help="override a YAML value, e.g. ppo.max_answer_seq_len=128 (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     return p
 
@@ -1135,12 +1444,29 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in steps if s not in STEPS]
     if unknown or not steps:
         raise ConfigError(f"--steps takes sft, rm and ppo, got '{args.steps}'")
-    plans = plan_preset(args.preset, steps, args.device, args.gpu_mem_gb, args.num_gpus, args.zero_stage,
-                        args.offload, _overrides(args.set))
+    plans = plan_preset(
+        args.preset,
+        steps,
+        args.device,
+        args.gpu_mem_gb,
+        args.num_gpus,
+        args.zero_stage,
+        args.offload,
+        _overrides(args.set),
+    )
     if args.json:
-        print(json.dumps({"preset": args.preset, "device": args.device, "unit": "GiB",
-                          "steps": {p.step: p.to_json() for p in plans},
-                          "fits": all(p.fits for p in plans)}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "preset": args.preset,
+                    "device": args.device,
+                    "unit": "GiB",
+                    "steps": {p.step: p.to_json() for p in plans},
+                    "fits": all(p.fits for p in plans),
+                },
+                indent=1,
+            )
+        )
     else:
         sys.stdout.write(render(plans, args.preset))
     return 0

@@ -16,7 +16,6 @@ from pathlib import Path
 from .errors import ArgumentParser, ConfigError, DataError, cli
 from .metrics import METRICS_FILE
 
-
 GROUPS = {
     "loss": ("loss", "eval_loss"),
     "accuracy": ("accuracy", "eval_accuracy"),
@@ -63,6 +62,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     """Write one PNG per metric group found in the run; returns their paths."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:

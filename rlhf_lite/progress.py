@@ -29,14 +29,12 @@ def _fmt(value) -> str:
 class Progress:
     """A tqdm bar, or its events when RLHF_LITE_PROGRESS names a file (the pipeline's)."""
 
-    def __init__(self, total: int | None, desc: str, initial: int = 0, disable: bool = False,
-                 leave: bool = True):
+    def __init__(self, total: int | None, desc: str, initial: int = 0, disable: bool = False, leave: bool = True):
         self.path = None if disable else os.environ.get(ENV)
         self.desc, self.total, self.n, self.postfix = desc, total, initial, {}
         self.bar = None
         if self.path is None:
-            self.bar = tqdm(total=total, initial=initial, desc=desc, disable=disable, leave=leave,
-                            dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, desc=desc, disable=disable, leave=leave, dynamic_ncols=True)
         self._emit()
 
     def _emit(self, **extra) -> None:
@@ -54,8 +52,10 @@ class Progress:
                 self.bar.set_postfix(self.postfix, refresh=False)
             self.bar.update(n)
         elif metrics:  # the log file keeps what the parent's bar shows
-            print(f"{self.desc} {self.n}/{self.total}: " + ", ".join(f"{k} {v}" for k, v in self.postfix.items()),
-                  flush=True)
+            print(
+                f"{self.desc} {self.n}/{self.total}: " + ", ".join(f"{k} {v}" for k, v in self.postfix.items()),
+                flush=True,
+            )
         self._emit()
 
     def close(self) -> None:
@@ -63,7 +63,7 @@ class Progress:
             self.bar.close()
         self._emit(closed=True)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -84,8 +84,14 @@ class Follower:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         # the terminal's width once (a terminal that reports none, such as `script`'s, gets 80)
-        self.bar = tqdm(total=None, desc=name, file=self.stream, ncols=shutil.get_terminal_size().columns,
-                        disable=not self.live, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        self.bar = tqdm(
+            total=None,
+            desc=name,
+            file=self.stream,
+            ncols=shutil.get_terminal_size().columns,
+            disable=not self.live,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+        )
 
     def poll(self) -> None:
         try:

@@ -39,7 +39,9 @@ class Range:
     def __str__(self) -> str:
         kind = "an integer" if self.integer else "a number"
         if self.low is not None and self.high is not None:
-            text = f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            text = (
+                f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            )
         elif self.low is not None:
             text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
         else:
@@ -69,16 +71,42 @@ SEED = Range(0, 2**32 - 1, integer=True)
 
 RANGES: dict[str, Range] = {
     # batches, lengths, epochs
-    **dict.fromkeys(("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                     "eval_accumulation_steps", "per_device_generation_batch_size", "per_device_training_batch_size",
-                     "generation_batches", "ppo_epochs", "max_length", "max_prompt_seq_len", "max_answer_seq_len",
-                     "batch_size", "max_new_tokens", "n", "beams", "max_history_tokens"), COUNT),
+    **dict.fromkeys(
+        (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "eval_accumulation_steps",
+            "per_device_generation_batch_size",
+            "per_device_training_batch_size",
+            "generation_batches",
+            "ppo_epochs",
+            "max_length",
+            "max_prompt_seq_len",
+            "max_answer_seq_len",
+            "batch_size",
+            "max_new_tokens",
+            "n",
+            "beams",
+            "max_history_tokens",
+        ),
+        COUNT,
+    ),
     "min_new_tokens": NON_NEGATIVE_INT,
     "num_train_epochs": POSITIVE,
     "max_steps": Range(1, integer=True, also=(-1,)),
     # optimisation
-    **dict.fromkeys(("learning_rate", "actor_learning_rate", "critic_learning_rate", "lora_learning_rate",
-                     "actor_lora_learning_rate", "critic_lora_learning_rate"), LEARNING_RATE),
+    **dict.fromkeys(
+        (
+            "learning_rate",
+            "actor_learning_rate",
+            "critic_learning_rate",
+            "lora_learning_rate",
+            "actor_lora_learning_rate",
+            "critic_lora_learning_rate",
+        ),
+        LEARNING_RATE,
+    ),
     **dict.fromkeys(("weight_decay", "actor_weight_decay", "critic_weight_decay"), UNIT),
     **dict.fromkeys(("adam_beta1", "adam_beta2", "label_smoothing_factor"), FRACTION),
     "adam_epsilon": POSITIVE,
@@ -117,8 +145,10 @@ RANGES: dict[str, Range] = {
     "eval_delay": NON_NEGATIVE,
     **dict.fromkeys(("print_answers_interval", "dataloader_num_workers", "show"), NON_NEGATIVE_INT),
     **dict.fromkeys(("seed", "data_seed", "data_split_seed"), SEED),
-    **dict.fromkeys(("dataloader_prefetch_factor", "dataset_num_proc", "ddp_bucket_cap_mb", "ddp_timeout",
-                     "pad_to_multiple_of"), COUNT),
+    **dict.fromkeys(
+        ("dataloader_prefetch_factor", "dataset_num_proc", "ddp_bucket_cap_mb", "ddp_timeout", "pad_to_multiple_of"),
+        COUNT,
+    ),
     "local_rank": Range(-1, integer=True),
     # the planner's hardware
     "gpu_mem_gb": POSITIVE,

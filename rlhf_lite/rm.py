@@ -33,9 +33,14 @@ from .training import MetricsFile, lora_optimizer, prepare_run, step_rows, train
 from .trunk import Recorded, capture, frozen_depth, replay
 
 
-
-def divergence_loss(values_c: torch.Tensor, values_r: torch.Tensor, ids_c: torch.Tensor,
-                    ids_r: torch.Tensor, mask_c: torch.Tensor, mask_r: torch.Tensor) -> torch.Tensor:
+def divergence_loss(
+    values_c: torch.Tensor,
+    values_r: torch.Tensor,
+    ids_c: torch.Tensor,
+    ids_r: torch.Tensor,
+    mask_c: torch.Tensor,
+    mask_r: torch.Tensor,
+) -> torch.Tensor:
     """DeepSpeed-Chat's pairwise loss over the diverging span.
 
     values_*: (B, T) per-token scores; ids_*, mask_*: (B, T) right-padded token ids and
@@ -76,16 +81,25 @@ class PairwiseRewardTrainer(RewardTrainer):
         args = self.args
         depth = frozen_depth(self.model)
         zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
-        if not depth or budget_gb <= 0 or zero3 or has_dropout(self.model) or self.train_dataset is None \
-                or (args.num_train_epochs <= 1 and args.max_steps <= 0):
+        if (
+            not depth
+            or budget_gb <= 0
+            or zero3
+            or has_dropout(self.model)
+            or self.train_dataset is None
+            or (args.num_train_epochs <= 1 and args.max_steps <= 0)
+        ):
             return 0
         data = self.train_dataset
         tokens = 2 * sum(max(len(c), len(r)) for c, r in zip(data["chosen_ids"], data["rejected_ids"]))
         param = next(p for p in self.model.parameters() if p.is_floating_point())
         need_gb = tokens * self.model.config.hidden_size * param.element_size() / 2**30
         if need_gb > budget_gb:
-            print(f"frozen_block_cache_gb {budget_gb:g} is below the {need_gb:.2f} GB that the frozen blocks' "
-                  "output of every training sequence needs: every epoch runs them again", file=sys.stderr)
+            print(
+                f"frozen_block_cache_gb {budget_gb:g} is below the {need_gb:.2f} GB that the frozen blocks' "
+                "output of every training sequence needs: every epoch runs them again",
+                file=sys.stderr,
+            )
             return 0
         return depth
 
@@ -134,8 +148,9 @@ class PairwiseRewardTrainer(RewardTrainer):
     def _get_eval_sampler(self, eval_dataset):
         if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_eval_sampler(eval_dataset)
-        return self._length_sampler(eval_dataset, self.args.eval_batch_size,
-                                    torch.Generator().manual_seed(self.args.seed))
+        return self._length_sampler(
+            eval_dataset, self.args.eval_batch_size, torch.Generator().manual_seed(self.args.seed)
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         with self._frozen_blocks(model, inputs):
@@ -164,19 +179,24 @@ def main(argv=None):
     train_rows, eval_rows = step_rows(script, part=script.data_share, need_pairs=True)
     resume = prepare_run(training, script, model_args)
 
-    tokenizer = load_tokenizer(model_args.model_name_or_path,
-                               trust_remote_code=training.trust_remote_code)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=training.trust_remote_code)
     train = Dataset.from_list(encode_pairs(tokenizer, train_rows, training.max_length, "train"))
     evals = Dataset.from_list(encode_pairs(tokenizer, eval_rows, training.max_length, "eval"))
 
-    model = load_reward_model(model_args.settings(training.activation_checkpointing,
-                                                  training.trust_remote_code), tokenizer, trained=False)
+    model = load_reward_model(
+        model_args.settings(training.activation_checkpointing, training.trust_remote_code), tokenizer, trained=False
+    )
     trainer = PairwiseRewardTrainer(
-        model=model, args=training, train_dataset=train,
+        model=model,
+        args=training,
+        train_dataset=train,
         eval_dataset=evals if training.eval_strategy != "no" else None,
-        processing_class=tokenizer, callbacks=[MetricsFile()], reward_loss=script.reward_loss,
+        processing_class=tokenizer,
+        callbacks=[MetricsFile()],
+        reward_loss=script.reward_loss,
         frozen_block_cache_gb=script.frozen_block_cache_gb,
-        optimizers=(lora_optimizer(model, training, model_args), None))
+        optimizers=(lora_optimizer(model, training, model_args), None),
+    )
     train_and_export(trainer, resume, tokenizer, model_args)
 
 

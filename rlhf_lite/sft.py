@@ -3,13 +3,13 @@
     python -m rlhf_lite.sft --config recipes/configs/demo/sft.yaml [--field value ...]
 
 The loss does not project prompt and padding positions onto the vocabulary. TRL's SFTTrainer
-always computes its loss through a chunked "fused LM head". Without Triton (on a CPU) that falls back to PyTorch which scores every position, prompt and padding included,
-recomputes the head's matmul in the backward pass and makes several fp32 passes over
-tokens x vocabulary for its metrics: the demo's SFT steps ran at ~0.8x a hand-written loop
-(benchmarks/bench_train.py). Here the head runs only on the positions that carry a label, and
-the loss, normalisation and logged metrics are TRL's. Anything this does not cover (a GPU,
-several processes, DeepSpeed, custom losses, label smoothing, MoE auxiliary losses, soft-capped
-or scaled logits) goes through TRL's own path.
+always computes its loss through a chunked "fused LM head". Without Triton (on a CPU) that falls
+back to PyTorch which scores every position, prompt and padding included, recomputes the head's
+matmul in the backward pass and makes several fp32 passes over tokens x vocabulary for its
+metrics: the demo's SFT steps ran at ~0.8x a hand-written loop (benchmarks/bench_train.py). Here
+the head runs only on the positions that carry a label, and the loss, normalisation and logged
+metrics are TRL's. Anything this does not cover (a GPU, several processes, DeepSpeed, custom
+losses, label smoothing, MoE auxiliary losses, soft-capped or scaled logits) goes through TRL's own path.
 """
 
 from __future__ import annotations
@@ -29,11 +29,20 @@ from .training import MetricsFile, lora_optimizer, prepare_run, step_rows, train
 class AnswerOnlySFTTrainer(SFTTrainer):
     def _plain_loss_applies(self, model, inputs: dict, return_outputs: bool) -> bool:
         config = self.accelerator.unwrap_model(model).config.get_text_config()
-        return (inputs["input_ids"].device.type == "cpu" and not return_outputs and "labels" in inputs
-                and "attention_mask" in inputs                and self.accelerator.num_processes == 1 and not self.is_deepspeed_enabled
-                and self.compute_loss_func is None and self.label_smoother is None
-                and self.args.loss_type == "nll" and not self.aux_loss_enabled
-                and not getattr(config, "final_logit_softcapping", None) and not getattr(config, "logit_scale", None))
+        return (
+            inputs["input_ids"].device.type == "cpu"
+            and not return_outputs
+            and "labels" in inputs
+            and "attention_mask" in inputs
+            and self.accelerator.num_processes == 1
+            and not self.is_deepspeed_enabled
+            and self.compute_loss_func is None
+            and self.label_smoother is None
+            and self.args.loss_type == "nll"
+            and not self.aux_loss_enabled
+            and not getattr(config, "final_logit_softcapping", None)
+            and not getattr(config, "logit_scale", None)
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self._plain_loss_applies(model, inputs, return_outputs):
@@ -67,20 +76,26 @@ def main(argv=None):
     train_rows, eval_rows = step_rows(script, part=0, need_pairs=False)
     resume = prepare_run(training, script, model_args)
 
-    tokenizer = load_tokenizer(model_args.model_name_or_path,
-                               trust_remote_code=training.trust_remote_code)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=training.trust_remote_code)
     to_examples = lambda rows, label: [  # noqa: E731
         {"prompt": r["prompt"], "completion": r["chosen"]}
-        for r in drop_long_prompts(tokenizer, rows, training.max_length, label)]
+        for r in drop_long_prompts(tokenizer, rows, training.max_length, label)
+    ]
     train = Dataset.from_list(to_examples(train_rows, "train"))
     evals = Dataset.from_list(to_examples(eval_rows, "eval"))
 
-    model = load_causal_lm(model_args.settings(training.activation_checkpointing,
-                                               training.trust_remote_code), tokenizer)
-    trainer = AnswerOnlySFTTrainer(model=model, args=training, train_dataset=train,
-                                   eval_dataset=evals if training.eval_strategy != "no" else None,
-                                   processing_class=tokenizer, callbacks=[MetricsFile()],
-                                   optimizers=(lora_optimizer(model, training, model_args), None))
+    model = load_causal_lm(
+        model_args.settings(training.activation_checkpointing, training.trust_remote_code), tokenizer
+    )
+    trainer = AnswerOnlySFTTrainer(
+        model=model,
+        args=training,
+        train_dataset=train,
+        eval_dataset=evals if training.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        callbacks=[MetricsFile()],
+        optimizers=(lora_optimizer(model, training, model_args), None),
+    )
     train_and_export(trainer, resume, tokenizer, model_args)
 
 

@@ -32,6 +32,7 @@ from .optim import param_groups
 from .progress import Progress
 from .resume import complete_checkpoints, resume_point
 
+
 class NonFiniteLossError(RLHFLiteError):
     """The training loss became NaN or infinite; the update it would have made was not applied."""
 
@@ -41,8 +42,7 @@ def step_rows(script: ScriptArguments, part: int, need_pairs: bool):
     # Not the step's own seed: a judge trains with another seed on step 3's share, which must
     # still be the share step 2 did not see.
     common = dict(seed=script.data_split_seed, need_pairs=need_pairs, data_dir=script.data_dir)
-    train, reports = load_step_rows(script.specs(), "train", part=part,
-                                    data_split=script.data_split, **common)
+    train, reports = load_step_rows(script.specs(), "train", part=part, data_split=script.data_split, **common)
     evals, eval_reports = load_step_rows(script.specs(), script.eval_split, **common)
     for report in reports + eval_reports:
         if report.total_dropped:
@@ -73,8 +73,7 @@ def lora_optimizer(model, training, model_args: ModelArguments):
     if model_args.lora_learning_rate is None:
         return None
     groups = param_groups(model, training.learning_rate, model_args.lora_learning_rate, training.weight_decay)
-    return torch.optim.AdamW(groups,
-        betas=(training.adam_beta1, training.adam_beta2), eps=training.adam_epsilon)
+    return torch.optim.AdamW(groups, betas=(training.adam_beta1, training.adam_beta2), eps=training.adam_epsilon)
 
 
 class MetricsFile(TrainerCallback):
@@ -124,9 +123,11 @@ class DeferredInterrupt:
         self.requested = False
         self._installed, self._previous = False, None
 
-    def __enter__(self) -> "DeferredInterrupt":
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+    def __enter__(self) -> DeferredInterrupt:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        ):
             self._previous = signal.signal(signal.SIGINT, self._handle)
             self._installed = True
         return self
@@ -139,8 +140,11 @@ class DeferredInterrupt:
             self.restore()
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupted: saving a checkpoint after this step (Ctrl-C again stops at once)",
-              file=sys.stderr, flush=True)
+        print(
+            "\ninterrupted: saving a checkpoint after this step (Ctrl-C again stops at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def restore(self) -> None:
         if self._installed:
@@ -150,6 +154,7 @@ class DeferredInterrupt:
     def on_any_process(self, device=None) -> bool:
         """`requested` in any process (every process must stop at the same step: a collective)."""
         import torch.distributed as dist
+
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return self.requested
         flag = torch.tensor([float(self.requested)], device=device)
@@ -200,7 +205,8 @@ def stop_on_nonfinite_loss(trainer) -> None:
             raise NonFiniteLossError(
                 f"the training loss is NaN or infinite at optimizer step {state.global_step + 1} "
                 f"(epoch {state.epoch or 0:.2f}); the update was not applied and no model was exported "
-                f"({kept}). Lower learning_rate, check the data, or train in fp32.")
+                f"({kept}). Lower learning_rate, check the data, or train in fp32."
+            )
         return loss
 
     trainer.training_step = training_step
@@ -219,9 +225,12 @@ def train_and_export(trainer, resume: str | None, tokenizer, model_args: ModelAr
     state = trainer.state
     if interrupt.stopped_at is not None and state.global_step < state.max_steps:
         if trainer.is_world_process_zero():
-            print(f"interrupted: the state after optimizer step {state.global_step} is in "
-                  f"{Path(trainer.args.output_dir) / f'checkpoint-{state.global_step}'}; run the same "
-                  "command again to resume", file=sys.stderr)
+            print(
+                f"interrupted: the state after optimizer step {state.global_step} is in "
+                f"{Path(trainer.args.output_dir) / f'checkpoint-{state.global_step}'}; run the same "
+                "command again to resume",
+                file=sys.stderr,
+            )
         raise SystemExit(130)
     evaluated = any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history)
     if trainer.args.eval_strategy != "no" and not evaluated:  # the last step may have been evaluated

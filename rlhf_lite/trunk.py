@@ -68,8 +68,9 @@ Rows = torch.Tensor | slice
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(None),
-            columns: slice = slice(None)) -> Iterator[None]:
+def capture(
+    model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(None), columns: slice = slice(None)
+) -> Iterator[None]:
     """Inside the block, a forward of `model` over `rows` x `columns` of the recorded batch writes
     the output of its block `depth - 1` there. No-op when depth is 0."""
     if depth == 0:
@@ -91,8 +92,9 @@ def capture(model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(N
 
 
 @contextlib.contextmanager
-def replay(model: nn.Module, depth: int, record: Recorded | None, rows: Rows = slice(None),
-           columns: slice = slice(None)) -> Iterator[None]:
+def replay(
+    model: nn.Module, depth: int, record: Recorded | None, rows: Rows = slice(None), columns: slice = slice(None)
+) -> Iterator[None]:
     """Inside the block, forwards of `model` (over `rows` x `columns` of the recorded batch) skip
     blocks 0..depth-1 and take the recorded output as theirs. No-op when depth is 0 or nothing
     was recorded."""

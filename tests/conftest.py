@@ -13,6 +13,7 @@ def one_thread():
     """Tiny models gain nothing from threads, and two threads next to another busy process
     made reward-model training here ten times slower (use with pytest.mark.usefixtures)."""
     import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -24,6 +25,7 @@ def diverging_optimizer(monkeypatch):
     """The first AdamW step moves every weight it updates by about 1e10: how a far too large
     learning rate blows a model up, now that the recipes refuse such learning rates."""
     import torch
+
     original, steps = torch.optim.AdamW.step, []
 
     def step(self, *args, **kwargs):

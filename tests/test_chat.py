@@ -32,6 +32,7 @@ def feed(*lines):
         if not pending:
             raise EOFError
         return pending.pop(0)
+
     return read, pending
 
 
@@ -45,8 +46,9 @@ def test_second_round_prompt_holds_first_exchange_and_answers_stream(loaded):
     a1 = chat.ask("What is the capital of France?")
     assert chat.last_prompt == "\n\nHuman: What is the capital of France?\n\nAssistant:"
     a2 = chat.ask("And the sea?")
-    assert chat.last_prompt == ("\n\nHuman: What is the capital of France?\n\nAssistant: " + a1
-                                + "\n\nHuman: And the sea?\n\nAssistant:")
+    assert chat.last_prompt == (
+        "\n\nHuman: What is the capital of France?\n\nAssistant: " + a1 + "\n\nHuman: And the sea?\n\nAssistant:"
+    )
     assert chat.history == [("What is the capital of France?", a1), ("And the sea?", a2)]
     assert chat.out.getvalue() == f"{a1}\n{a2}\n"  # streamed text == returned answers
 

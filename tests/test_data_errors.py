@@ -68,9 +68,13 @@ def test_row_problems_are_counted_skips_with_place(tmp_path):
     kept, report = load(tmp_path, tmp_path)
     assert len(kept) == 1 and report.kept == 1
     assert report.dropped == {
-        "missing field 'rejected'": 1, "field 'chosen' is null": 1, "field 'chosen' is empty": 1,
-        "chosen and rejected are identical": 1, "field 'prompt' is int, not text": 1,
-        "row is list, not an object": 1}
+        "missing field 'rejected'": 1,
+        "field 'chosen' is null": 1,
+        "field 'chosen' is empty": 1,
+        "chosen and rejected are identical": 1,
+        "field 'prompt' is int, not text": 1,
+        "row is list, not an object": 1,
+    }
     assert report.first_at["field 'chosen' is null"].endswith("train.jsonl:3")
     assert "dropped 6" in report.summary()
 
@@ -91,6 +95,7 @@ def test_unknown_split(tmp_path):
 
 def test_empty_after_filtering_is_an_error_for_a_step(tmp_path):
     from rlhf_lite.data import load_step_rows
+
     f = tmp_path / "train.json"
     f.write_text(json.dumps([{"prompt": "a", "chosen": "b", "rejected": "b"}] * 3))
     with pytest.raises(DataError, match=r"no usable rows left(.|\n)*3 x chosen and rejected are identical"):
@@ -99,8 +104,11 @@ def test_empty_after_filtering_is_an_error_for_a_step(tmp_path):
 
 def test_cli_show_check_and_errors(tmp_path, capsys):
     f = tmp_path / "train.jsonl"
-    f.write_text("\n".join(json.dumps({"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"})
-                           for i in range(20)) + "\n" + json.dumps({"prompt": "q", "chosen": "a", "rejected": "a"}))
+    f.write_text(
+        "\n".join(json.dumps({"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"}) for i in range(20))
+        + "\n"
+        + json.dumps({"prompt": "q", "chosen": "a", "rejected": "a"})
+    )
     assert data_cli(["show", str(f), "-n", "2"]) == 0
     out, err = capsys.readouterr()
     assert out.count('"prompt"') == 2 and '"rejected": " b0"' in out and "dropped 1" in err
@@ -114,30 +122,38 @@ def test_cli_show_check_and_errors(tmp_path, capsys):
 
 def test_cli_is_runnable_as_module(tmp_path):
     f = tmp_path / "train.json"
-    f.write_text("[{\"prompt\": \"q\", \"chosen\": \"a\"")
-    proc = subprocess.run([sys.executable, "-m", "rlhf_lite.data", "check", str(f)],
-                          capture_output=True, text=True)
+    f.write_text('[{"prompt": "q", "chosen": "a"')
+    proc = subprocess.run([sys.executable, "-m", "rlhf_lite.data", "check", str(f)], capture_output=True, text=True)
     assert proc.returncode == 2 and "malformed JSON" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ({"chosen": "yes", "rejected": "no"}, "missing field 'prompt'"),
-    ({"prompt": "q", "rejected": "no"}, "missing field 'chosen'"),
-    ({"prompt": None, "chosen": "yes", "rejected": "no"}, "field 'prompt' is null"),
-    ({"prompt": "q", "chosen": "yes", "rejected": None}, "field 'rejected' is null"),
-    ({"prompt": "q", "chosen": "", "rejected": "no"}, "field 'chosen' is empty"),
-    ({"prompt": " \n\t ", "chosen": "yes", "rejected": "no"}, "field 'prompt' is empty"),
-    ({"prompt": "q", "chosen": "yes", "rejected": "\u3000"}, "field 'rejected' is empty"),  # ideographic space
-    ({"prompt": "q", "chosen": "same", "rejected": "same"}, "chosen and rejected are identical"),
-    ({"prompt": "q", "chosen": "same\n", "rejected": "  same"}, "chosen and rejected are identical"),
-    ({"prompt": 42, "chosen": "yes", "rejected": "no"}, "field 'prompt' is int, not text"),
-    ({"prompt": "q", "chosen": True, "rejected": "no"}, "field 'chosen' is bool, not text"),
-    ({"prompt": "q", "chosen": ["yes"], "rejected": "no"}, "field 'chosen' is list, not text"),
-    ({"prompt": {"text": "q"}, "chosen": "yes", "rejected": "no"}, "field 'prompt' is dict, not text"),
-    ({"prompt": "q", "chosen": float("nan"), "rejected": "no"}, "field 'chosen' is float, not text"),  # NaN in JSON
-    ({"prompt": "q\ud800", "chosen": "yes", "rejected": "no"}, "field 'prompt' is not valid Unicode (a lone surrogate)"),
-    ("just a string", "row is str, not an object"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ({"chosen": "yes", "rejected": "no"}, "missing field 'prompt'"),
+        ({"prompt": "q", "rejected": "no"}, "missing field 'chosen'"),
+        ({"prompt": None, "chosen": "yes", "rejected": "no"}, "field 'prompt' is null"),
+        ({"prompt": "q", "chosen": "yes", "rejected": None}, "field 'rejected' is null"),
+        ({"prompt": "q", "chosen": "", "rejected": "no"}, "field 'chosen' is empty"),
+        ({"prompt": " \n\t ", "chosen": "yes", "rejected": "no"}, "field 'prompt' is empty"),
+        ({"prompt": "q", "chosen": "yes", "rejected": "\u3000"}, "field 'rejected' is empty"),  # ideographic space
+        ({"prompt": "q", "chosen": "same", "rejected": "same"}, "chosen and rejected are identical"),
+        ({"prompt": "q", "chosen": "same\n", "rejected": "  same"}, "chosen and rejected are identical"),
+        ({"prompt": 42, "chosen": "yes", "rejected": "no"}, "field 'prompt' is int, not text"),
+        ({"prompt": "q", "chosen": True, "rejected": "no"}, "field 'chosen' is bool, not text"),
+        ({"prompt": "q", "chosen": ["yes"], "rejected": "no"}, "field 'chosen' is list, not text"),
+        ({"prompt": {"text": "q"}, "chosen": "yes", "rejected": "no"}, "field 'prompt' is dict, not text"),
+        (
+            {"prompt": "q", "chosen": float("nan"), "rejected": "no"},
+            "field 'chosen' is float, not text",
+        ),  # NaN in JSON
+        (
+            {"prompt": "q\ud800", "chosen": "yes", "rejected": "no"},
+            "field 'prompt' is not valid Unicode (a lone surrogate)",
+        ),
+        ("just a string", "row is str, not an object"),
+    ],
+)
 def test_each_bad_row_is_skipped_with_its_reason_file_and_line(tmp_path, bad, reason):
     good = {"prompt": "ok", "chosen": "yes", "rejected": "no"}
     f = tmp_path / "train.jsonl"

@@ -49,8 +49,10 @@ def test_step_rows_take_disjoint_shares(tmp_path):
     write_pairs(tmp_path / "train.json", 100)
     write_pairs(tmp_path / "eval.json", 10, tag="e")
     spec = {"name": "local/jsonfile", "path": str(tmp_path)}
-    steps = [load_step_rows([spec], "train", part=p, data_split="2,4,4", seed=1, cache_dir=str(tmp_path / "c"))[0]
-             for p in range(3)]
+    steps = [
+        load_step_rows([spec], "train", part=p, data_split="2,4,4", seed=1, cache_dir=str(tmp_path / "c"))[0]
+        for p in range(3)
+    ]
     prompts = [{r["prompt"] for r in rows} for rows in steps]
     assert [len(p) for p in prompts] == [20, 40, 40]
     assert not (prompts[0] & prompts[1] or prompts[1] & prompts[2] or prompts[0] & prompts[2])
@@ -61,8 +63,9 @@ def test_step_rows_take_disjoint_shares(tmp_path):
 def test_step_with_empty_share_is_refused(tmp_path):
     write_pairs(tmp_path / "train.json", 3)
     with pytest.raises(DataError, match="leaves no rows for part 0"):
-        load_step_rows([str(tmp_path / "train.json")], "train", part=0, data_split="1,100,100",
-                       cache_dir=str(tmp_path / "c"))
+        load_step_rows(
+            [str(tmp_path / "train.json")], "train", part=0, data_split="1,100,100", cache_dir=str(tmp_path / "c")
+        )
 
 
 def test_reward_step_refuses_sft_only_data(tmp_path):
@@ -112,10 +115,12 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path):
 def test_data_split_seed_not_the_runs_seed_picks_a_steps_rows(tmp_path):
     from rlhf_lite.args import ScriptArguments
     from rlhf_lite.training import step_rows
+
     write_pairs(tmp_path / "train.json", 100)
     write_pairs(tmp_path / "eval.json", 10, tag="e")
     spec = [{"name": "local/jsonfile", "path": str(tmp_path)}]
     prompts = lambda **kw: {r["prompt"] for r in step_rows(ScriptArguments(datasets=spec, **kw), 2, True)[0]}  # noqa: E731
     assert prompts(data_split_seed=1) != prompts(data_split_seed=2)
-    assert prompts(data_split_seed=1) == {r["prompt"] for r in load_step_rows(
-        spec, "train", part=2, data_split="2,4,4", seed=1, need_pairs=True)[0]}
+    assert prompts(data_split_seed=1) == {
+        r["prompt"] for r in load_step_rows(spec, "train", part=2, data_split="2,4,4", seed=1, need_pairs=True)[0]
+    }

@@ -32,7 +32,15 @@ def test_echoes_the_question():
 def test_degeneration_of_a_set_of_answers():
     eos = 2
     out = degeneration([Q, Q], [[5, 6, 7, eos], [8]], [" Paris is.", " What is the capital of France?"], eos)
-    assert out == {"distinct_1": 1.0, "distinct_2": 1.0, "repeated_3gram_rate": 0.0, "echo_share": 0.5,
-                   "short_share": 0.5, "mean_length": 2.0, "eos_share": 0.5, "n": 2}
+    assert out == {
+        "distinct_1": 1.0,
+        "distinct_2": 1.0,
+        "repeated_3gram_rate": 0.0,
+        "echo_share": 0.5,
+        "short_share": 0.5,
+        "mean_length": 2.0,
+        "eos_share": 0.5,
+        "n": 2,
+    }
     with pytest.raises(ValueError):
         degeneration([Q], [], [], eos)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from collections import Counter
 from pathlib import Path
-
-import importlib.util
-import sys
 
 import pytest
 
@@ -42,8 +41,9 @@ def rows() -> dict[str, list[dict]]:
 def test_regenerating_gives_byte_identical_files(tmp_path):
     counts = demo.write_demo_data(tmp_path / "demo")
     for split in SPLITS:
-        assert (tmp_path / "demo" / f"{split}.json").read_bytes() == (DEMO_DIR / f"{split}.json").read_bytes(), \
+        assert (tmp_path / "demo" / f"{split}.json").read_bytes() == (DEMO_DIR / f"{split}.json").read_bytes(), (
             f"{split}.json is stale: run `python tools/demo_data.py`"
+        )
         assert counts[split]["total"] == len(load(split))
     key = DEMO_DIR.with_name("demo_eval_facts.json")
     assert (tmp_path / "demo_eval_facts.json").read_bytes() == key.read_bytes(), "the answer key is stale"
@@ -71,7 +71,7 @@ def test_answers_are_in_the_language_of_the_question(rows):
     # Told apart by the punctuation that closes the answer: arithmetic answers have no words.
     for r in rows["train"] + rows["eval"]:
         end = r["chosen"][-1]
-        assert end in ("。！？”" if is_chinese(r["prompt"]) else ".!?\""), r
+        assert end in ("。！？”" if is_chinese(r["prompt"]) else '.!?"'), r
 
 
 def test_eval_questions_are_held_out(rows):
@@ -109,12 +109,12 @@ def test_no_trivial_surface_feature_separates_the_pairs(rows, tmp_path):
     longer = sum(len(r["chosen"]) > len(r["rejected"]) for r in pairs) / len(pairs)
     assert 0.25 < longer < 0.75, longer
     # A good share of rejected answers is about as long as the chosen one.
-    similar = sum(abs(len(r["chosen"]) - len(r["rejected"]))
-                  <= 0.25 * max(len(r["chosen"]), len(r["rejected"])) for r in pairs) / len(pairs)
+    similar = sum(
+        abs(len(r["chosen"]) - len(r["rejected"])) <= 0.25 * max(len(r["chosen"]), len(r["rejected"])) for r in pairs
+    ) / len(pairs)
     assert similar > 0.3, similar
     # No single word (or Chinese character) marks the rejected answers.
-    words = Counter(w for r in pairs
-                    for w in set(re.findall(r"[A-Za-z']+|[\u4e00-\u9fff]", r["rejected"].lower())))
+    words = Counter(w for r in pairs for w in set(re.findall(r"[A-Za-z']+|[\u4e00-\u9fff]", r["rejected"].lower())))
     word, n = words.most_common(1)[0]
     assert n < 0.5 * len(pairs), (word, n)
     # Rejected answers are of several kinds, none dominant.

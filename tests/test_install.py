@@ -27,6 +27,7 @@ def pins(lines) -> dict[str, str]:
 
 def test_constraints_pin_every_direct_dependency():
     import tomllib
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     direct = project["dependencies"] + [d for group in project["optional-dependencies"].values() for d in group]
     names = {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", d).group()).lower() for d in direct}
@@ -34,13 +35,14 @@ def test_constraints_pin_every_direct_dependency():
     assert not missing, f"direct dependencies without a pinned version: {sorted(missing)}"
 
 
-@pytest.mark.skipif(not (Path(sys.prefix) / ".installed").is_file(),
-                    reason="not the virtualenv `make install` made")
+@pytest.mark.skipif(not (Path(sys.prefix) / ".installed").is_file(), reason="not the virtualenv `make install` made")
 def test_make_install_installed_the_locked_versions():
-    freeze = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
-                            capture_output=True, text=True, check=True).stdout.splitlines()
+    freeze = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     installed = {k: v for k, v in pins(freeze).items() if not PLATFORM_ONLY.match(k)}
     locked = pins(CONSTRAINTS.read_text().splitlines())
-    differ = {k: (installed.get(k), locked.get(k)) for k in set(installed) | set(locked)
-              if installed.get(k) != locked.get(k)}
+    differ = {
+        k: (installed.get(k), locked.get(k)) for k in set(installed) | set(locked) if installed.get(k) != locked.get(k)
+    }
     assert not differ, f"installed vs locked versions differ: {differ}"

@@ -18,19 +18,22 @@ def test_paired_gain_by_hand():
         paired_gain([1.0], [])
 
 
-@pytest.mark.parametrize("answer, key, right", [
-    ("87 + 88 = 175.", "175", True),
-    ("87 + 88 = 195.", "175", False),
-    ("It is 1175.", "175", False),              # a longer number is not the key
-    ("It's 17.5.", "17", False),
-    ("5,000 millilitres is 5 litres.", "5 litres", True),
-    ("The answer is 1,500 grams.", "1500 grams", True),
-    ("800厘米等于8米。", "8米", True),
-    ("800厘米等于18米。", "8米", False),
-    ("“爸爸”的英文是 “Father”。", "“father”", True),
-    ("The capital of Ireland is Dublin!", "Dublin", True),
-    ("Sure! It's Cork.", "Dublin", False),
-])
+@pytest.mark.parametrize(
+    "answer, key, right",
+    [
+        ("87 + 88 = 175.", "175", True),
+        ("87 + 88 = 195.", "175", False),
+        ("It is 1175.", "175", False),  # a longer number is not the key
+        ("It's 17.5.", "17", False),
+        ("5,000 millilitres is 5 litres.", "5 litres", True),
+        ("The answer is 1,500 grams.", "1500 grams", True),
+        ("800厘米等于8米。", "8米", True),
+        ("800厘米等于18米。", "8米", False),
+        ("“爸爸”的英文是 “Father”。", "“father”", True),
+        ("The capital of Ireland is Dublin!", "Dublin", True),
+        ("Sure! It's Cork.", "Dublin", False),
+    ],
+)
 def test_fact_correct(answer, key, right):
     assert fact_correct(answer, key) is right
 
@@ -48,6 +51,7 @@ def test_fact_accuracy_counts_only_prompts_with_a_key(tmp_path):
 
 def test_the_demo_answer_key_answers_held_out_questions():
     from rlhf_lite.data import load_rows
+
     key = read_facts(DEMO_FACTS)
     rows, _ = load_rows("demo", "eval")
     by_prompt = {r["prompt"]: r for r in rows}

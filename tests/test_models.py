@@ -233,7 +233,9 @@ def test_dropout_override_gpt2_style_names(tmp_path):
     assert got.attn_pdrop == got.resid_pdrop == got.embd_pdrop == got.summary_first_dropout == 0.0
 
 
-@pytest.mark.parametrize("dtype, expected", [("fp32", torch.float32), ("bf16", torch.bfloat16), ("auto", torch.float32)])
+@pytest.mark.parametrize(
+    "dtype, expected", [("fp32", torch.float32), ("bf16", torch.bfloat16), ("auto", torch.float32)]
+)
 def test_dtype(tiny, dtype, expected):
     tok = load_tokenizer(tiny["llama", "causal"])
     model = load_causal_lm(ModelSettings(tiny["llama", "causal"], dtype=dtype), tok)
@@ -245,7 +247,9 @@ def test_dtype(tiny, dtype, expected):
 def test_quantized_lora_trains_on_cpu(tiny, bits):
     pytest.importorskip("bitsandbytes")
     tok = load_tokenizer(tiny["opt", "causal"])
-    settings = ModelSettings(tiny["opt", "causal"], lora=LoraSettings(r=4), gradient_checkpointing=True, **{bits: True})
+    settings = ModelSettings(
+        tiny["opt", "causal"], lora=LoraSettings(r=4), gradient_checkpointing=True, **{bits: True}
+    )
     model = load_causal_lm(settings, tok)
     layer = model.get_base_model().model.decoder.layers[0].self_attn.q_proj.base_layer
     assert type(layer).__name__ == ("Linear8bitLt" if bits == "load_in_8bit" else "Linear4bit")
@@ -314,7 +318,9 @@ def test_save_merged_lora_reloads_with_plain_transformers(tiny, tmp_path, family
 
 def test_save_merged_reward_model_and_adapter_only(tiny, tmp_path):
     tok = load_tokenizer(tiny["bloom", "causal"])
-    model = load_reward_model(ModelSettings(tiny["bloom", "causal"], lora=LoraSettings(r=4)), tok, trained=False).eval()
+    model = load_reward_model(
+        ModelSettings(tiny["bloom", "causal"], lora=LoraSettings(r=4)), tok, trained=False
+    ).eval()
     _perturb_lora(model)
     out = save_model(model, tok, tmp_path / "rm")
     reloaded = AutoModelForSequenceClassification.from_pretrained(out).eval()

@@ -41,21 +41,46 @@ def test_default_is_the_demo_preset_with_its_three_steps_then_evaluation(monkeyp
 
 
 def test_deepspeed_chat_flags(monkeypatch, tmp_path):
-    ran = commands(["--actor-model", "facebook/opt-1.3b", "--reward-model", "facebook/opt-350m",
-                    "--deployment-type", "single_gpu", "--steps", "1", "2", "--no-eval"], monkeypatch, tmp_path)
+    ran = commands(
+        [
+            "--actor-model",
+            "facebook/opt-1.3b",
+            "--reward-model",
+            "facebook/opt-350m",
+            "--deployment-type",
+            "single_gpu",
+            "--steps",
+            "1",
+            "2",
+            "--no-eval",
+        ],
+        monkeypatch,
+        tmp_path,
+    )
     (_, sft), (_, rm) = ran
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-              str(tmp_path / "out" / "logs" / "accelerate_single_gpu.yaml"), "-m"]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(tmp_path / "out" / "logs" / "accelerate_single_gpu.yaml"),
+        "-m",
+    ]
     assert sft[:6] == launch and rm[:6] == launch
-    assert yaml.safe_load(Path(launch[4]).read_text()) == yaml.safe_load((CONFIGS / "accelerate/single_gpu.yaml").read_text())
+    assert yaml.safe_load(Path(launch[4]).read_text()) == yaml.safe_load(
+        (CONFIGS / "accelerate/single_gpu.yaml").read_text()
+    )
     assert "presets/opt-1.3b-4090/sft.yaml" in sft[sft.index("--config") + 1]  # the preset follows
     assert sft[sft.index("--model_name_or_path") + 1] == "facebook/opt-1.3b"
     assert rm[rm.index("--model_name_or_path") + 1] == "facebook/opt-350m"
 
 
 def test_accelerate_config_overrides_the_deployment_type(monkeypatch, tmp_path):
-    ran = commands(["--deployment-type", "multi_node", "--accelerate-config", "zero2", "--steps", "1", "--no-eval"],
-                   monkeypatch, tmp_path)
+    ran = commands(
+        ["--deployment-type", "multi_node", "--accelerate-config", "zero2", "--steps", "1", "--no-eval"],
+        monkeypatch,
+        tmp_path,
+    )
     config = yaml.safe_load(Path(ran[0][1][4]).read_text())
     assert config["distributed_type"] == "DEEPSPEED"  # with its DeepSpeed file found from any folder:
     assert config["deepspeed_config"]["deepspeed_config_file"] == str(CONFIGS / "deepspeed" / "zero2.json")
@@ -82,9 +107,13 @@ def test_steps_and_no_eval_choose_what_runs(monkeypatch, tmp_path):
     assert ppo_eval[1:3] == ["-m", "rlhf_lite.eval.ppo_eval"]
 
 
-@pytest.mark.parametrize("preset, data, split, length", [("hh-cpu", "Dahoas/rm-static", "test", ""),
-                                                          ("zh-cpu", "zwh9029/rm-static-m2m100-zh-jianti", "test",
-                                                           " --max-length 1024")])
+@pytest.mark.parametrize(
+    "preset, data, split, length",
+    [
+        ("hh-cpu", "Dahoas/rm-static", "test", ""),
+        ("zh-cpu", "zwh9029/rm-static-m2m100-zh-jianti", "test", " --max-length 1024"),
+    ],
+)
 def test_evaluations_read_the_held_out_pairs_as_step_2_does(monkeypatch, tmp_path, preset, data, split, length):
     fake_outputs(tmp_path / "out", "sft", "rm", "ppo/actor", "judge")
     ran = dict(commands(["--preset", preset, "--steps"], monkeypatch, tmp_path))
@@ -99,8 +128,13 @@ def test_step_3_without_step_outputs_names_the_command(tmp_path):
         pipeline.step_command(args, 3)
 
 
-@pytest.mark.parametrize("argv, message", [(["--preset", "nope"], "unknown preset 'nope'"),
-                                           (["--accelerate-config", "nope", "--steps", "1"], "unknown accelerate config 'nope'; known: cpu, multi_gpu")])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--accelerate-config", "nope", "--steps", "1"], "unknown accelerate config 'nope'; known: cpu, multi_gpu"),
+    ],
+)
 def test_bad_flags_are_one_line_errors(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli(lambda: pipeline.main([*argv, "--output-dir", str(tmp_path)]))
@@ -110,10 +144,12 @@ def test_bad_flags_are_one_line_errors(argv, message, tmp_path, capsys):
 
 def test_run_keeps_the_output_in_the_log_and_shows_progress(tmp_path, capsys):
     log = tmp_path / "logs" / "x.log"
-    child = ("import warnings; from rlhf_lite.progress import Progress\n"
-             "print('hello'); warnings.warn('library noise')\n"
-             "with Progress(4, 'x') as bar:\n"
-             "    for i in range(4): bar.update(1, loss=1.0 / (i + 1))\n")
+    child = (
+        "import warnings; from rlhf_lite.progress import Progress\n"
+        "print('hello'); warnings.warn('library noise')\n"
+        "with Progress(4, 'x') as bar:\n"
+        "    for i in range(4): bar.update(1, loss=1.0 / (i + 1))\n"
+    )
     assert pipeline.run("x", [sys.executable, "-c", child], log) > 0
     out = capsys.readouterr()
     assert "hello" in log.read_text() and "library noise" in log.read_text()
@@ -124,7 +160,9 @@ def test_run_keeps_the_output_in_the_log_and_shows_progress(tmp_path, capsys):
 
 def test_a_failed_step_shows_the_end_of_its_log(tmp_path):
     log = tmp_path / "logs" / "x.log"
-    with pytest.raises(RLHFLiteError, match=r"(?s)x failed \(exit 3\); the end of its log .*x.log:\n  .*why it failed"):
+    with pytest.raises(
+        RLHFLiteError, match=r"(?s)x failed \(exit 3\); the end of its log .*x.log:\n  .*why it failed"
+    ):
         pipeline.run("x", [sys.executable, "-c", "print('why it failed'); raise SystemExit(3)"], log)
 
 
@@ -133,21 +171,48 @@ def test_summary_reports_times_accuracies_the_comparison_table_and_samples(tmp_p
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "rm_eval.json").write_text(json.dumps({"accuracy": 0.93, "n": 102}))
     (tmp_path / "eval" / "judge_eval.json").write_text(json.dumps({"accuracy": 0.85, "n": 102}))
-    measures = lambda r, j: {"reward": r, "judge": j, "facts": 0.5, "distinct_1": 0.4, "distinct_2": 0.7,  # noqa: E731
-                             "repeated_3gram_rate": 0.01, "echo_share": 0.0, "short_share": 0.1,
-                             "mean_length": 12.5, "eos_share": 0.9, "n": 40}
-    gains = {"reward_gain": 0.5, "reward_gain_stderr": 0.1, "win_rate": 0.7, "judge_gain": 0.2,
-             "judge_gain_stderr": 0.05, "judge_win_rate": 0.6, "kl_to_baseline": 1.2, "kl_k3_to_baseline": 0.8}
+    measures = lambda r, j: {
+        "reward": r,
+        "judge": j,
+        "facts": 0.5,
+        "distinct_1": 0.4,
+        "distinct_2": 0.7,  # noqa: E731
+        "repeated_3gram_rate": 0.01,
+        "echo_share": 0.0,
+        "short_share": 0.1,
+        "mean_length": 12.5,
+        "eos_share": 0.9,
+        "n": 40,
+    }
+    gains = {
+        "reward_gain": 0.5,
+        "reward_gain_stderr": 0.1,
+        "win_rate": 0.7,
+        "judge_gain": 0.2,
+        "judge_gain_stderr": 0.05,
+        "judge_win_rate": 0.6,
+        "kl_to_baseline": 1.2,
+        "kl_k3_to_baseline": 0.8,
+    }
     models = {"base": measures(-1.0, -0.5), "baseline": measures(0.1, 0.3), "model": measures(0.6, 0.5)}
-    opened = {**gains, "n": 64, "models": {k: {kk: vv for kk, vv in v.items() if kk != "facts"} for k, v in models.items()}}
-    (tmp_path / "eval" / "ppo_eval.json").write_text(json.dumps({**gains, "n": 40, "facts_n": 30, "models": models,
-                                                                 "open": opened}))
+    opened = {
+        **gains,
+        "n": 64,
+        "models": {k: {kk: vv for kk, vv in v.items() if kk != "facts"} for k, v in models.items()},
+    }
+    (tmp_path / "eval" / "ppo_eval.json").write_text(
+        json.dumps({**gains, "n": 40, "facts_n": 30, "models": models, "open": opened})
+    )
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "ppo_eval.log").write_text(
-        f"{'=' * 30} prompt 1/40 {'=' * 30}\nHuman: hi\n--- baseline (reward 0.1) ---\nyo\n\nmetric  value\n")
+        f"{'=' * 30} prompt 1/40 {'=' * 30}\nHuman: hi\n--- baseline (reward 0.1) ---\nyo\n\nmetric  value\n"
+    )
     text = pipeline.summary(args, {"sft": 120.0, "rm": 180.0})
     assert "sft 2.0  rm 3.0  total 5.0 min" in text
-    assert "reward model (step 2) accuracy on held-out pairs: 0.930" in text and "judge accuracy on held-out pairs: 0.850" in text
+    assert (
+        "reward model (step 2) accuracy on held-out pairs: 0.930" in text
+        and "judge accuracy on held-out pairs: 0.850" in text
+    )
     lines = text.splitlines()
     assert any(line.split() == ["base", "SFT", "PPO"] for line in lines)
     assert "held-out prompts (n=40, facts 30)" in text and "open prompts (n=64)" in text
@@ -160,6 +225,7 @@ def test_summary_reports_times_accuracies_the_comparison_table_and_samples(tmp_p
 
 def test_a_bad_value_in_step_3s_config_stops_the_pipeline_before_step_1(monkeypatch, tmp_path, capsys):
     from rlhf_lite import presets
+
     (tmp_path / "presets" / "bad").mkdir(parents=True)
     for step in ("sft", "rm", "ppo"):
         text = (CONFIGS / "presets" / "demo" / f"{step}.yaml").read_text()

@@ -29,9 +29,17 @@ def gpu(**kw) -> P.Hardware:
 # ------------------------------------------------------------------ architectures and counts
 
 
-@pytest.mark.parametrize("name, published", [("facebook/opt-1.3b", 1.316e9), ("facebook/opt-350m", 331e6),
-                                             ("bigscience/bloom-560m", 559e6), ("facebook/opt-125m", 125e6),
-                                             ("facebook/opt-13b", 12.85e9), ("embedded:smollm2-135m", 134.5e6)])
+@pytest.mark.parametrize(
+    "name, published",
+    [
+        ("facebook/opt-1.3b", 1.316e9),
+        ("facebook/opt-350m", 331e6),
+        ("bigscience/bloom-560m", 559e6),
+        ("facebook/opt-125m", 125e6),
+        ("facebook/opt-13b", 12.85e9),
+        ("embedded:smollm2-135m", 134.5e6),
+    ],
+)
 def test_parameter_counts_match_the_published_sizes(name, published):
     count = P.count_model(P.ModelSpec(name, dtype="bf16"))
     assert abs(count.params - published) / published < 0.01, count.params
@@ -40,6 +48,7 @@ def test_parameter_counts_match_the_published_sizes(name, published):
 
 def test_known_architectures_build_real_configs():
     from transformers import BloomConfig, LlamaConfig, OPTConfig
+
     opt350 = P.architecture("facebook/opt-350m")
     assert isinstance(opt350, OPTConfig) and opt350.word_embed_proj_dim == 512
     assert opt350.do_layer_norm_before is False and opt350.vocab_size == 50272
@@ -86,8 +95,11 @@ def test_the_4090_preset_fits_24_gb_in_every_step(opt_4090):
 
 def test_ppo_without_lora_and_checkpointing_does_not_fit_and_suggests_lora(opt_4090):
     s = opt_4090.settings["ppo"]
-    full = dataclasses.replace(s, actor=dataclasses.replace(s.actor, lora_r=0, checkpointing=False),
-                               critic=dataclasses.replace(s.critic, checkpointing=False))
+    full = dataclasses.replace(
+        s,
+        actor=dataclasses.replace(s.actor, lora_r=0, checkpointing=False),
+        critic=dataclasses.replace(s.critic, checkpointing=False),
+    )
     plan = P.plan_ppo(full, gpu())
     assert not plan.fits
     assert [m["role"] for m in plan.models] == ["actor", "critic", "reference", "reward"]  # a second 1.3B copy
@@ -135,8 +147,13 @@ def test_the_cpu_plan_is_host_memory_with_the_python_runtime():
 
 
 def run_cli(*argv):
-    return subprocess.run([sys.executable, "-m", "rlhf_lite.plan", *argv], cwd=ROOT, capture_output=True,
-                          text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "rlhf_lite.plan", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_json_output(capsys):
@@ -145,16 +162,47 @@ def test_json_output(capsys):
     assert set(out) == {"preset", "device", "unit", "steps", "fits"} and out["fits"] is True
     assert set(out["steps"]) == {"sft", "ppo"}
     ppo = out["steps"]["ppo"]
-    assert {"peak_gb", "fits", "headroom_gb", "budget_gb", "peak_phase", "components_gb", "phases_gb",
-            "models", "suggestions", "zero_stage", "num_gpus", "offload"} <= set(ppo)
-    assert set(ppo["components_gb"]) == {"weights", "gradients", "optimizer", "activations", "kv_cache",
-                                         "logits", "runtime"}
+    assert {
+        "peak_gb",
+        "fits",
+        "headroom_gb",
+        "budget_gb",
+        "peak_phase",
+        "components_gb",
+        "phases_gb",
+        "models",
+        "suggestions",
+        "zero_stage",
+        "num_gpus",
+        "offload",
+    } <= set(ppo)
+    assert set(ppo["components_gb"]) == {
+        "weights",
+        "gradients",
+        "optimizer",
+        "activations",
+        "kv_cache",
+        "logits",
+        "runtime",
+    }
     assert ppo["peak_gb"] == pytest.approx(sum(ppo["components_gb"].values()), abs=0.01)
 
 
 def test_table_output_and_overrides(capsys):
-    P.main(["--preset", "opt-1.3b-4090", "--steps", "ppo", "--set", "ppo.per_device_generation_batch_size=8",
-            "--set", "ppo.per_device_training_batch_size=8", "--gpu-mem-gb", "8"])
+    P.main(
+        [
+            "--preset",
+            "opt-1.3b-4090",
+            "--steps",
+            "ppo",
+            "--set",
+            "ppo.per_device_generation_batch_size=8",
+            "--set",
+            "ppo.per_device_training_batch_size=8",
+            "--gpu-mem-gb",
+            "8",
+        ]
+    )
     text = capsys.readouterr().out
     for label in ("weights", "gradients", "optimizer states", "activations", "generation KV cache", "logits"):
         assert label in text
@@ -178,18 +226,51 @@ def test_bad_set_is_one_line_and_exit_2():
 
 def tiny_config(family: str, layers: int):
     from transformers import BloomConfig, LlamaConfig, OPTConfig
+
     if family == "opt":
-        return OPTConfig(vocab_size=512, hidden_size=64, ffn_dim=256, num_hidden_layers=layers, num_attention_heads=4,
-                         word_embed_proj_dim=64, dropout=0.0, max_position_embeddings=128)
+        return OPTConfig(
+            vocab_size=512,
+            hidden_size=64,
+            ffn_dim=256,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            word_embed_proj_dim=64,
+            dropout=0.0,
+            max_position_embeddings=128,
+        )
     if family == "opt-dropout":  # SFT keeps OPT's residual dropout (0.1)
-        return OPTConfig(vocab_size=512, hidden_size=64, ffn_dim=256, num_hidden_layers=layers, num_attention_heads=4,
-                         word_embed_proj_dim=64, dropout=0.1, max_position_embeddings=128)
+        return OPTConfig(
+            vocab_size=512,
+            hidden_size=64,
+            ffn_dim=256,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            word_embed_proj_dim=64,
+            dropout=0.1,
+            max_position_embeddings=128,
+        )
     if family == "opt-post-ln":  # OPT-350M's layout
-        return OPTConfig(vocab_size=512, hidden_size=64, ffn_dim=256, num_hidden_layers=layers, num_attention_heads=4,
-                         word_embed_proj_dim=32, do_layer_norm_before=False, dropout=0.0, max_position_embeddings=128)
+        return OPTConfig(
+            vocab_size=512,
+            hidden_size=64,
+            ffn_dim=256,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            word_embed_proj_dim=32,
+            do_layer_norm_before=False,
+            dropout=0.0,
+            max_position_embeddings=128,
+        )
     if family == "llama":  # grouped-query attention, as SmolLM2
-        return LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=160, num_hidden_layers=layers,
-                           num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+        return LlamaConfig(
+            vocab_size=512,
+            hidden_size=64,
+            intermediate_size=160,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+        )
     return BloomConfig(vocab_size=512, hidden_size=64, n_layer=layers, n_head=4)
 
 
@@ -218,6 +299,7 @@ def test_block_formula_matches_what_autograd_saves(family, dtype, lora, tmp_path
     from transformers import AutoModelForCausalLM
 
     from rlhf_lite.models import DTYPES, LoraSettings, ModelSettings, _prepare_for_training
+
     torch.manual_seed(0)
     B, T = 2, 48
     measured = {}

@@ -24,10 +24,23 @@ def sft_run(tmp_path):
 
 
 def ppo_run(tmp_path):
-    return write_run(tmp_path / "ppo", [
-        {"step": s, "reward/score": s / 5, "reward/score_ema": s / 6, "kl/sequence": 0.01 * s, "kl/coef": 0.1,
-         "loss/actor": -0.1, "loss/critic": 0.5 / s, "answer/length": 20 + s, "clipfrac/actor": 0.1}
-        for s in range(1, 6)])
+    return write_run(
+        tmp_path / "ppo",
+        [
+            {
+                "step": s,
+                "reward/score": s / 5,
+                "reward/score_ema": s / 6,
+                "kl/sequence": 0.01 * s,
+                "kl/coef": 0.1,
+                "loss/actor": -0.1,
+                "loss/critic": 0.5 / s,
+                "answer/length": 20 + s,
+                "clipfrac/actor": 0.1,
+            }
+            for s in range(1, 6)
+        ],
+    )
 
 
 def test_sft_and_ppo_runs_give_one_valid_png_per_group(tmp_path, capsys):
@@ -35,7 +48,11 @@ def test_sft_and_ppo_runs_give_one_valid_png_per_group(tmp_path, capsys):
     written = main([str(sft), str(ppo)])
     assert sorted(p.name for p in written if p.parent == sft / "plots") == ["accuracy.png", "loss.png"]
     assert sorted(p.name for p in written if p.parent == ppo / "plots") == [
-        "answer_length.png", "kl.png", "ppo_loss.png", "reward.png"]
+        "answer_length.png",
+        "kl.png",
+        "ppo_loss.png",
+        "reward.png",
+    ]
     assert all(p.read_bytes().startswith(PNG) for p in written)
     assert capsys.readouterr().out.split() == [str(p) for p in written]
 
@@ -47,25 +64,33 @@ def test_out_folder_and_several_runs(tmp_path):
 
 
 def test_series_sorted_with_latest_value_per_step(tmp_path):
-    run = write_run(tmp_path / "resumed", [{"step": 2, "loss": 1.0}, {"step": 1, "loss": 2.0},
-                                           {"step": 2, "loss": 0.5, "eval_loss": None}])
+    run = write_run(
+        tmp_path / "resumed",
+        [{"step": 2, "loss": 1.0}, {"step": 1, "loss": 2.0}, {"step": 2, "loss": 0.5, "eval_loss": None}],
+    )
     (run / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text() + "\n")  # blank line is fine
     assert read_metrics(run) == {"loss": [(1, 2.0), (2, 0.5)]}
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "does not exist"),
-    ("no_metrics", "has no metrics.jsonl"),
-    ("bad_json", "metrics.jsonl, line 2: not valid JSON"),
-    ("no_step", "metrics.jsonl, line 1: expected a JSON object with a numeric 'step'"),
-    ("nothing_to_plot", "holds none of the plotted metrics"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "does not exist"),
+        ("no_metrics", "has no metrics.jsonl"),
+        ("bad_json", "metrics.jsonl, line 2: not valid JSON"),
+        ("no_step", "metrics.jsonl, line 1: expected a JSON object with a numeric 'step'"),
+        ("nothing_to_plot", "holds none of the plotted metrics"),
+    ],
+)
 def test_errors_are_one_line_exit_2(tmp_path, case, message):
     run = tmp_path / "run"
     if case != "missing":
         run.mkdir()
-    lines = {"bad_json": '{"step": 1, "loss": 1}\n{"step": 2, "loss": \n', "no_step": '{"loss": 1}\n',
-             "nothing_to_plot": '{"step": 1, "train_runtime": 3}\n'}
+    lines = {
+        "bad_json": '{"step": 1, "loss": 1}\n{"step": 2, "loss": \n',
+        "no_step": '{"loss": 1}\n',
+        "nothing_to_plot": '{"step": 1, "train_runtime": 3}\n',
+    }
     if case in lines:
         (run / "metrics.jsonl").write_text(lines[case])
     result = subprocess.run([sys.executable, "-m", "rlhf_lite.plot", str(run)], capture_output=True, text=True)

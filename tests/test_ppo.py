@@ -18,8 +18,17 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from rlhf_lite.errors import ConfigError, cli
 from rlhf_lite.models import load_tokenizer
-from rlhf_lite.ppo import (NonFiniteError, PPOArguments, PPOTrainer, PromptBatches, RLHFEngine, answer_mask,
-                           encode_prompts, export_models, total_updates)
+from rlhf_lite.ppo import (
+    NonFiniteError,
+    PPOArguments,
+    PPOTrainer,
+    PromptBatches,
+    RLHFEngine,
+    answer_mask,
+    encode_prompts,
+    export_models,
+    total_updates,
+)
 from rlhf_lite.ppo.maths import token_logprobs
 from rlhf_lite.training import step_rows
 from tests.test_recipes import metrics, recipe, run_cli, separable_pairs
@@ -27,9 +36,24 @@ from tests.tiny_models import make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every metric the issue asks metrics.jsonl to carry.
-KEYS = {"reward/score", "reward/score_ema", "kl/sequence", "kl/coef", "loss/actor", "loss/critic", "values/mean",
-        "advantages/mean", "advantages/std", "clipfrac/actor", "clipfrac/critic", "answer/length",
-        "answer/eos_share", "time/generation", "time/scoring", "time/training"}
+KEYS = {
+    "reward/score",
+    "reward/score_ema",
+    "kl/sequence",
+    "kl/coef",
+    "loss/actor",
+    "loss/critic",
+    "values/mean",
+    "advantages/mean",
+    "advantages/std",
+    "clipfrac/actor",
+    "clipfrac/critic",
+    "answer/length",
+    "answer/eos_share",
+    "time/generation",
+    "time/scoring",
+    "time/training",
+}
 # On two shared cores, several OpenMP threads on 32-wide matrices are ~100x slower than one.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -40,17 +64,36 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("ppo")
-    return {"sft": make_tiny_model(root, "llama", "causal"),
-            "rm": make_tiny_model(root, "llama", "reward", seed=1),
-            "opt_rm": make_tiny_model(root, "opt", "reward"),
-            "data": separable_pairs(root / "pairs")}  # 60 train rows: 20 PPO prompts with 1,1,1
+    return {
+        "sft": make_tiny_model(root, "llama", "causal"),
+        "rm": make_tiny_model(root, "llama", "reward", seed=1),
+        "opt_rm": make_tiny_model(root, "opt", "reward"),
+        "data": separable_pairs(root / "pairs"),
+    }  # 60 train rows: 20 PPO prompts with 1,1,1
 
 
 def ppo_args(tiny, out, *extra):
-    return ["--actor_model_name_or_path", str(tiny["sft"]), "--critic_model_name_or_path", str(tiny["rm"]),
-            "--datasets", str(tiny["data"]), "--data_split", "1,1,1", "--output_dir", str(out),
-            "--max_answer_seq_len", "8", "--per_device_generation_batch_size", "4",
-            "--per_device_training_batch_size", "2", "--report_to", "none", *extra]
+    return [
+        "--actor_model_name_or_path",
+        str(tiny["sft"]),
+        "--critic_model_name_or_path",
+        str(tiny["rm"]),
+        "--datasets",
+        str(tiny["data"]),
+        "--data_split",
+        "1,1,1",
+        "--output_dir",
+        str(out),
+        "--max_answer_seq_len",
+        "8",
+        "--per_device_generation_batch_size",
+        "4",
+        "--per_device_training_batch_size",
+        "2",
+        "--report_to",
+        "none",
+        *extra,
+    ]
 
 
 def run_ppo(argv):
@@ -66,8 +109,15 @@ def differs(a: dict, b: dict) -> bool:
 
 
 def api_args(tiny, out, **kw) -> PPOArguments:
-    values = dict(datasets=[str(tiny["data"])], data_split="1,1,1", output_dir=str(out), max_answer_seq_len=8,
-                  per_device_generation_batch_size=4, per_device_training_batch_size=2, report_to="none")
+    values = dict(
+        datasets=[str(tiny["data"])],
+        data_split="1,1,1",
+        output_dir=str(out),
+        max_answer_seq_len=8,
+        per_device_generation_batch_size=4,
+        per_device_training_batch_size=2,
+        report_to="none",
+    )
     return PPOArguments(**(values | kw))
 
 
@@ -76,8 +126,13 @@ def api(tiny, args: PPOArguments, num_total_iters: int = 4):
     tok = load_tokenizer(str(tiny["sft"]))
     rows, _ = step_rows(args, part=2, need_pairs=False)
     prompts = PromptBatches(encode_prompts(tok, rows, args.max_prompt_seq_len), args, tok.pad_token_id)
-    engine = RLHFEngine(actor_model_name_or_path=str(tiny["sft"]), critic_model_name_or_path=str(tiny["rm"]),
-                        tokenizer=tok, num_total_iters=num_total_iters, args=args)
+    engine = RLHFEngine(
+        actor_model_name_or_path=str(tiny["sft"]),
+        critic_model_name_or_path=str(tiny["rm"]),
+        tokenizer=tok,
+        num_total_iters=num_total_iters,
+        args=args,
+    )
     return tok, engine, PPOTrainer(engine=engine, args=args), prompts
 
 
@@ -87,10 +142,9 @@ def sft_logprobs(tiny, exp: dict, temperature: float = 1.0) -> torch.Tensor:
     sft = AutoModelForCausalLM.from_pretrained(tiny["sft"]).eval()
     mask = exp["attention_mask"]
     with torch.no_grad():
-        logits = sft(input_ids=exp["seq"], attention_mask=mask,
-                     position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
+        logits = sft(input_ids=exp["seq"], attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
     P = exp["prompt_len"]
-    return token_logprobs(logits[:, P - 1:-1] / temperature, exp["seq"][:, P:])
+    return token_logprobs(logits[:, P - 1 : -1] / temperature, exp["seq"][:, P:])
 
 
 # ------------------------------------------------------------------ 1. the recipe, plain python
@@ -98,8 +152,22 @@ def sft_logprobs(tiny, exp: dict, temperature: float = 1.0) -> torch.Tensor:
 
 def test_recipe_trains_saves_standard_folders_and_logs(tiny, tmp_path, capsys):
     out = tmp_path / "ppo"
-    run_ppo(ppo_args(tiny, out, "--max_steps", "3", "--report_to", "tensorboard", "--print_answers_interval", "2",
-                     "--actor_learning_rate", "1e-3", "--critic_learning_rate", "1e-3"))
+    run_ppo(
+        ppo_args(
+            tiny,
+            out,
+            "--max_steps",
+            "3",
+            "--report_to",
+            "tensorboard",
+            "--print_answers_interval",
+            "2",
+            "--actor_learning_rate",
+            "1e-3",
+            "--critic_learning_rate",
+            "1e-3",
+        )
+    )
     assert capsys.readouterr().out.count(">>> ") == 1  # a sample answer at step 2
     actor = AutoModelForCausalLM.from_pretrained(out / "actor")
     critic = AutoModelForSequenceClassification.from_pretrained(out / "critic")
@@ -121,9 +189,24 @@ def test_recipe_trains_saves_standard_folders_and_logs(tiny, tmp_path, capsys):
 def test_other_families_train_with_gradient_checkpointing(tiny, tmp_path, family):
     models = {kind: make_tiny_model(tmp_path, family, kind) for kind in ("causal", "reward")}
     out = tmp_path / "out"
-    run_ppo(ppo_args(tiny, out, "--actor_model_name_or_path", models["causal"], "--critic_model_name_or_path",
-                     models["reward"], "--max_steps", "2", "--actor_gradient_checkpointing", "true",
-                     "--critic_gradient_checkpointing", "true", "--actor_learning_rate", "1e-3"))
+    run_ppo(
+        ppo_args(
+            tiny,
+            out,
+            "--actor_model_name_or_path",
+            models["causal"],
+            "--critic_model_name_or_path",
+            models["reward"],
+            "--max_steps",
+            "2",
+            "--actor_gradient_checkpointing",
+            "true",
+            "--critic_gradient_checkpointing",
+            "true",
+            "--actor_learning_rate",
+            "1e-3",
+        )
+    )
     assert len(metrics(out)) == 2 and metrics(out)[0]["kl/sequence"] == pytest.approx(0.0, abs=1e-6)
     assert differs(weights(out / "actor"), weights(models["causal"]))
     assert differs(weights(out / "critic"), weights(models["reward"]))
@@ -133,8 +216,14 @@ def test_other_families_train_with_gradient_checkpointing(tiny, tmp_path, family
 
 
 def test_lora_actor_and_critic_use_the_actor_without_adapter_as_reference(tiny, tmp_path):
-    args = api_args(tiny, tmp_path / "lora", actor_lora_dim=4, critic_lora_dim=4,
-                    actor_learning_rate=1e-2, critic_learning_rate=1e-2)
+    args = api_args(
+        tiny,
+        tmp_path / "lora",
+        actor_lora_dim=4,
+        critic_lora_dim=4,
+        actor_learning_rate=1e-2,
+        critic_learning_rate=1e-2,
+    )
     tok, engine, trainer, prompts = api(tiny, args)
     assert engine.ref is None
     batches = prompts.batches()
@@ -174,12 +263,15 @@ def test_api_of_the_issue(tiny, tmp_path):
 
 def test_answer_mask_covers_tokens_up_to_and_including_the_first_eos():
     eos = 2
-    answers = torch.tensor([[5, 6, 2, 7, 2],   # garbage after EOS is masked too
-                            [2, 9, 9, 9, 9],   # only EOS
-                            [5, 6, 7, 8, 9],   # never stopped
-                            [5, 2, 0, 0, 0]])  # padded after EOS
-    assert answer_mask(answers, eos).tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1],
-                                                  [1, 1, 0, 0, 0]]
+    answers = torch.tensor(
+        [
+            [5, 6, 2, 7, 2],  # garbage after EOS is masked too
+            [2, 9, 9, 9, 9],  # only EOS
+            [5, 6, 7, 8, 9],  # never stopped
+            [5, 2, 0, 0, 0],
+        ]
+    )  # padded after EOS
+    assert answer_mask(answers, eos).tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
 
 
 def with_eos_at(trainer, positions: dict[int, int]):
@@ -196,6 +288,7 @@ def with_eos_at(trainer, positions: dict[int, int]):
         for row, pos in positions.items():
             seq[row, P + pos] = trainer.eos_id
         return seq
+
     actor.generate = generate
 
 
@@ -212,7 +305,7 @@ def test_empty_answers_are_dropped_and_counted(tiny, tmp_path):
     assert trainer.stats["answer/empty_dropped"] == 2
     assert trainer.global_step == 1  # 2 experiences left: one mini-batch
 
-    with_eos_at(trainer, {i: 0 for i in range(4)})
+    with_eos_at(trainer, dict.fromkeys(range(4), 0))
     assert trainer.generate_experience(next(batches)[1]) is None  # nothing to learn from
     with_eos_at(trainer, {0: 0})
     trainer.train_rlhf(trainer.generate_experience(next(batches)[1]))
@@ -228,6 +321,7 @@ def test_recipe_skips_a_batch_of_empty_answers_and_counts_it(tiny, tmp_path, mon
         if len(calls) == 1:  # the first batch answers only EOS
             seq[:, kw["input_ids"].shape[1]] = self.generation_config.eos_token_id
         return seq
+
     monkeypatch.setattr(LlamaForCausalLM, "generate", generate)
     out = tmp_path / "skipped"
     run_ppo(ppo_args(tiny, out, "--max_steps", "2", "--min_new_tokens", "0"))
@@ -261,6 +355,7 @@ def test_total_updates_counts_every_optimizer_step():
     def count(**kw):
         args = PPOArguments(**({"per_device_generation_batch_size": 4, "per_device_training_batch_size": 2} | kw))
         return total_updates(len(PromptBatches([[1]] * 20, args, pad_id=0)), args)  # 20 prompts
+
     assert count() == 10  # 5 batches x 2 mini-batches
     assert count(ppo_epochs=2) == 20
     assert count(max_steps=3, generation_batches=2) == 6  # the last, half-full buffer trains too
@@ -273,8 +368,22 @@ def test_total_updates_counts_every_optimizer_step():
 def test_ema_actor_is_exported_and_is_the_average_of_the_weights(tiny, tmp_path):
     out = tmp_path / "ema"
     # one optimizer step: ema = beta * sft + (1 - beta) * actor
-    run_ppo(ppo_args(tiny, out, "--max_steps", "1", "--per_device_training_batch_size", "4",
-                     "--enable_ema", "true", "--ema_beta", "0.9", "--actor_learning_rate", "1e-3"))
+    run_ppo(
+        ppo_args(
+            tiny,
+            out,
+            "--max_steps",
+            "1",
+            "--per_device_training_batch_size",
+            "4",
+            "--enable_ema",
+            "true",
+            "--ema_beta",
+            "0.9",
+            "--actor_learning_rate",
+            "1e-3",
+        )
+    )
     ema, actor, sft = weights(out / "actor_ema"), weights(out / "actor"), weights(tiny["sft"])
     AutoModelForCausalLM.from_pretrained(out / "actor_ema")
     assert differs(ema, actor) and differs(actor, sft)
@@ -308,17 +417,37 @@ def same_final_metrics(a: dict, b: dict) -> None:
 
 def test_resume_after_a_crash_gives_the_uninterrupted_result(tiny, tmp_path):
     out = tmp_path / "run"
-    argv = ppo_args(tiny, out, "--max_steps", "4", "--save_steps", "2", "--save_total_limit", "3",
-                    "--ptx_datasets", tiny["data"], "--ptx_coef", "0.5", "--target_kl", "0.01",
-                    "--kl_horizon", "100", "--enable_ema", "true", "--actor_learning_rate", "1e-3")
+    argv = ppo_args(
+        tiny,
+        out,
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "2",
+        "--save_total_limit",
+        "3",
+        "--ptx_datasets",
+        tiny["data"],
+        "--ptx_coef",
+        "0.5",
+        "--target_kl",
+        "0.01",
+        "--kl_horizon",
+        "100",
+        "--enable_ema",
+        "true",
+        "--actor_learning_rate",
+        "1e-3",
+    )
     run_ppo(argv)
     uninterrupted, final = metrics(out)[-1], weights(out / "actor")
     ema, state = weights(out / "actor_ema"), (out / "checkpoint-4" / "trainer_state.json").read_text()
     # The crash: after checkpoint-2 was written, before anything later was.
     for gone in ("checkpoint-4", "actor", "actor_ema", "critic"):
         shutil.rmtree(out / gone)
-    (out / "metrics.jsonl").write_text("".join(line + "\n" for line in (out / "metrics.jsonl").read_text()
-                                               .splitlines()[:2]))
+    (out / "metrics.jsonl").write_text(
+        "".join(line + "\n" for line in (out / "metrics.jsonl").read_text().splitlines()[:2])
+    )
     run_ppo(argv)
     rows = metrics(out)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
@@ -336,13 +465,19 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_finishes_with_the_uninterrupted_metrics(tmp_path):
-    tiny = {"sft": make_tiny_model(tmp_path, "llama", "causal"), "rm": make_tiny_model(tmp_path, "llama", "reward"),
-            "data": separable_pairs(tmp_path / "pairs", n_train=240)}  # 80 prompts, 20 batches
+    tiny = {
+        "sft": make_tiny_model(tmp_path, "llama", "causal"),
+        "rm": make_tiny_model(tmp_path, "llama", "reward"),
+        "data": separable_pairs(tmp_path / "pairs", n_train=240),
+    }  # 80 prompts, 20 batches
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)}
 
     def command(out):
-        return [sys.executable, str(ROOT / "recipes" / "ppo.py"),
-                *ppo_args(tiny, out, "--max_answer_seq_len", "24", "--save_steps", "2", "--seed", "7")]
+        return [
+            sys.executable,
+            str(ROOT / "recipes" / "ppo.py"),
+            *ppo_args(tiny, out, "--max_answer_seq_len", "24", "--save_steps", "2", "--seed", "7"),
+        ]
 
     reference = tmp_path / "uninterrupted"
     done = subprocess.run(command(reference), capture_output=True, text=True, env=env, timeout=600)
@@ -375,7 +510,7 @@ def fails(argv, capsys) -> str:
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "error: " in err
-    return err[err.index("error: "):]
+    return err[err.index("error: ") :]
 
 
 def test_actor_and_reward_model_with_different_tokenizers(tiny, tmp_path, capsys):
@@ -390,12 +525,26 @@ def test_critic_that_is_not_a_reward_model(tiny, tmp_path, capsys):
 
 def test_buffer_not_divisible_into_training_batches(tiny, tmp_path):
     # through the real command line once: exit status 2 and one line, before any model is read
-    code, err = run_cli("ppo", ppo_args(tiny, tmp_path / "o", "--per_device_generation_batch_size", "3",
-                                        "--generation_batches", "1", "--per_device_training_batch_size", "2",
-                                        "--actor_model_name_or_path", "/nonexistent"), tmp_path)
+    code, err = run_cli(
+        "ppo",
+        ppo_args(
+            tiny,
+            tmp_path / "o",
+            "--per_device_generation_batch_size",
+            "3",
+            "--generation_batches",
+            "1",
+            "--per_device_training_batch_size",
+            "2",
+            "--actor_model_name_or_path",
+            "/nonexistent",
+        ),
+        tmp_path,
+    )
     assert code == 2 and err.strip().splitlines() == [
         "error: per_device_generation_batch_size x generation_batches = 3 experiences is not a multiple of "
-        "per_device_training_batch_size = 2"]
+        "per_device_training_batch_size = 2"
+    ]
     assert not (tmp_path / "o").exists()  # refused before the output folder was claimed
 
 
@@ -417,8 +566,9 @@ def test_long_prompts_are_dropped_and_counted_all_too_long_is_an_error(tiny, tmp
     assert "ppo prompts: dropped" in err and "max_prompt_seq_len" in err
     assert len(metrics(out)) == 1
 
-    err = fails(ppo_args(tiny, tmp_path / "o", "--datasets", data, "--max_prompt_seq_len", lengths["question"] - 1),
-                capsys)
+    err = fails(
+        ppo_args(tiny, tmp_path / "o", "--datasets", data, "--max_prompt_seq_len", lengths["question"] - 1), capsys
+    )
     assert f"max_prompt_seq_len {lengths['question'] - 1} is shorter than every" in err
     assert f"the shortest has {lengths['question']} tokens" in err
 
@@ -443,6 +593,7 @@ def test_nan_reward_stops_with_the_step_and_keeps_a_checkpoint(tiny, tmp_path, c
         calls.append(1)
         out = real(self, **inputs)
         return out * float("nan") if len(calls) == 4 else out
+
     monkeypatch.setattr(RLHFEngine, "reward_scores", scores)
     out = tmp_path / "nan"
     err = fails(ppo_args(tiny, out, "--max_steps", "6", "--save_steps", "2"), capsys)
@@ -455,11 +606,14 @@ def test_nan_reward_stops_with_the_step_and_keeps_a_checkpoint(tiny, tmp_path, c
     assert not (out / "actor").exists()
 
 
-def test_diverging_weights_stop_with_one_line_instead_of_a_sampling_traceback(tiny, tmp_path, capsys,
-                                                                             diverging_optimizer):
+def test_diverging_weights_stop_with_one_line_instead_of_a_sampling_traceback(
+    tiny, tmp_path, capsys, diverging_optimizer
+):
     out = tmp_path / "huge"
-    err = fails(ppo_args(tiny, out, "--max_steps", "4", "--per_device_training_batch_size", "4",
-                         "--max_grad_norm", "0"), capsys)
+    err = fails(
+        ppo_args(tiny, out, "--max_steps", "4", "--per_device_training_batch_size", "4", "--max_grad_norm", "0"),
+        capsys,
+    )
     assert len(err.strip().splitlines()) == 1
     assert "the actor's next-token distribution is NaN or infinite at optimizer step 1" in err
     assert "generation batch 2" in err and (out / "checkpoint-1" / "trainer_state.json").exists()
@@ -483,9 +637,17 @@ def test_python_api_refuses_bad_arguments():
 
 
 def launch(tiny, out, zero, *extra, processes=1, timeout=600):
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "accelerate_configs" / f"{zero}.yaml"), "--num_processes", str(processes),
-           str(ROOT / "recipes" / "ppo.py"), *ppo_args(tiny, out, "--max_steps", "2", *extra)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "accelerate_configs" / f"{zero}.yaml"),
+        "--num_processes",
+        str(processes),
+        str(ROOT / "recipes" / "ppo.py"),
+        *ppo_args(tiny, out, "--max_steps", "2", *extra),
+    ]
     env = {**os.environ, **ONE_THREAD}
     try:  # a ZeRO-3 generation that hangs must fail the test, not the CI job
         return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
@@ -509,8 +671,9 @@ def test_accelerate_launch_with_deepspeed(tiny, tmp_path, zero, lora, processes)
     extra = ["--actor_lora_dim", "4", "--critic_lora_dim", "4"] if lora else []
     if zero == "zero2":  # one mini-batch per experience: the scoring forwards double as the update's
         extra += ["--per_device_training_batch_size", "4"]
-    proc = launch(tiny, out, zero, *extra, "--actor_learning_rate", "1e-3", "--critic_learning_rate", "1e-3",
-                  processes=processes)
+    proc = launch(
+        tiny, out, zero, *extra, "--actor_learning_rate", "1e-3", "--critic_learning_rate", "1e-3", processes=processes
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert [r["step"] for r in metrics(out)] == [1, 2]
     assert all(KEYS <= set(r) for r in metrics(out))
@@ -520,7 +683,8 @@ def test_accelerate_launch_with_deepspeed(tiny, tmp_path, zero, lora, processes)
     assert differs(weights(out / "actor"), weights(tiny["sft"]))
     assert differs(weights(out / "critic"), weights(tiny["rm"]))
     # resumable: the same command again finds the finished run's checkpoint and does nothing new
-    again = launch(tiny, out, zero, *extra, "--actor_learning_rate", "1e-3", "--critic_learning_rate", "1e-3",
-                   processes=processes)
+    again = launch(
+        tiny, out, zero, *extra, "--actor_learning_rate", "1e-3", "--critic_learning_rate", "1e-3", processes=processes
+    )
     assert again.returncode == 0, again.stderr[-5000:]
     assert len(metrics(out)) == 2

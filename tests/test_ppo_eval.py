@@ -13,8 +13,12 @@ from tests.tiny_models import make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"reward_baseline", "reward_model", "reward_gain", "reward_gain_stderr", "win_rate", "kl_to_baseline", "n"}
-PROMPTS = ["What is the capital of France?", "Can you help me write a short poem about the sea?",
-           "中国的首都是哪里？", "Please explain how a language model generates text."]
+PROMPTS = [
+    "What is the capital of France?",
+    "Can you help me write a short poem about the sea?",
+    "中国的首都是哪里？",
+    "Please explain how a language model generates text.",
+]
 
 
 def ppo_eval(argv, tmp_path):
@@ -59,12 +63,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     base = make_tiny_model(root / "base", "opt")
-    return {"base": base, "ppo": make_tiny_model(root / "ppo", "opt", seed=1),
-            "stopper": always_stops(base, root / "stopper"),
-            "rm": make_tiny_model(root / "rm", "opt", "reward", seed=2),
-            "llama": make_tiny_model(root / "llama", "llama"),
-            "llama-rm": make_tiny_model(root / "llama", "llama", "reward"),
-            "pairs": dataset(root / "pairs", pairs=True), "sft": dataset(root / "sft", pairs=False)}
+    return {
+        "base": base,
+        "ppo": make_tiny_model(root / "ppo", "opt", seed=1),
+        "stopper": always_stops(base, root / "stopper"),
+        "rm": make_tiny_model(root / "rm", "opt", "reward", seed=2),
+        "llama": make_tiny_model(root / "llama", "llama"),
+        "llama-rm": make_tiny_model(root / "llama", "llama", "reward"),
+        "pairs": dataset(root / "pairs", pairs=True),
+        "sft": dataset(root / "sft", pairs=False),
+    }
 
 
 def by_hand(tiny, actor: str, prompts: list[str], max_new_tokens: int) -> dict:
@@ -77,27 +85,53 @@ def by_hand(tiny, actor: str, prompts: list[str], max_new_tokens: int) -> dict:
         for prompt in prompts:
             ids = tok(prompt, return_tensors="pt")["input_ids"]
             for key, lm in lms.items():
-                out = lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                  do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-                new = out[0, ids.shape[1]:]  # ends with EOS only if the model stopped
+                out = lm.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=tok.eos_token_id,
+                    pad_token_id=tok.pad_token_id,
+                )
+                new = out[0, ids.shape[1] :]  # ends with EOS only if the model stopped
                 text = prompt + " " + tok.decode(new, skip_special_tokens=True).strip() + tok.eos_token
                 rewards[key].append(rm(**tok(text, return_tensors="pt")).logits[0, 0].item())
                 if key == actor:
-                    logp = {k: m(out).logits[0, ids.shape[1] - 1:-1].log_softmax(-1).gather(1, new[:, None]).sum()
-                            for k, m in lms.items()}
+                    logp = {
+                        k: m(out).logits[0, ids.shape[1] - 1 : -1].log_softmax(-1).gather(1, new[:, None]).sum()
+                        for k, m in lms.items()
+                    }
                     kl.append((logp[actor] - logp["base"]).item())
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     gains = [m - b for b, m in zip(rewards["base"], rewards[actor])]
     stderr = (sum((g - mean(gains)) ** 2 for g in gains) / (len(gains) - 1) / len(gains)) ** 0.5
-    return {"reward_baseline": mean(rewards["base"]), "reward_model": mean(rewards[actor]), "kl_to_baseline": mean(kl),
-            "reward_gain_stderr": stderr,
-            "win_rate": mean([(m > b) + 0.5 * (m == b) for b, m in zip(rewards["base"], rewards[actor])])}
+    return {
+        "reward_baseline": mean(rewards["base"]),
+        "reward_model": mean(rewards[actor]),
+        "kl_to_baseline": mean(kl),
+        "reward_gain_stderr": stderr,
+        "win_rate": mean([(m > b) + 0.5 * (m == b) for b, m in zip(rewards["base"], rewards[actor])]),
+    }
 
 
 @pytest.mark.parametrize("actor", ["ppo", "stopper"])
 def test_metrics_are_those_computed_by_hand(tiny, tmp_path, capsys, actor):
-    argv = ["--baseline", tiny["base"], "--model", tiny[actor], "--reward", tiny["rm"], "--data", tiny["pairs"],
-            "-n", 3, "--max-new-tokens", 6, "--batch-size", 1]
+    argv = [
+        "--baseline",
+        tiny["base"],
+        "--model",
+        tiny[actor],
+        "--reward",
+        tiny["rm"],
+        "--data",
+        tiny["pairs"],
+        "-n",
+        3,
+        "--max-new-tokens",
+        6,
+        "--batch-size",
+        1,
+    ]
     result, written = ppo_eval(argv, tmp_path)
     assert result == written and KEYS <= set(written) and written["n"] == 3
     assert written["reward_gain"] == pytest.approx(written["reward_model"] - written["reward_baseline"])
@@ -112,8 +146,21 @@ def test_metrics_are_those_computed_by_hand(tiny, tmp_path, capsys, actor):
 
 @pytest.mark.parametrize("sample", [False, True])
 def test_a_model_against_itself_on_sft_only_data(tiny, tmp_path, capsys, sample):
-    argv = ["--baseline", tiny["ppo"], "--model", tiny["ppo"], "--reward", tiny["rm"], "--data", tiny["sft"],
-            "-n", 2, "--max-new-tokens", 5, *(["--sample", "--show", 0] if sample else [])]
+    argv = [
+        "--baseline",
+        tiny["ppo"],
+        "--model",
+        tiny["ppo"],
+        "--reward",
+        tiny["rm"],
+        "--data",
+        tiny["sft"],
+        "-n",
+        2,
+        "--max-new-tokens",
+        5,
+        *(["--sample", "--show", 0] if sample else []),
+    ]
     result, written = ppo_eval(argv, tmp_path)
     assert result == written and KEYS <= set(written) and written["n"] == 2
     assert abs(written["kl_to_baseline"]) < 1e-5 and written["reward_gain"] == 0 and written["win_rate"] == 0.5
@@ -139,8 +186,19 @@ def test_a_different_vocabulary_is_one_error_line(tiny, capsys, role):
 
 
 def test_bad_sampling_settings_are_refused(tiny, capsys):
-    argv = ["--baseline", tiny["base"], "--model", tiny["base"], "--reward", tiny["rm"], "--data", tiny["sft"],
-            "--sample", "--temperature", "0"]
+    argv = [
+        "--baseline",
+        tiny["base"],
+        "--model",
+        tiny["base"],
+        "--reward",
+        tiny["rm"],
+        "--data",
+        tiny["sft"],
+        "--sample",
+        "--temperature",
+        "0",
+    ]
     with pytest.raises(SystemExit) as exit_:
         ppo_eval(argv, Path("unused"))
     assert exit_.value.code == 2 and "--temperature: must be a number > 0" in capsys.readouterr().err
@@ -149,13 +207,39 @@ def test_bad_sampling_settings_are_refused(tiny, capsys):
 def test_judge_base_open_prompts_facts_and_degeneration(tiny, tmp_path):
     key = tmp_path / "key.json"
     key.write_text(json.dumps([{"prompt": PROMPTS[0], "answer": "Paris"}]))
-    argv = ["--baseline", tiny["base"], "--model", tiny["stopper"], "--base", tiny["ppo"], "--reward", tiny["rm"],
-            "--judge", tiny["llama-rm"], "--data", tiny["pairs"], "--open-prompts", "--facts", key,
-            "--max-new-tokens", 4, "--batch-size", 8, "--show", 1]
+    argv = [
+        "--baseline",
+        tiny["base"],
+        "--model",
+        tiny["stopper"],
+        "--base",
+        tiny["ppo"],
+        "--reward",
+        tiny["rm"],
+        "--judge",
+        tiny["llama-rm"],
+        "--data",
+        tiny["pairs"],
+        "--open-prompts",
+        "--facts",
+        key,
+        "--max-new-tokens",
+        4,
+        "--batch-size",
+        8,
+        "--show",
+        1,
+    ]
     result, written = ppo_eval(argv, tmp_path)
     assert result == written and written["n"] == len(PROMPTS) and written["facts_n"] == 1
-    for key_ in ("judge_baseline", "judge_model", "judge_gain", "judge_gain_stderr", "judge_win_rate",
-                 "kl_k3_to_baseline"):
+    for key_ in (
+        "judge_baseline",
+        "judge_model",
+        "judge_gain",
+        "judge_gain_stderr",
+        "judge_win_rate",
+        "kl_k3_to_baseline",
+    ):
         assert key_ in written, key_
     assert written["kl_k3_to_baseline"] >= 0 and 0 <= written["reward_accuracy"] <= 1 and "judge_accuracy" in written
     models = written["models"]

@@ -18,11 +18,24 @@ tiny = test_ppo.tiny  # the same tiny SFT model, reward model and prompts
 
 
 def test_model_and_optimizer_settings_reach_the_engine(tiny, tmp_path):
-    args = api_args(tiny, tmp_path / "o", actor_lora_dim=4, lora_alpha_ratio=3.0, lora_dropout=0.1,
-                    lora_module_name=["q_proj", "v_proj"], actor_trainable_layers=1, critic_trainable_layers=1,
-                    critic_gradient_checkpointing=True, actor_learning_rate=1e-4, actor_lora_learning_rate=1e-3,
-                    critic_learning_rate=2e-5, actor_weight_decay=0.1, critic_weight_decay=0.2,
-                    lr_scheduler_type="constant_with_warmup", num_warmup_steps=2)
+    args = api_args(
+        tiny,
+        tmp_path / "o",
+        actor_lora_dim=4,
+        lora_alpha_ratio=3.0,
+        lora_dropout=0.1,
+        lora_module_name=["q_proj", "v_proj"],
+        actor_trainable_layers=1,
+        critic_trainable_layers=1,
+        critic_gradient_checkpointing=True,
+        actor_learning_rate=1e-4,
+        actor_lora_learning_rate=1e-3,
+        critic_learning_rate=2e-5,
+        actor_weight_decay=0.1,
+        critic_weight_decay=0.2,
+        lr_scheduler_type="constant_with_warmup",
+        num_warmup_steps=2,
+    )
     _, engine, trainer, _ = api(tiny, args)
     lora = engine.actor.peft_config["default"]
     assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (4, 12, 0.1)
@@ -41,12 +54,16 @@ def test_model_and_optimizer_settings_reach_the_engine(tiny, tmp_path):
 
 
 def test_sampling_settings_reach_generation(tiny, tmp_path):
-    args = api_args(tiny, tmp_path / "o", temperature=0.7, top_k=5, top_p=0.9, min_new_tokens=3,
-                    max_answer_seq_len=6)
+    args = api_args(tiny, tmp_path / "o", temperature=0.7, top_k=5, top_p=0.9, min_new_tokens=3, max_answer_seq_len=6)
     _, _, trainer, prompts = api(tiny, args)
     config = trainer.generation_config
-    assert (config.temperature, config.top_k, config.top_p, config.min_new_tokens, config.max_new_tokens) == \
-        (0.7, 5, 0.9, 3, 6)
+    assert (config.temperature, config.top_k, config.top_p, config.min_new_tokens, config.max_new_tokens) == (
+        0.7,
+        5,
+        0.9,
+        3,
+        6,
+    )
     exp = trainer.generate_experience(next(prompts.batches())[1])
     assert 3 <= exp["mask"].sum(1).min() and exp["mask"].shape[1] <= 6
     # The log-probabilities are the sampling distribution's (logits / temperature), the actor's
@@ -57,8 +74,9 @@ def test_sampling_settings_reach_generation(tiny, tmp_path):
 
 
 def test_reward_shaping_settings_reach_the_advantages(tiny, tmp_path):
-    args = api_args(tiny, tmp_path / "o", init_kl_coef=0.3, clip_reward_value=0.5, gamma=0.9, lam=0.7,
-                    whiten_advantages=True)
+    args = api_args(
+        tiny, tmp_path / "o", init_kl_coef=0.3, clip_reward_value=0.5, gamma=0.9, lam=0.7, whiten_advantages=True
+    )
     _, _, trainer, prompts = api(tiny, args)
     exp = trainer.generate_experience(next(prompts.batches())[1])
     exp["scores"] = torch.tensor([3.0, -3.0, 0.2, 0.1])[: len(exp["scores"])]  # two beyond the clip
@@ -92,8 +110,16 @@ def test_empty_answer_score_keeps_and_scores_answers_that_are_only_eos(tiny, tmp
 
 
 def test_clip_ranges_gradient_clipping_and_ema_beta_reach_the_update(tiny, tmp_path, monkeypatch):
-    args = api_args(tiny, tmp_path / "o", cliprange=0.05, cliprange_value=0.07, max_grad_norm=0.3,
-                    enable_ema=True, ema_beta=0.25, per_device_training_batch_size=4)  # one update
+    args = api_args(
+        tiny,
+        tmp_path / "o",
+        cliprange=0.05,
+        cliprange_value=0.07,
+        max_grad_norm=0.3,
+        enable_ema=True,
+        ema_beta=0.25,
+        per_device_training_batch_size=4,
+    )  # one update
     _, engine, trainer, prompts = api(tiny, args)
     seen = {}
 
@@ -101,13 +127,16 @@ def test_clip_ranges_gradient_clipping_and_ema_beta_reach_the_update(tiny, tmp_p
         def wrapped(*a):
             seen[name] = a[-1]  # the clip range is the last argument
             return real(*a)
+
         return wrapped
+
     for name in ("policy_loss", "value_loss"):
         monkeypatch.setattr(trainer_module, name, recording(name, getattr(trainer_module, name)))
     clipped = []
     real_clip = trainer.accelerator.clip_grad_norm_
-    monkeypatch.setattr(trainer.accelerator, "clip_grad_norm_",
-                        lambda params, norm: clipped.append(norm) or real_clip(params, norm))
+    monkeypatch.setattr(
+        trainer.accelerator, "clip_grad_norm_", lambda params, norm: clipped.append(norm) or real_clip(params, norm)
+    )
     before = [p.detach().clone() for p in trainer.trained["actor"]]
     trainer.train_rlhf(trainer.generate_experience(next(prompts.batches())[1]))
     assert seen == {"policy_loss": 0.05, "value_loss": 0.07} and set(clipped) == {0.3}
@@ -117,8 +146,26 @@ def test_clip_ranges_gradient_clipping_and_ema_beta_reach_the_update(tiny, tmp_p
 
 def test_run_settings_reach_the_loop_and_outputs(tiny, tmp_path):
     out = tmp_path / "run"
-    run_ppo(ppo_args(tiny, out, "--max_steps", "4", "--logging_steps", "2", "--save_steps", "1",
-                     "--save_total_limit", "2", "--merge_lora", "false", "--actor_lora_dim", "4", "--dtype", "bf16"))
+    run_ppo(
+        ppo_args(
+            tiny,
+            out,
+            "--max_steps",
+            "4",
+            "--logging_steps",
+            "2",
+            "--save_steps",
+            "1",
+            "--save_total_limit",
+            "2",
+            "--merge_lora",
+            "false",
+            "--actor_lora_dim",
+            "4",
+            "--dtype",
+            "bf16",
+        )
+    )
     assert [r["step"] for r in metrics(out)] == [2, 4]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
     assert (out / "actor" / "adapter_config.json").is_file() and not (out / "actor" / "config.json").exists()
@@ -128,12 +175,12 @@ def test_run_settings_reach_the_loop_and_outputs(tiny, tmp_path):
 
 def test_actor_quantization_and_a_separate_reward_model(tiny, tmp_path):
     other_rm = make_tiny_model(tmp_path / "rm2", "llama", "reward", seed=5)
-    args = api_args(tiny, tmp_path / "o", actor_lora_dim=4, actor_quantization="8bit",
-                    reward_model_name_or_path=str(other_rm))
+    args = api_args(
+        tiny, tmp_path / "o", actor_lora_dim=4, actor_quantization="8bit", reward_model_name_or_path=str(other_rm)
+    )
     _, engine, trainer, prompts = api(tiny, args)
     assert engine.actor.get_base_model().is_quantized and engine.ref is None
     reward_weight = engine.reward.score.weight
     assert torch.equal(reward_weight, AutoModelForSequenceClassification.from_pretrained(other_rm).score.weight)
     assert not torch.equal(engine.critic.score.weight, reward_weight)
     trainer.train_rlhf(trainer.generate_experience(next(prompts.batches())[1]))
-

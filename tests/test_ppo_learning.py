@@ -70,8 +70,13 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("ppo_learning")
     plain = make_tiny_model(root, "llama", "causal")
     sft, word_id = sft_that_says(plain, root / "sft-the", WORD)
-    return {"plain": plain, "sft": sft, "word_id": word_id, "rm": make_tiny_model(root, "llama", "reward", seed=1),
-            "data": separable_pairs(root / "pairs", n_train=120)}  # 40 PPO prompts
+    return {
+        "plain": plain,
+        "sft": sft,
+        "word_id": word_id,
+        "rm": make_tiny_model(root, "llama", "reward", seed=1),
+        "data": separable_pairs(root / "pairs", n_train=120),
+    }  # 40 PPO prompts
 
 
 # ------------------------------------------------------------------ 1. a scripted reward is learned
@@ -80,11 +85,18 @@ def tiny(tmp_path_factory):
 def learn(tiny, out, seed: int = 0, steps: int = STEPS, **kw) -> tuple[list[float], list[float]]:
     """`steps` generation batches of PPO against the scripted reward; per batch, the mean share
     of the rewarded token in the answers and trainer.stats['kl/sequence']."""
-    values = dict(per_device_generation_batch_size=32, per_device_training_batch_size=16, num_train_epochs=steps,
-                  critic_learning_rate=1e-3, lr_scheduler_type="constant", init_kl_coef=0.1, seed=1234 + seed,
-                  # top_k = the whole vocabulary: plain sampling. (top_k=0 should mean the same but
-                  # currently samples from the top 50 only, see test_top_k_0_samples_the_whole_vocabulary.)
-                  top_k=len(AutoTokenizer.from_pretrained(tiny["sft"])))
+    values = dict(
+        per_device_generation_batch_size=32,
+        per_device_training_batch_size=16,
+        num_train_epochs=steps,
+        critic_learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        init_kl_coef=0.1,
+        seed=1234 + seed,
+        # top_k = the whole vocabulary: plain sampling. (top_k=0 should mean the same but
+        # currently samples from the top 50 only, see test_top_k_0_samples_the_whole_vocabulary.)
+        top_k=len(AutoTokenizer.from_pretrained(tiny["sft"])),
+    )
     args = api_args(tiny, out, **(values | kw))
     torch.manual_seed(seed)  # LoRA's initial weights, sampling, mini-batch order
     tok, engine, trainer, prompts = api(tiny, args, num_total_iters=steps * 2)
@@ -95,6 +107,7 @@ def learn(tiny, out, seed: int = 0, steps: int = STEPS, **kw) -> tuple[list[floa
         P = prompt_len["P"]
         answer, real = input_ids[:, P:], attention_mask[:, P:].float()
         return SCORE * ((answer == tiny["word_id"]).float() * real).sum(1) / real.sum(1)
+
     engine.reward_scores = scripted_reward
 
     shares, kls = [], []
@@ -112,8 +125,9 @@ def mean(xs):
     return sum(xs) / len(xs)
 
 
-@pytest.mark.parametrize("variant", [dict(actor_learning_rate=7e-4),
-                                     dict(actor_lora_dim=8, actor_learning_rate=5e-3)], ids=["full", "lora"])
+@pytest.mark.parametrize(
+    "variant", [dict(actor_learning_rate=7e-4), dict(actor_lora_dim=8, actor_learning_rate=5e-3)], ids=["full", "lora"]
+)
 def test_scripted_reward_rises_while_kl_stays_bounded(tiny, tmp_path, variant):
     shares, kls = learn(tiny, tmp_path / "out", **variant)
     curve = " ".join(f"{s:.2f}" for s in shares)
@@ -140,8 +154,9 @@ def test_top_k_0_samples_the_whole_vocabulary(tiny, tmp_path):
     exp = trainer.generate_experience(next(prompts.batches())[1])
     P, mask = exp["prompt_len"], exp["attention_mask"]
     with torch.no_grad():
-        logits = engine.actor(input_ids=exp["seq"], attention_mask=mask,
-                              position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits[:, P - 1:-1]
+        logits = engine.actor(
+            input_ids=exp["seq"], attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)
+        ).logits[:, P - 1 : -1]
     sampled = logits.gather(-1, exp["seq"][:, P:, None])
     rank = (logits > sampled).sum(-1)[exp["mask"].bool()]  # 0: the most likely token
     # 64 draws from ~384 near-equally likely tokens all landing in the top 50: chance ~ (50/384)^64
@@ -152,10 +167,12 @@ def test_top_k_0_samples_the_whole_vocabulary(tiny, tmp_path):
 
 # EOS at answer position 1, 4 and 6 (garbage follows it); the last row never stops.
 EOS_AT = {0: 1, 1: 4, 2: 6}
-PROMPTS = ["\n\nHuman: hi?\n\nAssistant:",
-           "\n\nHuman: can you help me write a short poem about the sea?\n\nAssistant:",
-           "\n\nHuman: what is the capital of France?\n\nAssistant:",
-           "\n\nHuman: question 7?\n\nAssistant:"]
+PROMPTS = [
+    "\n\nHuman: hi?\n\nAssistant:",
+    "\n\nHuman: can you help me write a short poem about the sea?\n\nAssistant:",
+    "\n\nHuman: what is the capital of France?\n\nAssistant:",
+    "\n\nHuman: question 7?\n\nAssistant:",
+]
 
 
 def masked_engine(tiny, out):
@@ -193,8 +210,9 @@ def test_experience_shapes_masks_and_zero_advantages_after_eos(tiny, tmp_path):
     for key in ("logprobs", "ref_logprobs", "values", "mask"):
         assert exp[key].shape == (B, A), key
     assert exp["scores"].shape == (B,)
-    expected = torch.tensor([[1.0] * (EOS_AT[r] + 1) + [0.0] * (A - EOS_AT[r] - 1) if r in EOS_AT else [1.0] * A
-                             for r in range(B)])
+    expected = torch.tensor(
+        [[1.0] * (EOS_AT[r] + 1) + [0.0] * (A - EOS_AT[r] - 1) if r in EOS_AT else [1.0] * A for r in range(B)]
+    )
     assert torch.equal(exp["mask"], expected)
     assert torch.equal(exp["attention_mask"], torch.cat([prompts["attention_mask"], expected.long()], 1))
     assert exp["has_eos"].tolist() == [True, True, True, False]
@@ -237,4 +255,3 @@ def test_prompt_padding_and_tokens_after_eos_do_not_change_the_update(tiny, tmp_
     for k in clean:  # bitwise equal in practice
         torch.testing.assert_close(perturbed[k], clean[k], atol=1e-6, rtol=0, msg=k)
     assert any((real_change[k] - clean[k]).abs().max() > 1e-5 for k in clean)
-

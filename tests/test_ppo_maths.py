@@ -5,20 +5,32 @@ import math
 import pytest
 import torch
 
-from rlhf_lite.ppo.maths import (AdaptiveKLController, FixedKLController, ema_update,
-                                 gae_advantages, kl_k3, kl_shaped_rewards, make_kl_controller,
-                                 masked_mean, masked_whiten, policy_loss, token_logprobs,
-                                 value_loss)
+from rlhf_lite.ppo.maths import (
+    AdaptiveKLController,
+    FixedKLController,
+    ema_update,
+    gae_advantages,
+    kl_k3,
+    kl_shaped_rewards,
+    make_kl_controller,
+    masked_mean,
+    masked_whiten,
+    policy_loss,
+    token_logprobs,
+    value_loss,
+)
 
 GARBAGE = 1e4  # exp(1e4) and 1e4 ** 4 overflow to inf: any leak from padding shows up
 
 
 def close(got, want, tol=1e-5):
-    return torch.allclose(torch.as_tensor(got, dtype=torch.float32),
-                          torch.tensor(want, dtype=torch.float32), atol=tol, rtol=tol)
+    return torch.allclose(
+        torch.as_tensor(got, dtype=torch.float32), torch.tensor(want, dtype=torch.float32), atol=tol, rtol=tol
+    )
 
 
 # ---------------------------------------------------------------------------- masked_mean / whiten
+
 
 def test_masked_mean_all_dims_and_per_row():
     x = torch.tensor([[1.0, 2.0, GARBAGE], [3.0, GARBAGE, GARBAGE]])
@@ -36,8 +48,10 @@ def test_masked_whiten_uses_only_real_tokens():
     # Real entries 1..6: mean 3.5, biased var (2.5² + 1.5² + .5² + .5² + 1.5² + 2.5²) / 6.
     std = math.sqrt(17.5 / 6 + 1e-8)
     got = masked_whiten(x, mask)
-    want = [[(1 - 3.5) / std, (2 - 3.5) / std, (3 - 3.5) / std, 0.0],
-            [(4 - 3.5) / std, (5 - 3.5) / std, 0.0, (6 - 3.5) / std]]
+    want = [
+        [(1 - 3.5) / std, (2 - 3.5) / std, (3 - 3.5) / std, 0.0],
+        [(4 - 3.5) / std, (5 - 3.5) / std, 0.0, (6 - 3.5) / std],
+    ]
     assert close(got, want)
     real = got[mask.bool()]
     assert abs(real.mean().item()) < 1e-6
@@ -56,6 +70,7 @@ def test_masked_whiten_without_shift_keeps_the_mean():
 
 
 # ---------------------------------------------------------------------------- token_logprobs
+
 
 def test_token_logprobs_by_hand():
     # softmax([0, ln 3]) = [1/4, 3/4]
@@ -76,6 +91,7 @@ def test_token_logprobs_matches_log_softmax_gather_in_float32():
 
 # ---------------------------------------------------------------------------- kl_shaped_rewards
 
+
 def test_kl_rewards_clamp_the_score_onto_each_rows_last_real_token():
     logprobs = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -1.0, GARBAGE], [-1.0, GARBAGE, GARBAGE]])
     ref = torch.tensor([[-1.5, -1.0, -3.0], [-1.0, -1.0, -GARBAGE], [-2.0, -GARBAGE, GARBAGE]])
@@ -85,16 +101,20 @@ def test_kl_rewards_clamp_the_score_onto_each_rows_last_real_token():
     # kl = logprobs - ref on real tokens, 0 on padding.
     assert close(kl, [[0.5, -1.0, 0.0], [0.5, 0.0, 0.0], [1.0, 0.0, 0.0]])
     # -0.1 * kl, plus 10 -> +5 at t=2, -10 -> -5 at t=1, 0.5 (inside the clip) at t=0.
-    assert close(rewards, [[-0.05, 0.1, 0.0 + 5.0],
-                           [-0.05, -0.0 - 5.0, 0.0],
-                           [-0.1 + 0.5, 0.0, 0.0]])
+    assert close(rewards, [[-0.05, 0.1, 0.0 + 5.0], [-0.05, -0.0 - 5.0, 0.0], [-0.1 + 0.5, 0.0, 0.0]])
 
 
 def test_kl_penalty_sign():
     # The policy is more confident than the reference: positive KL, so a negative reward.
     mask = torch.ones(1, 2)
-    rewards, kl = kl_shaped_rewards(torch.tensor([[-0.1, -0.1]]), torch.tensor([[-0.6, -0.1]]),
-                                    torch.zeros(1), mask, kl_coef=0.2, clip_reward_value=1.0)
+    rewards, kl = kl_shaped_rewards(
+        torch.tensor([[-0.1, -0.1]]),
+        torch.tensor([[-0.6, -0.1]]),
+        torch.zeros(1),
+        mask,
+        kl_coef=0.2,
+        clip_reward_value=1.0,
+    )
     assert kl[0, 0].item() > 0 and rewards[0, 0].item() < 0
     assert close(rewards, [[-0.2 * 0.5, 0.0]])
 
@@ -110,6 +130,7 @@ def test_kl_k3_is_never_negative_and_zero_at_padding():
 
 
 # ---------------------------------------------------------------------------- gae_advantages
+
 
 def test_gae_by_hand_with_a_padded_row():
     gamma, lam = 0.9, 0.8
@@ -148,6 +169,7 @@ def test_gae_is_detached():
 
 # ---------------------------------------------------------------------------- policy_loss
 
+
 def test_policy_loss_clipping_for_both_advantage_signs():
     c = 0.2
     ratios = torch.tensor([[1.1, 1.5, 0.5], [1.5, 0.5, 1.0]])
@@ -182,6 +204,7 @@ def test_policy_loss_at_ratio_one_is_minus_mean_advantage():
 
 # ---------------------------------------------------------------------------- value_loss
 
+
 def test_value_loss_clipping():
     values = torch.tensor([[1.1, 1.5, 1.5, 0.5, GARBAGE]])
     old = torch.tensor([[1.0, 1.0, 1.0, 1.0, -GARBAGE]])
@@ -198,6 +221,7 @@ def test_value_loss_clipping():
 
 
 # ---------------------------------------------------------------------------- KL controllers
+
 
 def test_adaptive_kl_controller_moves_towards_the_target():
     ctl = AdaptiveKLController(0.1, target=6.0, horizon=10000)
@@ -236,10 +260,10 @@ def test_fixed_controller_and_factory():
 
 # ---------------------------------------------------------------------------- ema_update
 
+
 def test_ema_update_values():
     ema = [torch.tensor([1.0, 2.0]), torch.tensor([[0.0]])]
-    params = [torch.nn.Parameter(torch.tensor([3.0, -2.0])),
-              torch.nn.Parameter(torch.tensor([[10.0]]))]
+    params = [torch.nn.Parameter(torch.tensor([3.0, -2.0])), torch.nn.Parameter(torch.tensor([[10.0]]))]
     ema_update(ema, (p for p in params), beta=0.9)
     assert close(ema[0], [0.9 * 1 + 0.1 * 3, 0.9 * 2 + 0.1 * -2])
     assert close(ema[1], [[0.1 * 10]])

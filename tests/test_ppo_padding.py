@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def left_padded(prompts: list[int], answers: list[int], P: int, A: int) -> torch.Tensor:
     mask = torch.zeros(len(prompts), P + A)
     for i, (p, a) in enumerate(zip(prompts, answers)):
-        mask[i, P - p:P + a] = 1
+        mask[i, P - p : P + a] = 1
     return mask
 
 
@@ -48,7 +48,7 @@ def test_groups_follow_the_cheapest_cut_and_cover_every_row_once():
     assert len(groups) == 4
     for g in groups:  # each group's columns span exactly its rows' tokens
         rows = mask[g.positions]
-        assert rows[:, :g.start].sum() == 0 and rows[:, g.stop:].sum() == 0
+        assert rows[:, : g.start].sum() == 0 and rows[:, g.stop :].sum() == 0
         assert rows[:, g.start].any() and rows[:, g.stop - 1].any()
     tokens = sum(len(g.positions) * (g.stop - g.start) for g in groups)
     assert len(row_groups(mask, max_groups=4, min_saving=1e9)) == 1  # a group's price dwarfs any saving
@@ -69,14 +69,17 @@ def test_stitch_puts_rows_back_in_order_and_pads_short_answers():
     assert out.tolist() == [[0, 1, 2], [10, 0, 0], [20, 21, 22]]
 
 
-@pytest.mark.parametrize("settings", [{}, {"actor_trainable_layers": 1, "critic_trainable_layers": 1},
-                                      {"actor_lora_dim": 4, "ppo_epochs": 2}])
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"actor_trainable_layers": 1, "critic_trainable_layers": 1}, {"actor_lora_dim": 4, "ppo_epochs": 2}],
+)
 def test_grouped_forwards_give_the_numbers_of_one_padded_batch(tmp_path, monkeypatch, settings):
     def two_steps(groups_of) -> list:
         monkeypatch.setattr(padding, "row_groups", groups_of)
         monkeypatch.setattr("rlhf_lite.ppo.trainer.row_groups", groups_of)
-        trainer, prompts = make_trainer(tmp_path, per_device_generation_batch_size=8,
-                                        per_device_training_batch_size=4, **settings)
+        trainer, prompts = make_trainer(
+            tmp_path, per_device_generation_batch_size=8, per_device_training_batch_size=4, **settings
+        )
         trainer.engine.reuse_rollout_forward = OFF  # every update runs its own (grouped) forwards
         out = []
         for _, batch in itertools.islice(prompts.batches(), 2):

@@ -19,9 +19,16 @@ OFF = {"actor": False, "critic": False}
 def make_trainer(tmp_path, family: str = "llama", **settings) -> tuple[PPOTrainer, PromptBatches]:
     models = {kind: make_tiny_model(tmp_path, family, kind) for kind in ("causal", "reward")}
     settings = dict(per_device_generation_batch_size=4, per_device_training_batch_size=4) | settings
-    args = PPOArguments(datasets=[str(separable_pairs(tmp_path / "pairs"))], data_split="1,1,1",
-                        output_dir="unused", max_answer_seq_len=6, report_to="none",
-                        actor_learning_rate=1e-2, critic_learning_rate=1e-2, **settings)
+    args = PPOArguments(
+        datasets=[str(separable_pairs(tmp_path / "pairs"))],
+        data_split="1,1,1",
+        output_dir="unused",
+        max_answer_seq_len=6,
+        report_to="none",
+        actor_learning_rate=1e-2,
+        critic_learning_rate=1e-2,
+        **settings,
+    )
     tok = load_tokenizer(str(models["causal"]))
     rows, _ = step_rows(args, part=2, need_pairs=False)
     prompts = PromptBatches(encode_prompts(tok, rows, args.max_prompt_seq_len), args, tok.pad_token_id)
@@ -70,12 +77,15 @@ def assert_same_numbers(a: dict, b: dict) -> None:
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("family,settings", [
-    ("llama", {}),
-    ("opt", {"actor_lora_dim": 4, "critic_lora_dim": 4}),
-    ("bloom", {"actor_gradient_checkpointing": True, "critic_gradient_checkpointing": True}),
-    ("llama", {"actor_trainable_layers": 1, "critic_trainable_layers": 1}),  # with the frozen-block reuse
-])
+@pytest.mark.parametrize(
+    "family,settings",
+    [
+        ("llama", {}),
+        ("opt", {"actor_lora_dim": 4, "critic_lora_dim": 4}),
+        ("bloom", {"actor_gradient_checkpointing": True, "critic_gradient_checkpointing": True}),
+        ("llama", {"actor_trainable_layers": 1, "critic_trainable_layers": 1}),  # with the frozen-block reuse
+    ],
+)
 def test_first_update_reuses_the_scoring_forward_with_the_same_result(tmp_path, family, settings):
     kept = run(tmp_path, True, family, **settings)
     plain = run(tmp_path, False, family, **settings)
@@ -112,13 +122,16 @@ def test_a_graph_made_before_an_update_is_not_used_after_it(tmp_path):
     assert kept_calls == plain_calls == 1  # recomputed with the current weights
 
 
-@pytest.mark.parametrize("settings,expected", [
-    ({}, {"actor": True, "critic": True}),
-    ({"per_device_generation_batch_size": 8}, {"actor": False, "critic": False}),  # 2 mini-batches
-    ({"generation_batches": 2}, {"actor": False, "critic": False}),  # a buffer of experiences
-    ({"disable_actor_dropout": False}, {"actor": False, "critic": True}),
-    ({"critic_lora_dim": 4, "lora_dropout": 0.1}, {"actor": True, "critic": False}),
-])
+@pytest.mark.parametrize(
+    "settings,expected",
+    [
+        ({}, {"actor": True, "critic": True}),
+        ({"per_device_generation_batch_size": 8}, {"actor": False, "critic": False}),  # 2 mini-batches
+        ({"generation_batches": 2}, {"actor": False, "critic": False}),  # a buffer of experiences
+        ({"disable_actor_dropout": False}, {"actor": False, "critic": True}),
+        ({"critic_lora_dim": 4, "lora_dropout": 0.1}, {"actor": True, "critic": False}),
+    ],
+)
 def test_when_the_scoring_forward_is_reused(settings, expected):
     args = PPOArguments(**({"per_device_generation_batch_size": 4, "per_device_training_batch_size": 4} | settings))
     assert {role: args.reuses_rollout_forward(role) for role in expected} == expected
@@ -129,6 +142,7 @@ def test_generation_uses_merged_lora_copies_and_leaves_the_base_weights_as_they_
     from peft.tuners.lora import LoraLayer
 
     from rlhf_lite.ppo.engine import merged_lora
+
     trainer, prompts = make_trainer(tmp_path, actor_lora_dim=4)
     actor = trainer.engine.actor
     with torch.no_grad():
@@ -142,8 +156,11 @@ def test_generation_uses_merged_lora_copies_and_leaves_the_base_weights_as_they_
         with actor.disable_adapter():
             reference = actor(input_ids=ids).logits
         calls: list = []
-        hooks = [m.lora_A.register_forward_hook(lambda *_: calls.append(1))
-                 for m in actor.modules() if isinstance(m, LoraLayer)]
+        hooks = [
+            m.lora_A.register_forward_hook(lambda *_: calls.append(1))
+            for m in actor.modules()
+            if isinstance(m, LoraLayer)
+        ]
         with merged_lora(actor):
             merged = actor(input_ids=ids).logits
         for hook in hooks:
@@ -158,6 +175,9 @@ def test_generation_uses_merged_lora_copies_and_leaves_the_base_weights_as_they_
     exp = trainer.generate_experience(batch)
     with torch.no_grad():
         torch.manual_seed(0)
-        plain = actor.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                               generation_config=trainer.generation_config)
+        plain = actor.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            generation_config=trainer.generation_config,
+        )
     assert exp["n_empty"] == 0 and torch.equal(exp["seq"], plain)

@@ -49,8 +49,7 @@ def test_judge_trains_on_pairs_the_reward_model_never_saw_and_on_step_3s_prompts
     config = lambda step: ["--config", str(ROOT / "recipes" / "configs" / preset / f"{step}.yaml")]  # noqa: E731
     pairs, seeds = {}, set()
     for step in ("rm", "judge"):
-        script, _, training = parse([RMArguments, ModelArguments, RewardConfig], "rm",
-                                    config(step))
+        script, _, training = parse([RMArguments, ModelArguments, RewardConfig], "rm", config(step))
         pairs[step] = {(r["prompt"], r["chosen"]) for r in step_rows(script, script.data_share, need_pairs=True)[0]}
         seeds.add(training.seed)
     (ppo,) = parse([PPOArguments], "ppo", config("ppo"))

@@ -49,11 +49,14 @@ def recipe_argv(words: list[str]) -> list[tuple[str, list[str]]]:
         settings = dict(w.split("=", 1) for w in words[1:] if "=" in w)
         preset = settings.get("PRESET", "demo")
         extra = shlex.split(settings.get("ARGS", ""))
-        return [(step, ["--config", f"recipes/configs/{preset}/{step}.yaml", *extra])
-                for step in words[1:] if step in RECIPE_STEPS]
+        return [
+            (step, ["--config", f"recipes/configs/{preset}/{step}.yaml", *extra])
+            for step in words[1:]
+            if step in RECIPE_STEPS
+        ]
     for i, word in enumerate(words):
         if word.startswith("recipes/") and word.endswith(".py"):
-            return [(Path(word).stem, words[i + 1:])]
+            return [(Path(word).stem, words[i + 1 :])]
     return []
 
 
@@ -78,6 +81,7 @@ def test_every_command_names_what_exists():
             for word in words[2:]:
                 if word.startswith(".["):
                     import tomllib
+
                     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
                     assert set(word[2:-1].split(",")) <= set(extras), word
                 if "==" in word:
@@ -100,8 +104,12 @@ def test_recipe_commands_parse(step):
 
     from rlhf_lite.args import ModelArguments, RMArguments, SFTArguments, parse
     from rlhf_lite.ppo import PPOArguments
-    parsers = {"sft": [SFTArguments, ModelArguments, SFTConfig], "rm": [RMArguments, ModelArguments, RewardConfig],
-               "ppo": [PPOArguments]}  # what each recipe parses its command line into
+
+    parsers = {
+        "sft": [SFTArguments, ModelArguments, SFTConfig],
+        "rm": [RMArguments, ModelArguments, RewardConfig],
+        "ppo": [PPOArguments],
+    }  # what each recipe parses its command line into
     runs = [argv for words in commands() for s, argv in recipe_argv(words) if s == step]
     assert runs, f"the README never runs step {step}"
     for argv in runs:
@@ -111,7 +119,13 @@ def test_recipe_commands_parse(step):
 
 
 def run(argv: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -133,6 +147,7 @@ def test_quick_commands_run(module):
 
 def test_api_loop_runs_on_tiny_models(tmp_path, monkeypatch):
     from tests.tiny_models import make_tiny_model
+
     code = next(b for b in blocks("python") if "RLHFEngine(" in b)
     sft, rm = make_tiny_model(tmp_path, "llama", "causal"), make_tiny_model(tmp_path, "llama", "reward", seed=1)
     code = code.replace('"outputs/demo/sft"', repr(str(sft))).replace('"outputs/demo/rm"', repr(str(rm)))
@@ -148,8 +163,10 @@ def test_api_loop_runs_on_tiny_models(tmp_path, monkeypatch):
 def test_plugin_example(tmp_path):
     plugin = next(b for b in blocks("python") if "# my_adapters.py" in b)
     (tmp_path / "my_adapters.py").write_text(plugin, encoding="utf-8")
-    rows = [{"question": "What is 2 + 2?", "good": "Four.", "bad": "Five."},
-            {"question": "Why?", "good": "N/A", "bad": "Because."}]
+    rows = [
+        {"question": "What is 2 + 2?", "good": "Four.", "bad": "Five."},
+        {"question": "Why?", "good": "N/A", "bad": "Because."},
+    ]
     data = tmp_path / "data" / "me" / "qa-pairs"
     data.mkdir(parents=True)
     for folder in (data, tmp_path):

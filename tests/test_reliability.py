@@ -43,6 +43,7 @@ def fresh_accelerate_state():
     """accelerate keeps one process-wide state: a Trainer built earlier in the session with bf16 on
     (test_recipes' RewardConfig defaults) would otherwise make the PPO runs here autocast to bf16."""
     from accelerate.state import AcceleratorState
+
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
@@ -53,18 +54,47 @@ class Crash(BaseException):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("reliability")
-    return {"llama": make_tiny_model(root, "llama"),
-            "rm": make_tiny_model(root, "llama", "reward", seed=1),
-            "data": separable_pairs(root / "pairs", n_train=240),  # 80 rows per step with 1,1,1
-            "ppo_data": separable_pairs(root / "ppo_pairs")}  # 20 PPO prompts: 5 batches of 4
+    return {
+        "llama": make_tiny_model(root, "llama"),
+        "rm": make_tiny_model(root, "llama", "reward", seed=1),
+        "data": separable_pairs(root / "pairs", n_train=240),  # 80 rows per step with 1,1,1
+        "ppo_data": separable_pairs(root / "ppo_pairs"),
+    }  # 20 PPO prompts: 5 batches of 4
 
 
 def step_args(tiny, out, *extra):
     """Two epochs of 20 steps; dropout on, so that the RNG state matters on resume."""
-    return ["--model_name_or_path", str(tiny["llama"]), "--datasets", str(tiny["data"]), "--output_dir", str(out),
-            "--data_split", "1,1,1", "--use_cpu", "true", "--report_to", "none", "--logging_steps", "1",
-            "--seed", "0", "--disable_tqdm", "true", "--per_device_train_batch_size", "4", "--max_length", "64",
-            "--num_train_epochs", "2", "--learning_rate", "1e-3", "--dropout", "0.1", *extra]
+    return [
+        "--model_name_or_path",
+        str(tiny["llama"]),
+        "--datasets",
+        str(tiny["data"]),
+        "--output_dir",
+        str(out),
+        "--data_split",
+        "1,1,1",
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+        "--logging_steps",
+        "1",
+        "--seed",
+        "0",
+        "--disable_tqdm",
+        "true",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_length",
+        "64",
+        "--num_train_epochs",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--dropout",
+        "0.1",
+        *extra,
+    ]
 
 
 def losses(out: Path) -> list[tuple[int, float]]:
@@ -96,6 +126,7 @@ def uninterrupted(tiny, tmp_path_factory):
             recipe(step)(step_args(tiny, out, "--save_strategy", "no"))
             runs[step] = out
         return runs[step]
+
     return get
 
 
@@ -106,25 +137,32 @@ def looks_complete(out: Path) -> bool:
 def popen(step: str, argv: list[str], log: Path) -> subprocess.Popen:
     """The recipe as a process of its own, its stderr to `log` (a pipe nobody reads could fill up)."""
     with open(log, "w") as err:  # SIGINT as in a terminal, even if the test runner ignores it
-        return subprocess.Popen([sys.executable, str(ROOT / "recipes" / f"{step}.py"), *argv], env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=err,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "recipes" / f"{step}.py"), *argv],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
 
 
 def wait_for(proc: subprocess.Popen, ready, log: Path, timeout=300) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
-            pytest.fail(f"the run ended (status {proc.returncode}) before it could be stopped:\n"
-                        f"{log.read_text()[-3000:]}")
+            pytest.fail(
+                f"the run ended (status {proc.returncode}) before it could be stopped:\n{log.read_text()[-3000:]}"
+            )
         assert time.monotonic() < deadline, "timed out waiting for the run"
         time.sleep(0.02)
 
 
 def logged_steps(out: Path) -> int:
     try:
-        return max((json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
-                    if line.strip()), default=0)
+        return max(
+            (json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()),
+            default=0,
+        )
     except (OSError, ValueError):  # not there yet, or a line being written
         return 0
 
@@ -176,6 +214,7 @@ def test_a_checkpoint_cut_short_while_saving_is_not_resumed_from(tiny, uninterru
         if self.state.global_step == 6:  # weights and optimizer written; RNG and trainer state not
             raise Crash
         return real(self, output_dir)
+
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "_save_rng_state", dies_while_saving_checkpoint_6)
         with pytest.raises(Crash):
@@ -194,6 +233,7 @@ def test_resume_point_skips_and_removes_incomplete_checkpoints_and_rewinds_metri
         (tmp_path / f"checkpoint-{n}" / "model.safetensors").write_bytes(b"weights")
         if state is not None:
             (tmp_path / f"checkpoint-{n}" / "trainer_state.json").write_text(state)
+
     checkpoint(2, json.dumps({"global_step": 2}))
     checkpoint(10, json.dumps({"global_step": 10}))
     checkpoint(12, '{"global_step": 12, "log_hist')  # killed while writing its last file
@@ -211,14 +251,13 @@ def test_resume_point_skips_and_removes_incomplete_checkpoints_and_rewinds_metri
 @pytest.mark.parametrize("step", ["sft", "rm"])
 def test_nan_loss_stops_before_the_update_and_exports_nothing(tiny, tmp_path, capsys, step, diverging_optimizer):
     out = tmp_path / step
-    argv = step_args(tiny, out, "--max_grad_norm", "0", "--max_steps", "4",
-                     "--save_steps", "1", "--dropout", "0.0")
+    argv = step_args(tiny, out, "--max_grad_norm", "0", "--max_steps", "4", "--save_steps", "1", "--dropout", "0.0")
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
         cli(lambda: recipe(step)(argv))
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    err = err[err.index("error: "):]
+    err = err[err.index("error: ") :]
     assert len(err.strip().splitlines()) == 1, err
     assert "the training loss is NaN or infinite at optimizer step 2" in err  # step 1's update blew up
     assert "the update was not applied" in err and str(out / "checkpoint-1") in err
@@ -230,12 +269,45 @@ def test_nan_loss_stops_before_the_update_and_exports_nothing(tiny, tmp_path, ca
 
 
 def ppo_args(tiny, out, *extra):
-    return ["--actor_model_name_or_path", str(tiny["llama"]), "--critic_model_name_or_path", str(tiny["rm"]),
-            "--datasets", str(tiny["ppo_data"]), "--data_split", "1,1,1", "--output_dir", str(out),
-            "--max_answer_seq_len", "8", "--per_device_generation_batch_size", "4",
-            "--per_device_training_batch_size", "2", "--report_to", "none", "--max_steps", "4", "--save_steps", "2",
-            "--save_total_limit", "3", "--seed", "3", "--target_kl", "0.01", "--kl_horizon", "100",
-            "--enable_ema", "true", "--actor_learning_rate", "1e-3", "--critic_learning_rate", "1e-3", *extra]
+    return [
+        "--actor_model_name_or_path",
+        str(tiny["llama"]),
+        "--critic_model_name_or_path",
+        str(tiny["rm"]),
+        "--datasets",
+        str(tiny["ppo_data"]),
+        "--data_split",
+        "1,1,1",
+        "--output_dir",
+        str(out),
+        "--max_answer_seq_len",
+        "8",
+        "--per_device_generation_batch_size",
+        "4",
+        "--per_device_training_batch_size",
+        "2",
+        "--report_to",
+        "none",
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "2",
+        "--save_total_limit",
+        "3",
+        "--seed",
+        "3",
+        "--target_kl",
+        "0.01",
+        "--kl_horizon",
+        "100",
+        "--enable_ema",
+        "true",
+        "--actor_learning_rate",
+        "1e-3",
+        "--critic_learning_rate",
+        "1e-3",
+        *extra,
+    ]
 
 
 def run_ppo(argv):
@@ -274,6 +346,7 @@ def test_ppo_same_seed_same_run(tiny, ppo_reference, tmp_path):
 def test_ppo_crash_while_saving_keeps_the_last_checkpoint(tiny, ppo_reference, tmp_path, monkeypatch):
     out = tmp_path / "ppo"
     from accelerate import Accelerator
+
     real = Accelerator.save_state
 
     def dies_after_writing_the_state_of_batch_4(self, output_dir=None, **kw):
@@ -281,6 +354,7 @@ def test_ppo_crash_while_saving_keeps_the_last_checkpoint(tiny, ppo_reference, t
         if Path(output_dir).name.endswith("-4"):
             raise Crash  # before trainer_state.json and the rename
         return path
+
     with monkeypatch.context() as patch:
         patch.setattr(Accelerator, "save_state", dies_after_writing_the_state_of_batch_4)
         with pytest.raises(Crash):
@@ -315,6 +389,7 @@ def interrupt_ppo_at(monkeypatch, method: str, call: int, before: bool):
         if not before and len(calls) == call:
             os.kill(os.getpid(), signal.SIGINT)
         return out
+
     monkeypatch.setattr(PPOTrainer, method, patched)
 
 
@@ -337,10 +412,14 @@ def test_ppo_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_from_it(tiny, ppo_r
 
 
 @pytest.mark.usefixtures("sigint_is_ctrl_c")
-@pytest.mark.parametrize("method, call, before", [("generate_experience", 3, False), ("_update", 6, True)],
-                         ids=["after-generating", "between-mini-batches"])
-def test_ppo_ctrl_c_mid_batch_resumes_to_the_uninterrupted_result(tiny, ppo_reference, tmp_path, monkeypatch,
-                                                                   method, call, before):
+@pytest.mark.parametrize(
+    "method, call, before",
+    [("generate_experience", 3, False), ("_update", 6, True)],
+    ids=["after-generating", "between-mini-batches"],
+)
+def test_ppo_ctrl_c_mid_batch_resumes_to_the_uninterrupted_result(
+    tiny, ppo_reference, tmp_path, monkeypatch, method, call, before
+):
     out = tmp_path / "ppo"
     argv = ppo_args(tiny, out, "--save_steps", "0")
     with monkeypatch.context() as patch:
@@ -361,14 +440,15 @@ def fails(fn, capsys) -> str:
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    return err[err.index("error: "):]
+    return err[err.index("error: ") :]
 
 
 @pytest.mark.parametrize("step", ["sft", "rm"])
 def test_model_path_that_does_not_exist_claims_no_output_folder(tiny, tmp_path, capsys, step):
     out = tmp_path / "out"
-    err = fails(lambda: recipe(step)(step_args(tiny, out, "--model_name_or_path", str(tmp_path / "no" / "model"))),
-                capsys)
+    err = fails(
+        lambda: recipe(step)(step_args(tiny, out, "--model_name_or_path", str(tmp_path / "no" / "model"))), capsys
+    )
     assert f"model path '{tmp_path / 'no' / 'model'}' does not exist" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # so the corrected command is not refused as "a different run"
 
@@ -377,24 +457,57 @@ def test_bad_rows_and_long_prompts_are_counted_with_their_place_and_training_goe
     data = tmp_path / "data"
     data.mkdir()
     good = [{"prompt": f"question {i}?", "chosen": " yes thank you", "rejected": " no no no"} for i in range(40)]
-    long = {"prompt": "please explain how a language model generates text " * 2000, "chosen": " yes",
-            "rejected": " no"}  # ~100 kB: far beyond max_length
-    bad = [{"prompt": "q", "chosen": None, "rejected": "no"}, {"prompt": "q", "chosen": "   ", "rejected": "no"},
-           {"prompt": "q", "chosen": "same", "rejected": "same"}, {"prompt": 42, "chosen": "a", "rejected": "b"},
-           {"chosen": "a", "rejected": "b"}]
+    long = {
+        "prompt": "please explain how a language model generates text " * 2000,
+        "chosen": " yes",
+        "rejected": " no",
+    }  # ~100 kB: far beyond max_length
+    bad = [
+        {"prompt": "q", "chosen": None, "rejected": "no"},
+        {"prompt": "q", "chosen": "   ", "rejected": "no"},
+        {"prompt": "q", "chosen": "same", "rejected": "same"},
+        {"prompt": 42, "chosen": "a", "rejected": "b"},
+        {"chosen": "a", "rejected": "b"},
+    ]
     lines = [json.dumps(r) for r in good[:20] + bad + [long] * 3 + good[20:]]
     (data / "train.jsonl").write_text("\n".join(lines) + "\n")
     (data / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in good[:4]) + "\n")
     out = tmp_path / "out"
-    recipe("sft")(["--model_name_or_path", str(tiny["llama"]), "--datasets", str(data), "--data_split", "1,0,0",
-                   "--output_dir", str(out), "--use_cpu", "true", "--report_to", "none", "--max_steps", "2",
-                   "--max_length", "64", "--per_device_train_batch_size", "4", "--save_strategy", "no",
-                   "--logging_steps", "1"])
+    recipe("sft")(
+        [
+            "--model_name_or_path",
+            str(tiny["llama"]),
+            "--datasets",
+            str(data),
+            "--data_split",
+            "1,0,0",
+            "--output_dir",
+            str(out),
+            "--use_cpu",
+            "true",
+            "--report_to",
+            "none",
+            "--max_steps",
+            "2",
+            "--max_length",
+            "64",
+            "--per_device_train_batch_size",
+            "4",
+            "--save_strategy",
+            "no",
+            "--logging_steps",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     where = f"{data / 'train.jsonl'}"
-    for reason, line in [("field 'chosen' is null", 21), ("field 'chosen' is empty", 22),
-                         ("chosen and rejected are identical", 23), ("field 'prompt' is int, not text", 24),
-                         ("missing field 'prompt'", 25)]:
+    for reason, line in [
+        ("field 'chosen' is null", 21),
+        ("field 'chosen' is empty", 22),
+        ("chosen and rejected are identical", 23),
+        ("field 'prompt' is int, not text", 24),
+        ("missing field 'prompt'", 25),
+    ]:
         assert f"1 x {reason} (first at {where}:{line})" in err, reason
     assert "kept 43, dropped 5" in err
     assert "train prompts: dropped 3 of 43 rows whose prompt has more than 63 tokens (max_length 64)" in err
@@ -406,11 +519,13 @@ def test_bad_rows_and_long_prompts_are_counted_with_their_place_and_training_goe
 
 def test_pickled_weights_that_could_run_code_are_refused(tiny, tmp_path):
     from rlhf_lite.models import ModelSettings, load_causal_lm
+
     marker = tmp_path / "code-ran"
 
     class Payload:
         def __reduce__(self):
             return os.system, (f"touch {marker}",)
+
     state = weights(tiny["llama"])
     plain = tmp_path / "plain"
     shutil.copytree(tiny["llama"], plain)
@@ -429,10 +544,12 @@ def test_remote_code_is_off_unless_asked_for(tmp_path):
     from trl import RewardConfig, SFTConfig
 
     from rlhf_lite.args import ModelArguments, parse
+
     argv = ["--output_dir", str(tmp_path / "o")]
     for config in (SFTConfig, RewardConfig):
-        assert not next(p for p in parse([ModelArguments, config], "x", argv) if hasattr(p, "output_dir")) \
-            .trust_remote_code
+        assert not next(
+            p for p in parse([ModelArguments, config], "x", argv) if hasattr(p, "output_dir")
+        ).trust_remote_code
     assert PPOArguments().trust_remote_code is False
     assert parse([PPOArguments], "ppo", argv)[0].trust_remote_code is False
     # ... and no code of the project turns it on by itself
@@ -441,15 +558,16 @@ def test_remote_code_is_off_unless_asked_for(tmp_path):
             if isinstance(node, ast.keyword) and node.arg == "trust_remote_code":
                 assert not (isinstance(node.value, ast.Constant) and node.value.value is True), path
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load":
-                assert getattr(node.func.value, "id", None) not in ("torch", "pickle"), \
+                assert getattr(node.func.value, "id", None) not in ("torch", "pickle"), (
                     f"{path}:{node.lineno} unpickles"
+                )
 
 
 def test_data_cache_is_plain_json_and_a_tampered_entry_is_rebuilt(tmp_path):
     from rlhf_lite.data import load_rows
+
     f = tmp_path / "train.jsonl"
-    f.write_text("\n".join(json.dumps({"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"})
-                           for i in range(10)))
+    f.write_text("\n".join(json.dumps({"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"}) for i in range(10)))
     cache = tmp_path / "cache"
     rows, _ = load_rows(str(f), "train", cache_dir=str(cache))
     files = [p for p in (cache / "data").rglob("*") if p.is_file()]
@@ -471,8 +589,10 @@ def test_exported_folders_hold_no_pickles(tiny, uninterrupted, ppo_reference):
 
 
 def test_an_export_that_dies_midway_leaves_no_config_json(tiny, tmp_path, monkeypatch):
-    import rlhf_lite.models as models
     from transformers import AutoModelForCausalLM
+
+    import rlhf_lite.models as models
+
     tok = models.load_tokenizer(str(tiny["llama"]))
     model = AutoModelForCausalLM.from_pretrained(tiny["llama"])
     out = tmp_path / "published"
@@ -484,6 +604,7 @@ def test_an_export_that_dies_midway_leaves_no_config_json(tiny, tmp_path, monkey
         if Path(dst) == out / "model.safetensors":  # publishing, after config.json was taken away
             raise Crash
         return real(src, dst)
+
     monkeypatch.setattr(models.os, "replace", dies_on_the_weights)
     with pytest.raises(Crash):
         models.save_model(model, tok, out)

@@ -17,13 +17,28 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_loss_gradients_and_metrics_match_trl(tmp_path, family):
     path = make_tiny_model(tmp_path, family, "causal")
     tokenizer = load_tokenizer(str(path))
-    data = Dataset.from_list([{"prompt": f"\n\nHuman: question {i} {'long ' * i}?\n\nAssistant:",
-                               "completion": " yes thank you" + " more" * i} for i in range(4)])
+    data = Dataset.from_list(
+        [
+            {
+                "prompt": f"\n\nHuman: question {i} {'long ' * i}?\n\nAssistant:",
+                "completion": " yes thank you" + " more" * i,
+            }
+            for i in range(4)
+        ]
+    )
     results = []
     for cls in (SFTTrainer, AnswerOnlySFTTrainer):
         model = AutoModelForCausalLM.from_pretrained(path)
-        config = SFTConfig(output_dir=str(tmp_path / cls.__name__), per_device_train_batch_size=4, use_cpu=True,
-                           bf16=False, report_to="none", activation_checkpointing=False, completion_only_loss=True, max_length=64)
+        config = SFTConfig(
+            output_dir=str(tmp_path / cls.__name__),
+            per_device_train_batch_size=4,
+            use_cpu=True,
+            bf16=False,
+            report_to="none",
+            activation_checkpointing=False,
+            completion_only_loss=True,
+            max_length=64,
+        )
         trainer = cls(model=model, args=config, train_dataset=data, processing_class=tokenizer)
         batch = next(iter(trainer.get_train_dataloader()))
         assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()  # prompts are masked

@@ -7,8 +7,8 @@ import torch
 
 from rlhf_lite.models import decoder_blocks, load_tokenizer
 from rlhf_lite.ppo import PPOArguments, PPOTrainer, PromptBatches, RLHFEngine, encode_prompts
-from rlhf_lite.trunk import Recorded, capture, frozen_depth, replay
 from rlhf_lite.training import step_rows
+from rlhf_lite.trunk import Recorded, capture, frozen_depth, replay
 from tests.test_recipes import separable_pairs
 from tests.tiny_models import make_tiny_model
 
@@ -18,9 +18,19 @@ NO_REUSE = {"actor": 0, "critic": 0, "reward": 0}
 
 def two_ppo_steps(models: dict, data, reuse: bool, **settings) -> tuple[list, int]:
     """(per step: experience tensors and losses, forwards of the actor's block 0 while training)."""
-    args = PPOArguments(datasets=[str(data)], data_split="1,1,1", output_dir="unused", max_answer_seq_len=6,
-                        per_device_generation_batch_size=4, per_device_training_batch_size=2, ppo_epochs=2,
-                        report_to="none", actor_learning_rate=1e-2, critic_learning_rate=1e-2, **settings)
+    args = PPOArguments(
+        datasets=[str(data)],
+        data_split="1,1,1",
+        output_dir="unused",
+        max_answer_seq_len=6,
+        per_device_generation_batch_size=4,
+        per_device_training_batch_size=2,
+        ppo_epochs=2,
+        report_to="none",
+        actor_learning_rate=1e-2,
+        critic_learning_rate=1e-2,
+        **settings,
+    )
     tok = load_tokenizer(str(models["causal"]))
     rows, _ = step_rows(args, part=2, need_pairs=False)
     prompts = PromptBatches(encode_prompts(tok, rows, args.max_prompt_seq_len), args, tok.pad_token_id)
@@ -36,7 +46,9 @@ def two_ppo_steps(models: dict, data, reuse: bool, **settings) -> tuple[list, in
         exp = trainer.generate_experience(batch)
         n = len(calls)
         losses = trainer.train_rlhf(exp)
-        steps.append(([exp[k] for k in ("seq", "logprobs", "ref_logprobs", "values", "scores")], losses, len(calls) - n))
+        steps.append(
+            ([exp[k] for k in ("seq", "logprobs", "ref_logprobs", "values", "scores")], losses, len(calls) - n)
+        )
     hook.remove()
     return steps, trainer.trunk_depth
 
@@ -59,6 +71,7 @@ def test_reused_blocks_give_the_same_experience_and_losses(tmp_path, family, lor
 def test_frozen_depth_follows_what_trains(tmp_path):
     path = make_tiny_model(tmp_path, "llama", "causal")
     from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(path)
     assert frozen_depth(model) == 0  # everything trains
     model.requires_grad_(False)
@@ -71,6 +84,7 @@ def test_frozen_depth_follows_what_trains(tmp_path):
 
 def test_replay_restores_the_blocks_and_matches_a_full_forward(tmp_path):
     from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(make_tiny_model(tmp_path, "llama", "causal")).eval()
     ids = torch.randint(3, 50, (3, 7))
     blocks = list(decoder_blocks(model))
@@ -100,6 +114,7 @@ def test_reward_training_replays_frozen_blocks_after_the_first_epoch(tmp_path, f
 
     from rlhf_lite.models import ModelSettings, load_reward_model
     from rlhf_lite.rm import PairwiseRewardTrainer
+
     path = str(make_tiny_model(tmp_path, family, "reward"))
     tok = load_tokenizer(path)
     gen = torch.Generator().manual_seed(0)
@@ -111,12 +126,28 @@ def test_reward_training_replays_frozen_blocks_after_the_first_epoch(tmp_path, f
         model = load_reward_model(ModelSettings(path, trainable_layers=1, dropout=0.0), tok)
         calls = []
         hook = decoder_blocks(model)[0].register_forward_hook(lambda *_: calls.append(1))
-        config = RewardConfig(output_dir=str(tmp_path / f"{cache_gb}{loss}"), per_device_train_batch_size=2,
-                              num_train_epochs=3, learning_rate=1e-2, use_cpu=True, bf16=False, report_to="none",
-                              activation_checkpointing=False, disable_dropout=True, save_strategy="no",
-                              logging_steps=1, seed=0)
-        trainer = PairwiseRewardTrainer(model=model, args=config, train_dataset=data, processing_class=tok,
-                                        reward_loss=loss, frozen_block_cache_gb=cache_gb)
+        config = RewardConfig(
+            output_dir=str(tmp_path / f"{cache_gb}{loss}"),
+            per_device_train_batch_size=2,
+            num_train_epochs=3,
+            learning_rate=1e-2,
+            use_cpu=True,
+            bf16=False,
+            report_to="none",
+            activation_checkpointing=False,
+            disable_dropout=True,
+            save_strategy="no",
+            logging_steps=1,
+            seed=0,
+        )
+        trainer = PairwiseRewardTrainer(
+            model=model,
+            args=config,
+            train_dataset=data,
+            processing_class=tok,
+            reward_loss=loss,
+            frozen_block_cache_gb=cache_gb,
+        )
         trainer.train()
         hook.remove()
         return [m["loss"] for m in trainer.state.log_history if "loss" in m], len(calls), trainer.trunk_depth
@@ -134,11 +165,20 @@ def test_reward_training_runs_every_block_when_the_cache_would_not_fit(tmp_path,
 
     from rlhf_lite.models import ModelSettings, load_reward_model
     from rlhf_lite.rm import PairwiseRewardTrainer
+
     path = str(make_tiny_model(tmp_path, "llama", "reward"))
     model = load_reward_model(ModelSettings(path, trainable_layers=1, dropout=0.0), load_tokenizer(path))
     data = Dataset.from_list([{"chosen_ids": [5, 6, 7], "rejected_ids": [5, 6, 8]}] * 4)
-    config = RewardConfig(output_dir=str(tmp_path / "o"), num_train_epochs=2, use_cpu=True, bf16=False,
-                          report_to="none", activation_checkpointing=False, disable_dropout=True)
-    trainer = PairwiseRewardTrainer(model=model, args=config, train_dataset=data, frozen_block_cache_gb=1e-9,
-                                    processing_class=load_tokenizer(path))
+    config = RewardConfig(
+        output_dir=str(tmp_path / "o"),
+        num_train_epochs=2,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        activation_checkpointing=False,
+        disable_dropout=True,
+    )
+    trainer = PairwiseRewardTrainer(
+        model=model, args=config, train_dataset=data, frozen_block_cache_gb=1e-9, processing_class=load_tokenizer(path)
+    )
     assert trainer.trunk_depth == 0 and "frozen_block_cache_gb" in capsys.readouterr().err

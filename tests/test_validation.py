@@ -30,12 +30,19 @@ def load_script(path: Path):
 
 
 RECIPES = {name: load_script(ROOT / "recipes" / f"{name}.py") for name in ("sft", "rm", "ppo")}
-DATACLASSES = {"sft": [SFTArguments, ModelArguments, SFTConfig],
-               "rm": [RMArguments, ModelArguments, RewardConfig],
-               "ppo": [PPOArguments]}
-CLIS = {"chat": "rlhf_lite.chat", "plan": "rlhf_lite.plan", "pipeline": "rlhf_lite.pipeline",
-        "data": "rlhf_lite.data.__main__", "plot": "rlhf_lite.plot",
-        **{name: f"rlhf_lite.eval.{name}" for name in ("perplexity", "prompt_eval", "rm_eval", "ppo_eval")}}
+DATACLASSES = {
+    "sft": [SFTArguments, ModelArguments, SFTConfig],
+    "rm": [RMArguments, ModelArguments, RewardConfig],
+    "ppo": [PPOArguments],
+}
+CLIS = {
+    "chat": "rlhf_lite.chat",
+    "plan": "rlhf_lite.plan",
+    "pipeline": "rlhf_lite.pipeline",
+    "data": "rlhf_lite.data.__main__",
+    "plot": "rlhf_lite.plot",
+    **{name: f"rlhf_lite.eval.{name}" for name in ("perplexity", "prompt_eval", "rm_eval", "ppo_eval")},
+}
 
 
 def fails_in_one_line(main, argv, capsys) -> str:
@@ -57,24 +64,43 @@ def outside(cls, field) -> list:
     return [v for v in range_of(cls, field.name).outside() if not (integer and isinstance(v, float))]
 
 
-RECIPE_CASES = [(step, f.name, value) for step, classes in DATACLASSES.items() for cls in classes
-                for f in numeric_fields(cls) for value in outside(cls, f)]
+RECIPE_CASES = [
+    (step, f.name, value)
+    for step, classes in DATACLASSES.items()
+    for cls in classes
+    for f in numeric_fields(cls)
+    for value in outside(cls, f)
+]
 
 
 def test_every_numeric_field_and_option_has_a_range():
-    missing = [f"{cls.__name__}.{f.name}" for classes in DATACLASSES.values() for cls in classes
-               for f in numeric_fields(cls) if range_of(cls, f.name) is None]
+    missing = [
+        f"{cls.__name__}.{f.name}"
+        for classes in DATACLASSES.values()
+        for cls in classes
+        for f in numeric_fields(cls)
+        if range_of(cls, f.name) is None
+    ]
     assert not missing, f"numeric settings without a range in rlhf_lite/ranges.py: {missing}"
-    numeric_options = [(name, a.dest) for name, module in CLIS.items() for _, a in actions(parser_of(module))
-                       if a.type in (int, float) and not a.choices]
+    numeric_options = [
+        (name, a.dest)
+        for name, module in CLIS.items()
+        for _, a in actions(parser_of(module))
+        if a.type in (int, float) and not a.choices
+    ]
     assert not numeric_options, f"numeric options without a range (use ranges.option): {numeric_options}"
 
 
-@pytest.mark.parametrize("step, field, value", RECIPE_CASES,
-                         ids=[f"{s}-{f}-{text(v)}" for s, f, v in RECIPE_CASES])
+@pytest.mark.parametrize("step, field, value", RECIPE_CASES, ids=[f"{s}-{f}-{text(v)}" for s, f, v in RECIPE_CASES])
 def test_recipe_fields_out_of_range(step, field, value, tmp_path, capsys):
-    argv = ["--config", str(ROOT / "recipes" / "configs" / "demo" / f"{step}.yaml"),
-            "--output_dir", str(tmp_path / "out"), f"--{field}", text(value)]
+    argv = [
+        "--config",
+        str(ROOT / "recipes" / "configs" / "demo" / f"{step}.yaml"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        f"--{field}",
+        text(value),
+    ]
     if step == "ppo":  # step 3 looks for steps 1 and 2's models only after its arguments
         argv += ["--actor_model_name_or_path", "/nonexistent", "--critic_model_name_or_path", "/nonexistent"]
     err = fails_in_one_line(RECIPES[step].main, argv, capsys)
@@ -102,13 +128,18 @@ def main_of(module):
     return (load_script(module) if isinstance(module, Path) else importlib.import_module(module)).main
 
 
-CLI_CASES = [(name, [*prefix, a.option_strings[-1]], value) for name, module in CLIS.items()
-             for prefix, a in actions(parser_of(module)) if isinstance(getattr(a.type, "allowed", None), Range)
-             for value in a.type.allowed.outside()]
+CLI_CASES = [
+    (name, [*prefix, a.option_strings[-1]], value)
+    for name, module in CLIS.items()
+    for prefix, a in actions(parser_of(module))
+    if isinstance(getattr(a.type, "allowed", None), Range)
+    for value in a.type.allowed.outside()
+]
 
 
-@pytest.mark.parametrize("name, words, value", CLI_CASES,
-                         ids=[f"{n}-{' '.join(w)}={text(v)}" for n, w, v in CLI_CASES])
+@pytest.mark.parametrize(
+    "name, words, value", CLI_CASES, ids=[f"{n}-{' '.join(w)}={text(v)}" for n, w, v in CLI_CASES]
+)
 def test_command_line_options_out_of_range(name, words, value, capsys):
     argv, flag = [*words, text(value)], words[-1]
     err = fails_in_one_line(main_of(CLIS[name]), argv, capsys)
@@ -127,11 +158,13 @@ def test_in_range_values_pass(tmp_path):
     for step, classes in DATACLASSES.items():
         argv = ["--config", str(ROOT / "recipes" / "configs" / "demo" / f"{step}.yaml"), "--output_dir", str(tmp_path)]
         from rlhf_lite.args import parse
+
         assert len(parse(classes, step, argv)) == len(classes)
 
 
 def test_python_api_checks_ranges_too():
     from rlhf_lite.errors import ConfigError
+
     with pytest.raises(ConfigError, match="cliprange must be a number in \\(0, 1\\), got 1.5"):
         PPOArguments(cliprange=1.5)
 
@@ -146,6 +179,7 @@ if __name__ == "__main__":
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from tests.tiny_models import make_tiny_model
+
     root = tmp_path_factory.mktemp("tiny")
     return {"causal": make_tiny_model(root, "llama"), "reward": make_tiny_model(root, "llama", "reward")}
 
@@ -153,6 +187,7 @@ def tiny(tmp_path_factory):
 def broken_copy(src: Path, dst: Path, name: str, keep: int) -> Path:
     """A copy of model folder `src` whose file `name` is cut to its first `keep` bytes."""
     import shutil
+
     shutil.copytree(src, dst)
     data = (dst / name).read_bytes()
     (dst / name).write_bytes(data[:keep])
@@ -172,15 +207,18 @@ def test_models_of_the_wrong_kind_are_refused_by_every_entry_point(tiny, capsys)
     chat = importlib.import_module("rlhf_lite.chat").main
     err = fails_in_one_line(chat, ["--path", str(tiny["reward"])], capsys)
     assert "is a reward model" in err and str(tiny["reward"]) in err
-    for name, argv in (("perplexity", ["--model", str(tiny["reward"]), "--data", "demo"]),
-                       ("prompt_eval", ["--baseline", str(tiny["causal"]), "--finetuned", str(tiny["reward"])])):
+    for name, argv in (
+        ("perplexity", ["--model", str(tiny["reward"]), "--data", "demo"]),
+        ("prompt_eval", ["--baseline", str(tiny["causal"]), "--finetuned", str(tiny["reward"])]),
+    ):
         assert "is a reward model" in fails_in_one_line(main_of(CLIS[name]), argv, capsys)
     err = fails_in_one_line(main_of(CLIS["rm_eval"]), ["--model", str(tiny["causal"]), "--data", "demo"], capsys)
     assert "is not a reward model but a LlamaForCausalLM" in err
 
 
-@pytest.mark.parametrize("name, keep", [("model.safetensors", 1000), ("model.safetensors", 4),
-                                        ("tokenizer.json", 100), ("config.json", 20)])
+@pytest.mark.parametrize(
+    "name, keep", [("model.safetensors", 1000), ("model.safetensors", 4), ("tokenizer.json", 100), ("config.json", 20)]
+)
 def test_truncated_model_files_are_named(tiny, tmp_path, capsys, name, keep):
     folder = broken_copy(tiny["causal"], tmp_path / "broken", name, keep)
     chat = importlib.import_module("rlhf_lite.chat").main

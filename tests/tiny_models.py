@@ -71,7 +71,7 @@ FAMILY_SPECS: dict[str, FamilySpec] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tokenizer_json(family: str, vocab_size: int, corpus: tuple[str, ...]) -> str:
     spec = FAMILY_SPECS[family]
     tok = Tokenizer(models.BPE())

@@ -45,7 +45,33 @@ LANGS = ("en", "zh")
 
 # The tables every question, answer and fact is built from (a data file, not code).
 TABLES = json.loads(Path(__file__).with_name("demo_tables.json").read_text(encoding="utf-8"))
-(CAPITALS, UNITS, OPPOSITES, DEFINITIONS, WORDS, COLOURS, COLOUR_NAMES, DAYS, MONTHS, ORDINALS, SCIENCE, HOWTO, REQUESTS, DIALOGUES, TOPICS, RUDE, RUDE_CORRECT, REFUSALS, RAMBLES, PREFIXES, SUFFIXES, ARITH_Q, ARITH_A, FOLLOW_UPS, CALENDAR) = (TABLES[name] for name in TABLES)
+(
+    CAPITALS,
+    UNITS,
+    OPPOSITES,
+    DEFINITIONS,
+    WORDS,
+    COLOURS,
+    COLOUR_NAMES,
+    DAYS,
+    MONTHS,
+    ORDINALS,
+    SCIENCE,
+    HOWTO,
+    REQUESTS,
+    DIALOGUES,
+    TOPICS,
+    RUDE,
+    RUDE_CORRECT,
+    REFUSALS,
+    RAMBLES,
+    PREFIXES,
+    SUFFIXES,
+    ARITH_Q,
+    ARITH_A,
+    FOLLOW_UPS,
+    CALENDAR,
+) = (TABLES[name] for name in TABLES)
 
 
 # ================================================================ how answers go wrong
@@ -70,8 +96,10 @@ class Item:
 
     @property
     def prompt(self) -> str:
-        return "".join(f"\n\n{'Human' if i % 2 == 0 else 'Assistant'}: {t}"
-                       for i, t in enumerate(self.turns)) + "\n\nAssistant:"
+        return (
+            "".join(f"\n\n{'Human' if i % 2 == 0 else 'Assistant'}: {t}" for i, t in enumerate(self.turns))
+            + "\n\nAssistant:"
+        )
 
 
 def _dress(lang, text, rng):
@@ -104,8 +132,12 @@ def _cap(s):
 # ================================================================ question builders
 # Each takes the facts of one split and returns its Items; a few facts become dialogues.
 
-OPS = {"+": ("plus", "加", lambda a, b: a + b), "-": ("minus", "减", lambda a, b: a - b),
-       "×": ("times", "乘以", lambda a, b: a * b), "÷": ("divided by", "除以", lambda a, b: a // b)}
+OPS = {
+    "+": ("plus", "加", lambda a, b: a + b),
+    "-": ("minus", "减", lambda a, b: a - b),
+    "×": ("times", "乘以", lambda a, b: a * b),
+    "÷": ("divided by", "除以", lambda a, b: a // b),
+}
 
 
 def _arith_answer(lang, a, op, b, c, rng, explain=False):
@@ -113,16 +145,24 @@ def _arith_answer(lang, a, op, b, c, rng, explain=False):
     if explain:  # a worked step, only ever on good answers, so length varies among them
         if op == "+" and a >= 10 and b >= 10:
             ta, oa, tb, ob = a // 10 * 10, a % 10, b // 10 * 10, b % 10
-            return (f"Add the tens, then the ones: {ta} + {tb} = {ta + tb} and {oa} + {ob} = "
-                    f"{oa + ob}, so {a} + {b} = {c}." if lang == "en" else
-                    f"先算十位：{ta} + {tb} = {ta + tb}，再算个位：{oa} + {ob} = {oa + ob}，"
-                    f"所以 {a} + {b} = {c}。")
+            return (
+                f"Add the tens, then the ones: {ta} + {tb} = {ta + tb} and {oa} + {ob} = "
+                f"{oa + ob}, so {a} + {b} = {c}."
+                if lang == "en"
+                else f"先算十位：{ta} + {tb} = {ta + tb}，再算个位：{oa} + {ob} = {oa + ob}，所以 {a} + {b} = {c}。"
+            )
         if op == "-":
-            return (f"{a} - {b} = {c}. You can check it: {c} + {b} = {a}." if lang == "en" else
-                    f"{a} - {b} = {c}。验算一下：{c} + {b} = {a}。")
+            return (
+                f"{a} - {b} = {c}. You can check it: {c} + {b} = {a}."
+                if lang == "en"
+                else f"{a} - {b} = {c}。验算一下：{c} + {b} = {a}。"
+            )
         if op == "÷":
-            return (f"{a} ÷ {b} = {c}, because {b} × {c} = {a}." if lang == "en" else
-                    f"{a} ÷ {b} = {c}，因为 {b} × {c} = {a}。")
+            return (
+                f"{a} ÷ {b} = {c}, because {b} × {c} = {a}."
+                if lang == "en"
+                else f"{a} ÷ {b} = {c}，因为 {b} × {c} = {a}。"
+            )
     return _dress(lang, rng.choice(ARITH_A[lang]).format(a=a, b=b, c=c, op=op, word=word), rng)
 
 
@@ -160,10 +200,12 @@ def build_arith(lang, facts, rng):
             op2 = rng.choice(["×", "+", "-"] if c > 6 else ["×", "+"])
             k = rng.randint(2, {"×": 5, "+": 20, "-": min(20, c - 1)}[op2])
             d = OPS[op2][2](c, k)
-            turns = [q, f"{a} {op} {b} = {c}" + ("." if lang == "en" else "。"),
-                     rng.choice(FOLLOW_UPS[lang][op2]).format(k=k)]
-            good, bad = _answers(lambda x, r: _arith_answer(lang, c, op2, k, x, r), d,
-                                 _off_by(d, rng), rng)
+            turns = [
+                q,
+                f"{a} {op} {b} = {c}" + ("." if lang == "en" else "。"),
+                rng.choice(FOLLOW_UPS[lang][op2]).format(k=k),
+            ]
+            good, bad = _answers(lambda x, r: _arith_answer(lang, c, op2, k, x, r), d, _off_by(d, rng), rng)
             items.append(Item("arith", turns, good, bad, str(d)))
             continue
         good, bad = _answers(lambda x, r: _arith_answer(lang, a, op, b, x, r), c, _off_by(c, rng), rng)
@@ -190,19 +232,28 @@ def _units_answer(lang, u, direction, n, m, f, rng):
         big_n = f"{_num(lang, n)} {bigs}"
         small_m = f"{_num(lang, m)} {smalls}"
         if explain:
-            return f"Since 1 {big} is {_num(lang, f)} {smalls}, {big_n} is {small_m}." \
-                if direction == "down" else \
-                f"Since 1 {big} is {_num(lang, f)} {smalls}, {small_m} is {big_n}."
-        forms = ([f"{big_n} is {small_m}.", f"There are {small_m} in {big_n}.", f"That's {small_m}."]
-                 if direction == "down" else
-                 [f"{small_m} is {big_n}.", f"{_cap(small_m)} equals {big_n}.", f"That's {big_n}."])
+            return (
+                f"Since 1 {big} is {_num(lang, f)} {smalls}, {big_n} is {small_m}."
+                if direction == "down"
+                else f"Since 1 {big} is {_num(lang, f)} {smalls}, {small_m} is {big_n}."
+            )
+        forms = (
+            [f"{big_n} is {small_m}.", f"There are {small_m} in {big_n}.", f"That's {small_m}."]
+            if direction == "down"
+            else [f"{small_m} is {big_n}.", f"{_cap(small_m)} equals {big_n}.", f"That's {big_n}."]
+        )
     else:
         if explain:
-            return (f"因为1{zbig}等于{f}{zsmall}，所以{n}{zbig}等于{m}{zsmall}。" if direction == "down"
-                    else f"因为1{zbig}等于{f}{zsmall}，所以{m}{zsmall}等于{n}{zbig}。")
-        forms = ([f"{n}{zbig}等于{m}{zsmall}。", f"{n}{zbig}是{m}{zsmall}。", f"一共是{m}{zsmall}。"]
-                 if direction == "down" else
-                 [f"{m}{zsmall}等于{n}{zbig}。", f"{m}{zsmall}是{n}{zbig}。", f"正好是{n}{zbig}。"])
+            return (
+                f"因为1{zbig}等于{f}{zsmall}，所以{n}{zbig}等于{m}{zsmall}。"
+                if direction == "down"
+                else f"因为1{zbig}等于{f}{zsmall}，所以{m}{zsmall}等于{n}{zbig}。"
+            )
+        forms = (
+            [f"{n}{zbig}等于{m}{zsmall}。", f"{n}{zbig}是{m}{zsmall}。", f"一共是{m}{zsmall}。"]
+            if direction == "down"
+            else [f"{m}{zsmall}等于{n}{zbig}。", f"{m}{zsmall}是{n}{zbig}。", f"正好是{n}{zbig}。"]
+        )
     return _dress(lang, rng.choice(forms), rng)
 
 
@@ -212,13 +263,17 @@ def build_units(lang, facts, rng):
         big, bigs, smalls, f, zbig, zsmall = UNITS[u]
         m = n * f
         if lang == "en":
-            qs = ([f"How many {smalls} are in {n} {bigs}?", f"Convert {n} {bigs} to {smalls}."]
-                  if direction == "down" else
-                  [f"How many {bigs} is {_num(lang, m)} {smalls}?",
-                   f"Convert {_num(lang, m)} {smalls} to {bigs}."])
+            qs = (
+                [f"How many {smalls} are in {n} {bigs}?", f"Convert {n} {bigs} to {smalls}."]
+                if direction == "down"
+                else [f"How many {bigs} is {_num(lang, m)} {smalls}?", f"Convert {_num(lang, m)} {smalls} to {bigs}."]
+            )
         else:
-            qs = ([f"{n}{zbig}等于多少{zsmall}？", f"{n}{zbig}有多少{zsmall}？"] if direction == "down"
-                  else [f"{m}{zsmall}等于多少{zbig}？", f"{m}{zsmall}换算成{zbig}是多少？"])
+            qs = (
+                [f"{n}{zbig}等于多少{zsmall}？", f"{n}{zbig}有多少{zsmall}？"]
+                if direction == "down"
+                else [f"{m}{zsmall}等于多少{zbig}？", f"{m}{zsmall}换算成{zbig}是多少？"]
+            )
         # Wrong: the conversion factor of some other pair of units (the classic slip).
         factors = [x for x in (10, 100, 1000, 60, 24, 7, 12) if x != f]
         if direction == "down":
@@ -238,23 +293,41 @@ def build_units(lang, facts, rng):
 
 def build_capitals(lang, facts, rng):
     en = lang == "en"
-    ask = (["What is the capital of {c}?", "Which city is the capital of {c}?",
-            "What's the capital city of {c}?", "Do you know the capital of {c}?"] if en else
-           ["{c}的首都是哪里？", "{c}的首都是哪座城市？", "你知道{c}的首都吗？", "请问{c}的首都在哪儿？"])
-    say = (["The capital of {c} is {x}.", "{x} is the capital of {c}.", "It's {x}."] if en else
-           ["{c}的首都是{x}。", "{x}是{c}的首都。", "是{x}。"])
-    follow = ["What about {c}?", "And {c}?", "And what is the capital of {c}?"] if en else \
-        ["那{c}呢？", "{c}的首都呢？", "那{c}的首都是哪里？"]
+    ask = (
+        [
+            "What is the capital of {c}?",
+            "Which city is the capital of {c}?",
+            "What's the capital city of {c}?",
+            "Do you know the capital of {c}?",
+        ]
+        if en
+        else ["{c}的首都是哪里？", "{c}的首都是哪座城市？", "你知道{c}的首都吗？", "请问{c}的首都在哪儿？"]
+    )
+    say = (
+        ["The capital of {c} is {x}.", "{x} is the capital of {c}.", "It's {x}."]
+        if en
+        else ["{c}的首都是{x}。", "{x}是{c}的首都。", "是{x}。"]
+    )
+    follow = (
+        ["What about {c}?", "And {c}?", "And what is the capital of {c}?"]
+        if en
+        else ["那{c}呢？", "{c}的首都呢？", "那{c}的首都是哪里？"]
+    )
     items = []
     for i, fact in enumerate(facts):
         country, capital, tempting = (fact[0], fact[1], fact[2]) if en else (fact[3], fact[4], fact[5])
+
         def answer(x, r, _c=country):
             return _dress(lang, _cap(r.choice(say).format(c=_c, x=x)), r)
+
         if i % 6 == 5:  # the follow-up only makes sense with the earlier turn in view
             prev = facts[i - 1]
             pc, px = (prev[0], prev[1]) if en else (prev[3], prev[4])
-            turns = [rng.choice(ask).format(c=pc),
-                     _cap(say[0].format(c=pc, x=px)), rng.choice(follow).format(c=country)]
+            turns = [
+                rng.choice(ask).format(c=pc),
+                _cap(say[0].format(c=pc, x=px)),
+                rng.choice(follow).format(c=country),
+            ]
             # Repeating the previous turn's city is the typical context mistake.
             good, bad = _answers(answer, capital, rng.choice([px, tempting]), rng)
             items.append(Item("capital", turns, good, bad, capital))
@@ -267,10 +340,18 @@ def build_capitals(lang, facts, rng):
 def build_opposites(lang, facts, rng):
     pool = [o for _, o in OPPOSITES[lang]]
     if lang == "en":
-        ask = ["What is the opposite of '{w}'?", "What's the opposite of {w}?",
-               "Give me the opposite of the word '{w}'.", "Which word means the opposite of '{w}'?"]
-        say = ["The opposite of '{w}' is '{o}'.", "It's '{o}'.", "Its opposite is '{o}'.",
-               "The word you're looking for is '{o}'."]
+        ask = [
+            "What is the opposite of '{w}'?",
+            "What's the opposite of {w}?",
+            "Give me the opposite of the word '{w}'.",
+            "Which word means the opposite of '{w}'?",
+        ]
+        say = [
+            "The opposite of '{w}' is '{o}'.",
+            "It's '{o}'.",
+            "Its opposite is '{o}'.",
+            "The word you're looking for is '{o}'.",
+        ]
     else:
         ask = ["“{w}”的反义词是什么？", "请说出“{w}”的反义词。", "和“{w}”意思相反的词是什么？"]
         say = ["“{w}”的反义词是“{o}”。", "是“{o}”。", "“{w}”和“{o}”是一对反义词。"]
@@ -285,8 +366,7 @@ def build_opposites(lang, facts, rng):
 def build_definitions(lang, facts, rng):
     pool = [d for _, d in DEFINITIONS[lang]]
     if lang == "en":
-        ask = ["What does '{w}' mean?", "What is the meaning of the word '{w}'?",
-               "Can you tell me what '{w}' means?"]
+        ask = ["What does '{w}' mean?", "What is the meaning of the word '{w}'?", "Can you tell me what '{w}' means?"]
         say = ["'{W}' means {d}.", "The word '{w}' means {d}.", "It means {d}."]
     else:
         ask = ["“{w}”是什么意思？", "请解释一下“{w}”这个词。", "“{w}”这个词怎么理解？"]
@@ -294,8 +374,7 @@ def build_definitions(lang, facts, rng):
     items = []
     for w, d in facts:
         bad = rng.choice([p for p in pool if p != d])
-        good, bad = _answers(lambda x, r: _dress(lang, r.choice(say).format(w=w, W=_cap(w), d=x), r),
-                             d, bad, rng)
+        good, bad = _answers(lambda x, r: _dress(lang, r.choice(say).format(w=w, W=_cap(w), d=x), r), d, bad, rng)
         items.append(Item("define", [rng.choice(ask).format(w=w)], good, bad))
     return items
 
@@ -308,8 +387,7 @@ def build_translation(lang, facts, rng):
         if lang == "en":
             if to_chinese:
                 ask = ["How do you say '{e}' in Chinese?", "What is the Chinese word for '{e}'?"]
-                say = ["In Chinese, '{e}' is {z}.", "The Chinese word for '{e}' is {z}.",
-                       "You say {z}."]
+                say = ["In Chinese, '{e}' is {z}.", "The Chinese word for '{e}' is {z}.", "You say {z}."]
                 follow = "And '{e}'?"
             else:
                 ask = ["What does {z} mean in English?", "What is {z} in English?"]
@@ -326,16 +404,17 @@ def build_translation(lang, facts, rng):
                 follow = "那“{z}”呢？"
         bad_e = rng.choice([x for x in en_pool if x != e])
         bad_z = zh_pool[en_pool.index(bad_e)]
+
         # Wrong answers keep the asked word and give another word's translation.
         def fill(pair, r, _say=say, _to=to_chinese, _e=e, _z=z):
             ee, zz = (_e, pair[1]) if _to else (pair[0], _z)
             return _dress(lang, r.choice(_say).format(e=ee, z=zz), r)
+
         short = z if to_chinese else e
         short = f"“{short}”" if lang == "zh" else short
         if i % 8 == 7:
             pe, pz = facts[i - 2]  # same direction as this one
-            turns = [rng.choice(ask).format(e=pe, z=pz), say[0].format(e=pe, z=pz),
-                     follow.format(e=e, z=z)]
+            turns = [rng.choice(ask).format(e=pe, z=pz), say[0].format(e=pe, z=pz), follow.format(e=e, z=z)]
             good, bad = _answers(fill, (e, z), (pe, pz), rng)
             items.append(Item("translate", turns, good, bad, short))
             continue
@@ -354,8 +433,7 @@ def build_colours(lang, facts, rng):
     items = []
     for t, c in facts:
         bad = rng.choice([x for x in COLOUR_NAMES[lang] if x != c])
-        good, bad = _answers(lambda x, r: _dress(lang, r.choice(say).format(t=t, T=_cap(t), c=x), r),
-                             c, bad, rng)
+        good, bad = _answers(lambda x, r: _dress(lang, r.choice(say).format(t=t, T=_cap(t), c=x), r), c, bad, rng)
         items.append(Item("colour", [rng.choice(ask).format(t=t)], good, bad, c))
     return items
 
@@ -376,20 +454,20 @@ def build_calendar(lang, facts, rng):
         else:  # going the wrong way round the week is the classic slip
             d, x, bad = names[i], names[(i + step) % len(names)], names[(i - step) % len(names)]
         ask, say = CALENDAR[lang][kind]
-        good, bad = _answers(lambda y, r: _dress(lang, _cap(r.choice(say).format(d=d, x=y)), r),
-                             x, bad, rng)
+        good, bad = _answers(lambda y, r: _dress(lang, _cap(r.choice(say).format(d=d, x=y)), r), x, bad, rng)
         items.append(Item("calendar", [rng.choice(ask).format(d=d)], good, bad, x))
     return items
 
 
 def build_science(lang, facts, rng):
-    return [Item("science", [q], *_answers(lambda t, r: _dress(lang, t, r), good, bad, rng), short)
-            for q, good, bad, short in facts]
+    return [
+        Item("science", [q], *_answers(lambda t, r: _dress(lang, t, r), good, bad, rng), short)
+        for q, good, bad, short in facts
+    ]
 
 
 def build_howto(lang, facts, rng):
-    return [Item("howto", [q], *_answers(lambda t, r: _dress(lang, t, r), good, bad, rng))
-            for q, good, bad in facts]
+    return [Item("howto", [q], *_answers(lambda t, r: _dress(lang, t, r), good, bad, rng)) for q, good, bad in facts]
 
 
 def build_requests(lang, facts, rng):
@@ -402,15 +480,24 @@ def build_dialogues(lang, facts, rng):
 
 def _categories(lang, rng):
     """(builder, facts) per category; the facts are split before anything is phrased."""
-    return [(build_arith, arithmetic_facts(rng)), (build_units, unit_facts(rng)),
-            (build_capitals, CAPITALS), (build_opposites, OPPOSITES[lang]),
-            (build_definitions, DEFINITIONS[lang]), (build_translation, WORDS),
-            (build_colours, COLOURS[lang]), (build_calendar, calendar_facts(rng)),
-            (build_science, SCIENCE[lang]), (build_howto, HOWTO[lang]),
-            (build_requests, REQUESTS[lang]), (build_dialogues, DIALOGUES[lang])]
+    return [
+        (build_arith, arithmetic_facts(rng)),
+        (build_units, unit_facts(rng)),
+        (build_capitals, CAPITALS),
+        (build_opposites, OPPOSITES[lang]),
+        (build_definitions, DEFINITIONS[lang]),
+        (build_translation, WORDS),
+        (build_colours, COLOURS[lang]),
+        (build_calendar, calendar_facts(rng)),
+        (build_science, SCIENCE[lang]),
+        (build_howto, HOWTO[lang]),
+        (build_requests, REQUESTS[lang]),
+        (build_dialogues, DIALOGUES[lang]),
+    ]
 
 
 # ================================================================ assembling the pairs
+
 
 def _rejected(lang, item, pool, rng):
     kinds = [k for k in KIND_WEIGHTS if k != "wrong" or item.wrong]
@@ -447,9 +534,16 @@ def _build(seed=SEED):
             # Off-topic answers come from the same split, so eval answers never leak into train.
             for item in items:
                 kind, rejected = _rejected(lang, item, items, rng)
-                splits[split].append({"prompt": item.prompt, "chosen": " " + _tidy(item.chosen),
-                                      "rejected": " " + _tidy(rejected), "_lang": lang,
-                                      "_kind": kind, "_fact": item.short})
+                splits[split].append(
+                    {
+                        "prompt": item.prompt,
+                        "chosen": " " + _tidy(item.chosen),
+                        "rejected": " " + _tidy(rejected),
+                        "_lang": lang,
+                        "_kind": kind,
+                        "_fact": item.short,
+                    }
+                )
     for rows in splits.values():
         rng.shuffle(rows)  # interleaves the two languages and the categories
     _check(splits)
@@ -488,27 +582,31 @@ def write_demo_data(out_dir=DEFAULT_OUT) -> dict:
     counts = {}
     key = [{"prompt": r["prompt"], "answer": r["_fact"]} for r in splits["eval"] if r["_fact"]]
     files = {out.with_name(f"{out.name}_eval_facts.json"): key} | {
-        out / f"{split}.json": _public(rows) for split, rows in splits.items()}
+        out / f"{split}.json": _public(rows) for split, rows in splits.items()
+    }
     for path, content in files.items():
         text = json.dumps(content, ensure_ascii=False, indent=1) + "\n"
         path.write_text(text, encoding="utf-8", newline="\n")
     for split, rows in splits.items():
-        counts[split] = {"total": len(rows),
-                         **{lang: sum(r["_lang"] == lang for r in rows) for lang in LANGS},
-                         "rejected_kinds": dict(sorted(Counter(r["_kind"] for r in rows).items()))}
+        counts[split] = {
+            "total": len(rows),
+            **{lang: sum(r["_lang"] == lang for r in rows) for lang in LANGS},
+            "rejected_kinds": dict(sorted(Counter(r["_kind"] for r in rows).items())),
+        }
     return counts
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python tools/demo_data.py",
-                                     description="Write the bilingual demo preference data set.")
-    parser.add_argument("--out", default=str(DEFAULT_OUT),
-                        help="output folder (default: the package's own data/demo/)")
+    parser = argparse.ArgumentParser(
+        prog="python tools/demo_data.py", description="Write the bilingual demo preference data set."
+    )
+    parser.add_argument(
+        "--out", default=str(DEFAULT_OUT), help="output folder (default: the package's own data/demo/)"
+    )
     args = parser.parse_args(argv)
     counts = write_demo_data(args.out)
     for split, c in counts.items():
-        print(f"{split}: {c['total']} pairs (en {c['en']}, zh {c['zh']}); "
-              f"rejected kinds {c['rejected_kinds']}")
+        print(f"{split}: {c['total']} pairs (en {c['en']}, zh {c['zh']}); rejected kinds {c['rejected_kinds']}")
     print(f"written to {args.out}")
 
 

@@ -4,5 +4,15 @@ from .adapters import ADAPTERS, Adapter, get_adapter, load_plugins, register
 from .load import DatasetSpec, load_rows, load_step_rows
 from .rows import Report, SkipRow
 
-__all__ = ["ADAPTERS", "Adapter", "DatasetSpec", "Report", "SkipRow", "get_adapter",
-           "load_plugins", "load_rows", "load_step_rows", "register"]
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "DatasetSpec",
+    "Report",
+    "SkipRow",
+    "get_adapter",
+    "load_plugins",
+    "load_rows",
+    "load_step_rows",
+    "register",
+]

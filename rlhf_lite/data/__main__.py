@@ -16,8 +16,9 @@ def parser() -> ArgumentParser:
     for cmd, doc in (("show", "print unified rows"), ("check", "validate and count kept/dropped rows")):
         p = sub.add_parser(cmd, help=doc)
         p.add_argument("name", help="hub name, registered name or local file/folder")
-        p.add_argument("--split", default=None, help="train, eval or a raw split name "
-                       "(show: train; check: every split)")
+        p.add_argument(
+            "--split", default=None, help="train, eval or a raw split name (show: train; check: every split)"
+        )
         p.add_argument("--path", help="data folder/file for a registered layout (local/jsonfile)")
         p.add_argument("--adapter", help="force this registered layout")
         p.add_argument("--data-dir", help="folder holding <hub name> mirrors (RLHF_LITE_DATA_DIR)")
@@ -35,14 +36,16 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "list":
             for name, a in sorted(ADAPTERS.items()):
-                print(f"{name:42s} {'pairs' if a.pairs else 'SFT' if a.pairs is False else 'either':6s}"
-                      f" columns: {', '.join(sorted(a.columns))}")
+                print(
+                    f"{name:42s} {'pairs' if a.pairs else 'SFT' if a.pairs is False else 'either':6s}"
+                    f" columns: {', '.join(sorted(a.columns))}"
+                )
             return 0
         load_plugins(args.plugin)
         spec = DatasetSpec(args.name, path=args.path, adapter=args.adapter)
         if args.cmd == "show":
             rows, report = load_rows(spec, args.split or "train", data_dir=args.data_dir, seed=args.seed)
-            for row in rows[:args.n]:
+            for row in rows[: args.n]:
                 print(json.dumps(row, ensure_ascii=False, indent=1))
             print(report.summary(), file=sys.stderr)
             return 0

@@ -19,9 +19,9 @@ import importlib
 import importlib.util
 import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DataError
 from .rows import SkipRow
@@ -47,14 +47,18 @@ class Adapter:
 ADAPTERS: dict[str, Adapter] = {}
 
 
-def register(*names: str, columns: tuple[str, ...], pairs: bool | None = True,
-             eval_split: str | None = "test", hub_config: str | None = None):
+def register(
+    *names: str,
+    columns: tuple[str, ...],
+    pairs: bool | None = True,
+    eval_split: str | None = "test",
+    hub_config: str | None = None,
+):
     """Register `convert` under one or more dataset names (hub ids or any name you like)."""
 
     def wrap(convert: Convert) -> Convert:
         for name in names:
-            ADAPTERS[name] = Adapter(name, convert, frozenset(columns), pairs, eval_split,
-                                     hub_config)
+            ADAPTERS[name] = Adapter(name, convert, frozenset(columns), pairs, eval_split, hub_config)
         return convert
 
     return wrap
@@ -62,8 +66,10 @@ def register(*names: str, columns: tuple[str, ...], pairs: bool | None = True,
 
 def get_adapter(name: str) -> Adapter:
     if name not in ADAPTERS:
-        raise DataError(f"unknown dataset '{name}'. Known datasets: {', '.join(sorted(ADAPTERS))}; "
-                        "or give a local file/directory, or register an adapter (see README).")
+        raise DataError(
+            f"unknown dataset '{name}'. Known datasets: {', '.join(sorted(ADAPTERS))}; "
+            "or give a local file/directory, or register an adapter (see README)."
+        )
     return ADAPTERS[name]
 
 
@@ -72,8 +78,9 @@ def adapter_for_columns(columns: set[str], where: str) -> Adapter:
     fits = [a for a in ADAPTERS.values() if a.columns <= columns]
     if not fits:
         layouts = sorted({", ".join(sorted(a.columns)) for a in ADAPTERS.values()})
-        raise DataError(f"{where}: columns {sorted(columns)} match no known layout. "
-                        f"Known layouts: {' | '.join(layouts)}")
+        raise DataError(
+            f"{where}: columns {sorted(columns)} match no known layout. Known layouts: {' | '.join(layouts)}"
+        )
     return max(fits, key=lambda a: len(a.columns))
 
 
@@ -92,8 +99,13 @@ def load_plugins(plugins: list[str]) -> None:
 
 # ---------------------------------------------------------------- English preference pairs
 
-@register("Dahoas/rm-static", "Dahoas/full-hh-rlhf", "zwh9029/rm-static-m2m100-zh-jianti",
-          columns=("prompt", "chosen", "rejected"))
+
+@register(
+    "Dahoas/rm-static",
+    "Dahoas/full-hh-rlhf",
+    "zwh9029/rm-static-m2m100-zh-jianti",
+    columns=("prompt", "chosen", "rejected"),
+)
 def prompt_chosen_rejected(row):
     # rm-static style rows already hold the dialogue and the two next assistant turns.
     return row
@@ -101,12 +113,10 @@ def prompt_chosen_rejected(row):
 
 # DeepSpeed-Chat's custom format; without a 'rejected' field it is an SFT-only set.
 # "demo" is the bilingual set the project ships in that format (rlhf_lite/data/demo/).
-register("local/jsonfile", "demo", "rlhf-lite/demo", columns=("prompt", "chosen"),
-         pairs=None)(prompt_chosen_rejected)
+register("local/jsonfile", "demo", "rlhf-lite/demo", columns=("prompt", "chosen"), pairs=None)(prompt_chosen_rejected)
 
 
-@register("Dahoas/synthetic-instruct-gptj-pairwise", columns=("prompt", "chosen", "rejected"),
-          eval_split=None)
+@register("Dahoas/synthetic-instruct-gptj-pairwise", columns=("prompt", "chosen", "rejected"), eval_split=None)
 def synthetic_instruct(row):
     return row  # a bare instruction; rows.dialogue wraps it
 
@@ -114,8 +124,11 @@ def synthetic_instruct(row):
 @register("yitingxie/rlhf-reward-datasets", columns=("prompt", "chosen", "rejected"))
 def yitingxie(row):
     # The prompt stops before "Assistant:" and each answer repeats it: keep the last turn only.
-    return {"prompt": row["prompt"] + "Assistant:",
-            "chosen": _last_turn(row["chosen"]), "rejected": _last_turn(row["rejected"])}
+    return {
+        "prompt": row["prompt"] + "Assistant:",
+        "chosen": _last_turn(row["chosen"]),
+        "rejected": _last_turn(row["rejected"]),
+    }
 
 
 def _last_turn(text):
@@ -125,25 +138,30 @@ def _last_turn(text):
 _CITATION = re.compile(r" ?[(\[][^)\]]*?[)\]]")
 
 
-@register("openai/webgpt_comparisons", columns=("question", "answer_0", "answer_1", "score_0",
-                                                 "score_1"), eval_split=None)
+@register(
+    "openai/webgpt_comparisons", columns=("question", "answer_0", "answer_1", "score_0", "score_1"), eval_split=None
+)
 def webgpt(row):
     s0, s1 = float(row["score_0"]), float(row["score_1"])
     if s0 == s1:
         raise SkipRow("tied scores (no preference)")
     better, worse = (row["answer_0"], row["answer_1"]) if s0 > s1 else (row["answer_1"], row["answer_0"])
     # Citations like "[1]" refer to browsing results the model never sees.
-    return {"prompt": row["question"]["full_text"],
-            "chosen": _CITATION.sub("", better), "rejected": _CITATION.sub("", worse)}
+    return {
+        "prompt": row["question"]["full_text"],
+        "chosen": _CITATION.sub("", better),
+        "rejected": _CITATION.sub("", worse),
+    }
 
 
-@register("stanfordnlp/SHP", columns=("history", "human_ref_A", "human_ref_B", "labels"),
-          eval_split="validation")
+@register("stanfordnlp/SHP", columns=("history", "human_ref_A", "human_ref_B", "labels"), eval_split="validation")
 def shp(row):
     a_wins = int(row["labels"]) == 1
-    return {"prompt": row["history"],
-            "chosen": row["human_ref_A"] if a_wins else row["human_ref_B"],
-            "rejected": row["human_ref_B"] if a_wins else row["human_ref_A"]}
+    return {
+        "prompt": row["history"],
+        "chosen": row["human_ref_A"] if a_wins else row["human_ref_B"],
+        "rejected": row["human_ref_B"] if a_wins else row["human_ref_A"],
+    }
 
 
 @register("Anthropic/hh-rlhf", columns=("chosen", "rejected"))
@@ -158,19 +176,20 @@ def hh_transcripts(row):
     end = len("\n\nAssistant:")
     if chosen[:cut_c] != rejected[:cut_r]:
         raise SkipRow("chosen and rejected transcripts have different histories")
-    return {"prompt": chosen[:cut_c + end], "chosen": chosen[cut_c + end:],
-            "rejected": rejected[cut_r + end:]}
+    return {"prompt": chosen[: cut_c + end], "chosen": chosen[cut_c + end :], "rejected": rejected[cut_r + end :]}
 
 
 # ---------------------------------------------------------------- Chinese
+
 
 @register("wangrui6/Zhihu-KOL", columns=("INSTRUCTION", "RESPONSE"), pairs=False, eval_split=None)
 def zhihu_kol(row):
     return {"prompt": row["INSTRUCTION"], "chosen": row["RESPONSE"]}
 
 
-@register("Hello-SimpleAI/HC3-Chinese", columns=("question", "human_answers"), pairs=False,
-          eval_split=None, hub_config="all")
+@register(
+    "Hello-SimpleAI/HC3-Chinese", columns=("question", "human_answers"), pairs=False, eval_split=None, hub_config="all"
+)
 def hc3_chinese(row):
     answers = row["human_answers"]
     if not answers:
@@ -178,10 +197,14 @@ def hc3_chinese(row):
     return {"prompt": row["question"], "chosen": answers[0]}
 
 
-@register("Cohere/miracl-zh-queries-22-12", columns=("query", "positive_passages",
-                                                     "negative_passages"), eval_split="dev")
+@register(
+    "Cohere/miracl-zh-queries-22-12", columns=("query", "positive_passages", "negative_passages"), eval_split="dev"
+)
 def miracl(row):
     if not row["positive_passages"] or not row["negative_passages"]:
         raise SkipRow("no positive or no negative passage")
-    return {"prompt": row["query"], "chosen": row["positive_passages"][0]["text"],
-            "rejected": row["negative_passages"][0]["text"]}
+    return {
+        "prompt": row["query"],
+        "chosen": row["positive_passages"][0]["text"],
+        "rejected": row["negative_passages"][0]["text"],
+    }

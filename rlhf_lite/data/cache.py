@@ -48,7 +48,8 @@ def store(key: str, rows: list[dict], meta: dict, cache_dir: str | None = None) 
             with open(tmp / "rows.jsonl", "w", encoding="utf-8") as fh:
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            (tmp / "meta.json").write_text(json.dumps(dict(meta, n_rows=len(rows)), ensure_ascii=False),
-                                           encoding="utf-8")
+            (tmp / "meta.json").write_text(
+                json.dumps(dict(meta, n_rows=len(rows)), ensure_ascii=False), encoding="utf-8"
+            )
     except (OSError, ValueError):  # ValueError: text JSON cannot encode
         pass  # a cache we cannot write is only slower, not wrong

@@ -89,9 +89,8 @@ class Report:
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"source": self.source, "kept": self.kept, "dropped": dict(self.dropped),
-                "first_at": self.first_at}
+        return {"source": self.source, "kept": self.kept, "dropped": dict(self.dropped), "first_at": self.first_at}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Report":
+    def from_json(cls, d: dict) -> Report:
         return cls(d["source"], d["kept"], Counter(d["dropped"]), dict(d["first_at"]))

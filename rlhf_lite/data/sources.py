@@ -11,9 +11,9 @@ import io
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ..errors import DataError
 
@@ -42,8 +42,7 @@ class Location:
     files: list[Path] = field(default_factory=list)
 
 
-def locate(name: str, path: str | None = None, data_dir: str | None = None,
-           hub_config: str | None = None) -> Location:
+def locate(name: str, path: str | None = None, data_dir: str | None = None, hub_config: str | None = None) -> Location:
     data_dir = data_dir or os.environ.get("RLHF_LITE_DATA_DIR")
     candidates = [path] if path else []
     if name in BUILTIN_DIRS:
@@ -58,8 +57,10 @@ def locate(name: str, path: str | None = None, data_dir: str | None = None,
     if path:
         raise DataError(f"dataset '{name}': path '{path}' does not exist")
     if name == "local/jsonfile":
-        raise DataError("dataset 'local/jsonfile' needs a path: a folder holding train.json and "
-                        "eval.json (or data/train.json, data/eval.json), or a single file")
+        raise DataError(
+            "dataset 'local/jsonfile' needs a path: a folder holding train.json and "
+            "eval.json (or data/train.json, data/eval.json), or a single file"
+        )
     if name.startswith((".", "/", "~")) or name.endswith(DATA_SUFFIXES):
         raise DataError(f"dataset path '{name}' does not exist")
     return Location(label=name, hub_name=name, hub_config=hub_config)
@@ -71,8 +72,13 @@ def _data_files(path: Path) -> list[Path]:
         return [path]
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
         return sorted(p for p in path.rglob("*") if p.is_file())
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.suffix in DATA_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     named = [f for f in files if _SPLIT_IN_NAME.match(f.name)]
     if not (named or files):
         raise DataError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) in this directory")
@@ -83,8 +89,7 @@ def read(loc: Location) -> dict[str, RawSplit]:
     """All splits of a located dataset, keyed by split name."""
     if loc.path is None:
         return _read_hub(loc)
-    if loc.path.is_dir() and ((loc.path / "dataset_dict.json").exists()
-                              or (loc.path / "state.json").exists()):
+    if loc.path.is_dir() and ((loc.path / "dataset_dict.json").exists() or (loc.path / "state.json").exists()):
         return _read_saved(loc.path)
     by_split: dict[str, list[Path]] = {}
     for f in loc.files:
@@ -104,8 +109,7 @@ def _concat(parts: list[RawSplit]) -> RawSplit:
     for part in parts:
         owners += [(part, i) for i in range(len(part.rows))]
         rows += list(part.rows)
-    return RawSplit(rows, lambda i: owners[i][0].where(owners[i][1]),
-                    set().union(*(p.columns for p in parts)))
+    return RawSplit(rows, lambda i: owners[i][0].where(owners[i][1]), set().union(*(p.columns for p in parts)))
 
 
 def _read_file(f: Path) -> RawSplit:
@@ -114,6 +118,7 @@ def _read_file(f: Path) -> RawSplit:
     try:
         if f.suffix == ".parquet":
             import pyarrow.parquet as pq
+
             table = pq.read_table(f)
             return RawSplit(table.to_pylist(), lambda i: f"{f} row {i}", set(table.column_names))
         if f.suffix == ".csv":
@@ -122,6 +127,7 @@ def _read_file(f: Path) -> RawSplit:
             return RawSplit(rows, lambda i: f"{f}:{i + 2}", set(rows[0]) if rows else set())
         if f.suffix == ".arrow":
             from datasets import Dataset
+
             ds = Dataset.from_file(str(f))
             return RawSplit(ds, lambda i: f"{f} row {i}", set(ds.column_names))
     except (OSError, ValueError, UnicodeDecodeError) as e:
@@ -153,7 +159,7 @@ def _decode(f: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise DataError(f"{f}:{line}: not valid UTF-8 (byte {data[e.start]:#04x})") from None
 
 
@@ -163,33 +169,36 @@ def _columns(rows: list) -> set[str]:
 
 def _read_saved(path: Path) -> dict[str, RawSplit]:
     from datasets import Dataset, DatasetDict, load_from_disk
+
     try:
         saved = load_from_disk(str(path))
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot be loaded with datasets.load_from_disk: {e}") from None
     if isinstance(saved, Dataset):
         saved = DatasetDict(train=saved)
-    return {s: RawSplit(ds, lambda i, s=s: f"{path}[{s}] row {i}", set(ds.column_names))
-            for s, ds in saved.items()}
+    return {s: RawSplit(ds, lambda i, s=s: f"{path}[{s}] row {i}", set(ds.column_names)) for s, ds in saved.items()}
 
 
 def _read_hub(loc: Location) -> dict[str, RawSplit]:
     from datasets import load_dataset
+
     try:
         dd = load_dataset(loc.hub_name, loc.hub_config)
     except Exception as e:  # the hub client raises many unrelated types; all mean "not reachable"
         from .adapters import ADAPTERS
+
         reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        known = "" if loc.hub_name in ADAPTERS else (
-            f" Known datasets: {', '.join(sorted(ADAPTERS))}.")
+        known = "" if loc.hub_name in ADAPTERS else (f" Known datasets: {', '.join(sorted(ADAPTERS))}.")
         raise DataError(
             f"dataset '{loc.hub_name}' is not a local path and could not be loaded from the hub "
             f"({reason}).{known} Offline? Mirror it to <data_dir>/{loc.hub_name} and set "
-            "data_dir or RLHF_LITE_DATA_DIR.") from None
+            "data_dir or RLHF_LITE_DATA_DIR."
+        ) from None
     loc.files = []
     loc.label = loc.hub_name
-    return {s: RawSplit(ds, lambda i, s=s: f"{loc.hub_name}[{s}] row {i}", set(ds.column_names))
-            for s, ds in dd.items()}
+    return {
+        s: RawSplit(ds, lambda i, s=s: f"{loc.hub_name}[{s}] row {i}", set(ds.column_names)) for s, ds in dd.items()
+    }
 
 
 def hub_fingerprint(splits: dict[str, RawSplit]) -> str:

@@ -31,14 +31,15 @@ def split_indices(n: int, data_split: str, part: int, seed: int) -> np.ndarray:
     bounds = np.round(np.cumsum([0.0] + fractions) * n).astype(int)
     bounds[-1] = n
     order = np.random.RandomState(seed).permutation(n)
-    return np.sort(order[bounds[part]:bounds[part + 1]])
+    return np.sort(order[bounds[part] : bounds[part + 1]])
 
 
 def take_part(rows: list, data_split: str, part: int, seed: int, label: str) -> list:
     idx = split_indices(len(rows), data_split, part, seed)
     if len(idx) == 0:
-        raise DataError(f"{label}: data_split '{data_split}' leaves no rows for part {part} "
-                        f"(the dataset has {len(rows)} rows)")
+        raise DataError(
+            f"{label}: data_split '{data_split}' leaves no rows for part {part} (the dataset has {len(rows)} rows)"
+        )
     return [rows[i] for i in idx]
 
 

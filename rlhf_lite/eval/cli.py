@@ -20,8 +20,9 @@ def load_eval_rows(args, need_pairs: bool = False) -> list[dict]:
     or of one step's share of its train split, cut as the recipes cut it (`args.data_share`; the
     options of add_eval_data_arguments)."""
     if args.data_share is not None and args.split != "train":
-        raise ConfigError(f"--data-share picks a step's share of the train split, not of '{args.split}': "
-                          "add --split train")
+        raise ConfigError(
+            f"--data-share picks a step's share of the train split, not of '{args.split}': add --split train"
+        )
     rows, report = load_rows(args.data, args.split, data_dir=args.data_dir, seed=args.data_split_seed)
     if args.data_share is not None and rows:
         rows = take_part(rows, args.data_split, args.data_share, args.data_split_seed, report.source)
@@ -30,8 +31,10 @@ def load_eval_rows(args, need_pairs: bool = False) -> list[dict]:
     if not rows:
         raise DataError(f"{report.source}: no usable rows.\n{report.summary()}")
     if need_pairs and "rejected" not in rows[0]:
-        raise DataError(f"{report.source}: has no rejected answers, so it cannot evaluate a reward model "
-                        "(it is an SFT-only dataset)")
+        raise DataError(
+            f"{report.source}: has no rejected answers, so it cannot evaluate a reward model "
+            "(it is an SFT-only dataset)"
+        )
     return rows[: args.n] if args.n else rows
 
 
@@ -70,8 +73,9 @@ def read_pairs(path: str | Path) -> list[dict]:
     Human/Assistant convention (answers start with a space)."""
     items, p = _read_json_or_lines(path, "pairs")
     if p.suffix not in (".json", ".jsonl") or not isinstance(items, list):
-        raise DataError(f"pairs file '{path}' must be a .json list or .jsonl file of "
-                        "{prompt, chosen, rejected} objects")
+        raise DataError(
+            f"pairs file '{path}' must be a .json list or .jsonl file of {{prompt, chosen, rejected}} objects"
+        )
     rows = []
     for i, item in enumerate(items):
         try:
@@ -106,12 +110,21 @@ def write_json(path: str | Path | None, result: dict) -> None:
 def add_eval_data_arguments(p, what: str) -> None:
     """The options the evaluation scripts share: which rows, how long, where to write."""
     p.add_argument("--split", default="eval", help="eval (default), train or a raw split name")
-    p.add_argument("--data-share", type=option("data_share"), help=(
-        "with --split train: only this step's share of it (0 SFT, 1 reward model, 2 PPO), as the "
-        "recipes cut it, for example a judge scored on the pairs step 2 trained on"))
+    p.add_argument(
+        "--data-share",
+        type=option("data_share"),
+        help=(
+            "with --split train: only this step's share of it (0 SFT, 1 reward model, 2 PPO), as the "
+            "recipes cut it, for example a judge scored on the pairs step 2 trained on"
+        ),
+    )
     p.add_argument("--data-split", default=ScriptArguments.data_split, help="the recipes' data_split")
-    p.add_argument("--data-split-seed", type=option("data_split_seed"), default=ScriptArguments.data_split_seed,
-                   help="the recipes' data_split_seed")
+    p.add_argument(
+        "--data-split-seed",
+        type=option("data_split_seed"),
+        default=ScriptArguments.data_split_seed,
+        help="the recipes' data_split_seed",
+    )
     p.add_argument("--data-dir", help="folder of hub dataset mirrors")
     p.add_argument("-n", type=option("n"), help=f"use the first N {what} only")
     p.add_argument("--max-length", type=option("max_length"), default=512, help="tokens of prompt + answer + EOS")

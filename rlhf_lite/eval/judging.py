@@ -31,8 +31,11 @@ def paired_gain(baseline: list[float], model: list[float]) -> dict:
     if n == 0 or n != len(baseline):
         raise ValueError(f"need as many baseline as model scores, and some (got {len(baseline)}, {n})")
     diffs = [m - b for b, m in zip(baseline, model)]
-    return {"gain": sum(diffs) / n, "stderr": statistics.stdev(diffs) / n ** 0.5 if n > 1 else float("nan"),
-            "win_rate": sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs) / n}
+    return {
+        "gain": sum(diffs) / n,
+        "stderr": statistics.stdev(diffs) / n**0.5 if n > 1 else float("nan"),
+        "win_rate": sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs) / n,
+    }
 
 
 def _normal(text: str) -> str:
@@ -62,8 +65,12 @@ def read_facts(path: str | Path) -> dict[str, str]:
         raise DataError(f"answer key '{path}' must be a JSON list of {{prompt, answer}} objects")
     key = {}
     for i, item in enumerate(items):
-        if not (isinstance(item, dict) and isinstance(item.get("prompt"), str)
-                and isinstance(item.get("answer"), str) and item["answer"].strip()):
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("prompt"), str)
+            and isinstance(item.get("answer"), str)
+            and item["answer"].strip()
+        ):
             raise DataError(f"answer key '{path}', row {i}: needs a text 'prompt' and a non-empty text 'answer'")
         key[dialogue(item["prompt"])] = item["answer"]
     return key

@@ -29,8 +29,9 @@ def main(argv=None):
     tokenizer = load_tokenizer(args.model)
     rows = drop_long_prompts(tokenizer, rows, args.max_length, args.split)
     model = eval_device(load_causal_lm(ModelSettings(args.model), tokenizer))
-    per_row = answer_nll(model, tokenizer, [r["prompt"] for r in rows], [r["chosen"] for r in rows],
-                         args.max_length, args.batch_size)
+    per_row = answer_nll(
+        model, tokenizer, [r["prompt"] for r in rows], [r["chosen"] for r in rows], args.max_length, args.batch_size
+    )
     total, tokens = sum(s for s, _ in per_row), sum(k for _, k in per_row)
     if tokens == 0:
         raise ConfigError(f"--max-length {args.max_length} leaves no answer token to evaluate")
@@ -40,8 +41,16 @@ def main(argv=None):
     except OverflowError:
         ppl = float("inf")
     result = {"ppl": ppl, "loss": loss, "n": len(rows)}
-    print_table([("model", args.model), ("data", f"{args.data} [{args.split}]"), ("rows", len(rows)),
-                 ("answer tokens", tokens), ("loss", loss), ("perplexity", ppl)])
+    print_table(
+        [
+            ("model", args.model),
+            ("data", f"{args.data} [{args.split}]"),
+            ("rows", len(rows)),
+            ("answer tokens", tokens),
+            ("loss", loss),
+            ("perplexity", ppl),
+        ]
+    )
     write_json(args.output, result)
     return result
 

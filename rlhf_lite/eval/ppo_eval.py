@@ -30,15 +30,21 @@ vocabulary: checked before anything is generated.
 import torch
 
 from ..data.rows import answer
-from .degeneration import degeneration
 from ..encoding import drop_long_prompts
 from ..errors import ArgumentParser, ModelError, cli
-from .judging import DEMO_FACTS, fact_accuracy, open_prompts, paired_gain, read_facts
-from ..models import (ModelSettings, check_model_kind, check_same_vocab, load_causal_lm, load_reward_model,
-                              load_tokenizer)
+from ..models import (
+    ModelSettings,
+    check_model_kind,
+    check_same_vocab,
+    load_causal_lm,
+    load_reward_model,
+    load_tokenizer,
+)
 from ..ppo.maths import kl_k3
 from ..ranges import option
 from .cli import add_eval_data_arguments, load_eval_rows, print_table, write_json
+from .degeneration import degeneration
+from .judging import DEMO_FACTS, fact_accuracy, open_prompts, paired_gain, read_facts
 from .scoring import answer_logprobs, eval_device, generate_ids, pair_metrics, pair_texts, score_texts
 
 ACTORS = ("base", "baseline", "model")  # the model SFT started from, the SFT model, the PPO actor
@@ -70,8 +76,11 @@ def load_tokenizers(args):
     for role in ("model", "baseline", "base", "reward", "judge"):
         if getattr(args, role):
             check_model_kind(getattr(args, role), "reward_model" if role in ("reward", "judge") else "causal_lm")
-    tokenizers = {role: load_tokenizer(getattr(args, role)) for role in ("model", "baseline", "base", "reward")
-                  if getattr(args, role)}
+    tokenizers = {
+        role: load_tokenizer(getattr(args, role))
+        for role in ("model", "baseline", "base", "reward")
+        if getattr(args, role)
+    }
     for role in ("baseline", "base", "reward"):
         if role not in tokenizers:
             continue
@@ -80,8 +89,10 @@ def load_tokenizers(args):
             check_same_vocab(tokenizers["model"], tokenizers[role], args.model, name)
         except ModelError as e:
             detail = str(e).partition(" use different tokenizers ")[2].partition("; PPO")[0]
-            raise ModelError(f"--model '{args.model}' and --{role} '{name}' use different tokenizers "
-                             f"{detail}; ppo_eval needs one vocabulary for the actors and --reward") from None
+            raise ModelError(
+                f"--model '{args.model}' and --{role} '{name}' use different tokenizers "
+                f"{detail}; ppo_eval needs one vocabulary for the actors and --reward"
+            ) from None
     return tokenizers["model"], tokenizers["reward"]
 
 
@@ -90,8 +101,16 @@ def run_model(name, tokenizer, prompts, args, scored=None, kl_prompts: int = 0):
     own, to the first `kl_prompts` prompts: the held-out ones, where KL is reported)."""
     model = eval_device(load_causal_lm(ModelSettings(name), tokenizer))
     torch.manual_seed(args.seed)
-    ids = generate_ids(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                       do_sample=args.sample, temperature=args.temperature, top_p=args.top_p)
+    ids = generate_ids(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
     if not kl_prompts:
         return ids, None
     prompt_ids = tokenizer(prompts[:kl_prompts])["input_ids"]
@@ -122,9 +141,13 @@ def gains(scores: dict) -> dict:
     out = {}
     for judge, s in scores.items():
         g = paired_gain(s["baseline"], s["model"])
-        out |= {f"{judge}_baseline": sum(s["baseline"]) / len(s["baseline"]),
-                f"{judge}_model": sum(s["model"]) / len(s["model"]), f"{judge}_gain": g["gain"],
-                f"{judge}_gain_stderr": g["stderr"], f"{judge}_win_rate": g["win_rate"]}
+        out |= {
+            f"{judge}_baseline": sum(s["baseline"]) / len(s["baseline"]),
+            f"{judge}_model": sum(s["model"]) / len(s["model"]),
+            f"{judge}_gain": g["gain"],
+            f"{judge}_gain_stderr": g["stderr"],
+            f"{judge}_win_rate": g["win_rate"],
+        }
     out["win_rate"] = out.pop("reward_win_rate")  # the historical name
     return out
 
@@ -153,11 +176,23 @@ def main(argv=None):
             judge_tokenizer = reward_tokenizer if judge == "reward" else load_tokenizer(args.judge)
             model = eval_device(load_reward_model(ModelSettings(getattr(args, judge)), judge_tokenizer))
             eos = judge_tokenizer.eos_token or ""
-            scores[judge] = {role: score_texts(model, judge_tokenizer, [p + a + eos for p, a in zip(prompts, t)],
-                                               args.max_length, args.batch_size) for role, t in texts.items()}
+            scores[judge] = {
+                role: score_texts(
+                    model, judge_tokenizer, [p + a + eos for p, a in zip(prompts, t)], args.max_length, args.batch_size
+                )
+                for role, t in texts.items()
+            }
             if "rejected" in rows[0]:  # how far to trust it: its accuracy on the held-out pairs
-                chosen, rejected = (score_texts(model, judge_tokenizer, pair_texts(judge_tokenizer, rows, key),
-                                                args.max_length, args.batch_size) for key in ("chosen", "rejected"))
+                chosen, rejected = (
+                    score_texts(
+                        model,
+                        judge_tokenizer,
+                        pair_texts(judge_tokenizer, rows, key),
+                        args.max_length,
+                        args.batch_size,
+                    )
+                    for key in ("chosen", "rejected")
+                )
                 accuracy[f"{judge}_accuracy"] = pair_metrics(chosen, rejected)["accuracy"]
             del model
 
@@ -168,14 +203,28 @@ def main(argv=None):
         sub = lambda d: {k: v[part] for k, v in d.items()}  # noqa: E731
         set_scores = {judge: sub(s) for judge, s in scores.items()}
         kl = kl_estimates(logp["model"], logp["baseline"]) if name == "held_out" else {}
-        measures = {**gains(set_scores), **kl, "n": len(ps),
-                    "models": judge_set(ps, sub(ids), sub(texts), set_scores, facts, tokenizer.eos_token_id),
-                    "answers": [{"prompt": p, **{role: {"text": texts[role][part][i],
-                                                        **{judge: s[role][i] for judge, s in set_scores.items()}}
-                                                 for role in texts}} for i, p in enumerate(ps)]}
+        measures = {
+            **gains(set_scores),
+            **kl,
+            "n": len(ps),
+            "models": judge_set(ps, sub(ids), sub(texts), set_scores, facts, tokenizer.eos_token_id),
+            "answers": [
+                {
+                    "prompt": p,
+                    **{
+                        role: {"text": texts[role][part][i], **{judge: s[role][i] for judge, s in set_scores.items()}}
+                        for role in texts
+                    },
+                }
+                for i, p in enumerate(ps)
+            ],
+        }
         if name == "held_out":
-            result = measures | accuracy | (
-                {"facts_n": fact_accuracy(ps, texts["model"][part], facts)["n"]} if facts else {})
+            result = (
+                measures
+                | accuracy
+                | ({"facts_n": fact_accuracy(ps, texts["model"][part], facts)["n"]} if facts else {})
+            )
         else:
             result[name] = measures
 
@@ -186,9 +235,18 @@ def main(argv=None):
             print(f"--- {role} ({label}) ---\n{texts[role][i].strip()}")
         print()
     flat = [(k, v) for k, v in result.items() if not isinstance(v, (dict, list))]
-    print_table([("baseline", args.baseline), ("model", args.model), ("reward", args.reward),
-                 ("judge", args.judge or "-"), ("data", f"{args.data} [{args.split}]"),
-                 ("decoding", "sample" if args.sample else "greedy")] + flat, header=("metric", "value"))
+    print_table(
+        [
+            ("baseline", args.baseline),
+            ("model", args.model),
+            ("reward", args.reward),
+            ("judge", args.judge or "-"),
+            ("data", f"{args.data} [{args.split}]"),
+            ("decoding", "sample" if args.sample else "greedy"),
+        ]
+        + flat,
+        header=("metric", "value"),
+    )
     write_json(args.output, result)
     return result
 

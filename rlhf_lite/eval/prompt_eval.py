@@ -15,12 +15,12 @@ mean score. The models are loaded one after the other, each with its own tokeniz
 import torch
 
 from ..data.rows import answer
-from .degeneration import degeneration
 from ..errors import ArgumentParser, cli
-from .judging import LANGUAGES, open_prompts
 from ..models import ModelSettings, check_model_kind, load_causal_lm, load_reward_model, load_tokenizer
 from ..ranges import option
 from .cli import print_table, read_prompts, write_json
+from .degeneration import degeneration
+from .judging import LANGUAGES, open_prompts
 from .scoring import eval_device, generate_ids, score_texts
 
 ROLES = ("baseline", "finetuned")
@@ -51,12 +51,16 @@ def answers(name: str, prompts: list[str], args) -> dict[str, dict]:
     tokenizer = load_tokenizer(name, padding_side="left")
     model = eval_device(load_causal_lm(ModelSettings(name), tokenizer))
     out = {}
-    modes = {"greedy": {}, **({"sample": dict(do_sample=True, temperature=args.temperature, top_p=args.top_p)}
-                              if args.sample else {}), **({"beam": dict(num_beams=args.beams)} if args.beams else {})}
+    modes = {
+        "greedy": {},
+        **({"sample": dict(do_sample=True, temperature=args.temperature, top_p=args.top_p)} if args.sample else {}),
+        **({"beam": dict(num_beams=args.beams)} if args.beams else {}),
+    }
     for mode, settings in modes.items():
         torch.manual_seed(args.seed)
-        ids = generate_ids(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens,
-                           batch_size=args.batch_size, **settings)
+        ids = generate_ids(
+            model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, **settings
+        )
         texts = [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
         out[mode] = {"texts": texts, "measures": degeneration(prompts, ids, texts, tokenizer.eos_token_id)}
     return out
@@ -86,10 +90,16 @@ def main(argv=None):
     generated = {role: answers(getattr(args, role), prompts, args) for role in ROLES}
     if args.judge:
         judge_scores(args.judge, prompts, generated)
-    result = {"prompts": [
-        {"prompt": prompt, **{role: {mode: r["texts"][i] for mode, r in generated[role].items()} for role in ROLES}}
-        for i, prompt in enumerate(prompts)],
-        "measures": {role: {mode: r["measures"] for mode, r in modes.items()} for role, modes in generated.items()}}
+    result = {
+        "prompts": [
+            {
+                "prompt": prompt,
+                **{role: {mode: r["texts"][i] for mode, r in generated[role].items()} for role in ROLES},
+            }
+            for i, prompt in enumerate(prompts)
+        ],
+        "measures": {role: {mode: r["measures"] for mode, r in modes.items()} for role, modes in generated.items()},
+    }
     for i, item in enumerate(result["prompts"], 1):
         print(f"{'=' * 30} prompt {i}/{len(prompts)} {'=' * 30}\n{item['prompt'].strip()}")
         for mode in item["baseline"]:
@@ -98,8 +108,14 @@ def main(argv=None):
                 print(f"--- {role} ({mode}{score}) ---\n{item[role][mode]}")
         print()
     keys = list(result["measures"]["baseline"]["greedy"])
-    print_table([(f"{role} {mode}", *(m[k] for k in keys)) for role, modes in result["measures"].items()
-                 for mode, m in modes.items()], header=("model", *keys))
+    print_table(
+        [
+            (f"{role} {mode}", *(m[k] for k in keys))
+            for role, modes in result["measures"].items()
+            for mode, m in modes.items()
+        ],
+        header=("model", *keys),
+    )
     write_json(args.output, result)
     return result
 

@@ -8,10 +8,10 @@ accuracy is the share of pairs whose chosen answer scores higher than the reject
 """
 
 from ..encoding import drop_long_prompts
+from ..errors import ArgumentParser, cli
 from ..models import ModelSettings, load_reward_model, load_tokenizer
 from .cli import add_eval_data_arguments, load_eval_rows, print_table, read_pairs, write_json
 from .scoring import eval_device, pair_metrics, pair_texts, score_texts
-from ..errors import ArgumentParser, cli
 
 
 def parser() -> ArgumentParser:
@@ -34,19 +34,25 @@ def main(argv=None):
     if not args.pairs:
         rows = drop_long_prompts(tokenizer, rows, args.max_length, args.split)
     model = eval_device(load_reward_model(ModelSettings(args.model), tokenizer))
-    chosen, rejected = (score_texts(model, tokenizer, pair_texts(tokenizer, rows, key), args.max_length,
-                                    args.batch_size) for key in ("chosen", "rejected"))
+    chosen, rejected = (
+        score_texts(model, tokenizer, pair_texts(tokenizer, rows, key), args.max_length, args.batch_size)
+        for key in ("chosen", "rejected")
+    )
     result = pair_metrics(chosen, rejected)
     if args.pairs:
-        result["pairs"] = [{"prompt": r["prompt"], "chosen_score": c, "rejected_score": s}
-                           for r, c, s in zip(rows, chosen, rejected)]
-        print_table([(i, c, s, " ".join(r["prompt"].split())[:60])
-                     for i, (r, c, s) in enumerate(zip(rows, chosen, rejected))],
-                    header=("#", "chosen", "rejected", "prompt"))
+        result["pairs"] = [
+            {"prompt": r["prompt"], "chosen_score": c, "rejected_score": s} for r, c, s in zip(rows, chosen, rejected)
+        ]
+        print_table(
+            [(i, c, s, " ".join(r["prompt"].split())[:60]) for i, (r, c, s) in enumerate(zip(rows, chosen, rejected))],
+            header=("#", "chosen", "rejected", "prompt"),
+        )
         print()
     source = args.pairs or f"{args.data} [{args.split}]"
-    print_table([("model", args.model), ("data", source)] + [(k, result[k]) for k in
-                ("n", "accuracy", "chosen_mean", "rejected_mean", "margin_mean")])
+    print_table(
+        [("model", args.model), ("data", source)]
+        + [(k, result[k]) for k in ("n", "accuracy", "chosen_mean", "rejected_mean", "margin_mean")]
+    )
     write_json(args.output, result)
     return result
 

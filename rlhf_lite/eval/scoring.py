@@ -34,8 +34,7 @@ def eval_device(model):
 
 
 @torch.no_grad()
-def score_ids(model, pad_id: int, ids: list[list[int]], batch_size: int = 8,
-              progress: bool = True) -> list[float]:
+def score_ids(model, pad_id: int, ids: list[list[int]], batch_size: int = 8, progress: bool = True) -> list[float]:
     """The reward model's single logit for each token sequence (pooled on its last token)."""
     model.eval()
     scores = [0.0] * len(ids)
@@ -47,8 +46,9 @@ def score_ids(model, pad_id: int, ids: list[list[int]], batch_size: int = 8,
     return scores
 
 
-def score_texts(model, tokenizer, texts: list[str], max_length: int = 512, batch_size: int = 8,
-                progress: bool = True) -> list[float]:
+def score_texts(
+    model, tokenizer, texts: list[str], max_length: int = 512, batch_size: int = 8, progress: bool = True
+) -> list[float]:
     """Reward scores of whole texts, each truncated to `max_length` tokens. The texts are scored
     as given: append `tokenizer.eos_token` to answers, as reward training does."""
     ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
@@ -67,9 +67,13 @@ def pair_metrics(chosen: list[float], rejected: list[float]) -> dict:
     if n == 0 or n != len(rejected):
         raise ValueError(f"need as many chosen as rejected scores, and some (got {n} and {len(rejected)})")
     chosen_mean, rejected_mean = sum(chosen) / n, sum(rejected) / n
-    return {"accuracy": sum(c > r for c, r in zip(chosen, rejected)) / n,
-            "chosen_mean": chosen_mean, "rejected_mean": rejected_mean,
-            "margin_mean": chosen_mean - rejected_mean, "n": n}
+    return {
+        "accuracy": sum(c > r for c, r in zip(chosen, rejected)) / n,
+        "chosen_mean": chosen_mean,
+        "rejected_mean": rejected_mean,
+        "margin_mean": chosen_mean - rejected_mean,
+        "n": n,
+    }
 
 
 # --------------------------------------------------------------------------- answer likelihood
@@ -90,8 +94,9 @@ def encode_answer(tokenizer, prompt: str, answer: str, max_length: int = 512) ->
 
 
 @torch.no_grad()
-def answer_logprobs(model, pad_id: int, prompts: list[list[int]], answers: list[list[int]], batch_size: int = 8,
-                    progress: bool = True) -> list[torch.Tensor]:
+def answer_logprobs(
+    model, pad_id: int, prompts: list[list[int]], answers: list[list[int]], batch_size: int = 8, progress: bool = True
+) -> list[torch.Tensor]:
     """The log-probability of each answer token after its prompt's ids: one tensor per answer."""
     model.eval()
     device = _device(model)
@@ -102,17 +107,30 @@ def answer_logprobs(model, pad_id: int, prompts: list[list[int]], answers: list[
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         for row, row_ids, i in zip(logits, ids, rows):
             start, end = max(len(prompts[i]), 1), len(sequences[i])  # position t predicts token t + 1
-            out[i] = token_logprobs(row[start - 1:end - 1], row_ids[start:end].to(device)).cpu()
+            out[i] = token_logprobs(row[start - 1 : end - 1], row_ids[start:end].to(device)).cpu()
     return out
 
 
-def answer_nll(model, tokenizer, prompts: list[str], answers: list[str], max_length: int = 512,
-               batch_size: int = 8, progress: bool = True) -> list[tuple[float, int]]:
+def answer_nll(
+    model,
+    tokenizer,
+    prompts: list[str],
+    answers: list[str],
+    max_length: int = 512,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> list[tuple[float, int]]:
     """For each (prompt, answer): the summed negative log-likelihood of the answer tokens and EOS
     given the prompt, and how many tokens that is (0 when truncation left no answer)."""
     encoded = [encode_answer(tokenizer, p, a, max_length) for p, a in zip(prompts, answers, strict=True)]
-    logprobs = answer_logprobs(model, tokenizer.pad_token_id, [ids[:start] for ids, start in encoded],
-                               [ids[start:] for ids, start in encoded], batch_size, progress)
+    logprobs = answer_logprobs(
+        model,
+        tokenizer.pad_token_id,
+        [ids[:start] for ids, start in encoded],
+        [ids[start:] for ids, start in encoded],
+        batch_size,
+        progress,
+    )
     return [(-float(lp.sum()), len(lp)) for lp in logprobs]
 
 
@@ -120,26 +138,45 @@ def answer_nll(model, tokenizer, prompts: list[str], answers: list[str], max_len
 
 
 @torch.no_grad()
-def generate_ids(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 64, batch_size: int = 8,
-                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, num_beams: int = 1,
-                 progress: bool = True, **generation_kwargs) -> list[list[int]]:
+def generate_ids(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    num_beams: int = 1,
+    progress: bool = True,
+    **generation_kwargs,
+) -> list[list[int]]:
     """The token ids generated after each prompt, up to and including the first EOS (no EOS when
     max_new_tokens ran out first); the settings are those of `generate`, which decodes them."""
     model.eval()
     eos = [tokenizer.eos_token_id]
     model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     eos += [e for e in (model_eos if isinstance(model_eos, list) else [model_eos]) if e is not None and e not in eos]
-    settings = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
-                    eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+    settings = dict(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        num_beams=num_beams,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     if do_sample:
         settings.update(temperature=temperature, top_p=top_p)
     config = GenerationConfig(**{**settings, **generation_kwargs})
     ids = tokenizer(list(prompts))["input_ids"]
     answers: list[list[int]] = [[] for _ in ids]
     for rows in length_batches(ids, batch_size, "generate", progress):
-        input_ids, mask = (t.to(_device(model)) for t in pad_batch([ids[i] for i in rows], tokenizer.pad_token_id, "left"))
+        input_ids, mask = (
+            t.to(_device(model)) for t in pad_batch([ids[i] for i in rows], tokenizer.pad_token_id, "left")
+        )
         out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
-        for i, new in zip(rows, out[:, input_ids.shape[1]:].tolist()):  # after an EOS comes only padding
+        for i, new in zip(rows, out[:, input_ids.shape[1] :].tolist()):  # after an EOS comes only padding
             answers[i] = new[: next((k + 1 for k, t in enumerate(new) if t in eos), len(new))]
     return answers
 

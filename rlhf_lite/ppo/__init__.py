@@ -6,6 +6,19 @@ from .data import PromptBatches, encode_prompts, ptx_batches
 from .engine import ActorCritic, RLHFEngine
 from .trainer import NonFiniteError, PPOTrainer, answer_mask, total_updates
 
-__all__ = ["ActorCritic", "NonFiniteError", "PPOArguments", "PPOTrainer", "PromptBatches", "RLHFEngine",
-           "answer_mask", "encode_prompts", "export_models", "latest_checkpoint", "load_checkpoint",
-           "ptx_batches", "save_checkpoint", "total_updates"]
+__all__ = [
+    "ActorCritic",
+    "NonFiniteError",
+    "PPOArguments",
+    "PPOTrainer",
+    "PromptBatches",
+    "RLHFEngine",
+    "answer_mask",
+    "encode_prompts",
+    "export_models",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "ptx_batches",
+    "save_checkpoint",
+    "total_updates",
+]

@@ -1,6 +1,6 @@
 """Step 3: PPO of the SFT model (actor) against the reward model (critic + reward), our engine.
 
-    python -m rlhf_lite.ppo --config recipes/configs/demo/ppo.yaml [--field value ...]
+python -m rlhf_lite.ppo --config recipes/configs/demo/ppo.yaml [--field value ...]
 """
 
 import sys
@@ -9,37 +9,61 @@ from accelerate.utils import set_seed
 
 from ..args import claim_output_dir, parse, preset_name, run_record
 from ..errors import cli
-from ..models import load_tokenizer
-from . import (NonFiniteError, PPOArguments, PPOTrainer, PromptBatches, RLHFEngine,
-                           encode_prompts, export_models, latest_checkpoint, load_checkpoint,
-                           ptx_batches, save_checkpoint, total_updates)
-from .engine import make_accelerator
 from ..metrics import append_metrics
+from ..models import load_tokenizer
 from ..progress import Progress, write
 from ..training import DeferredInterrupt, step_rows
+from . import (
+    NonFiniteError,
+    PPOArguments,
+    PPOTrainer,
+    PromptBatches,
+    RLHFEngine,
+    encode_prompts,
+    export_models,
+    latest_checkpoint,
+    load_checkpoint,
+    ptx_batches,
+    save_checkpoint,
+    total_updates,
+)
+from .engine import make_accelerator
 
 
 def main(argv=None):
     (args,) = parse([PPOArguments], "ppo", argv)
     args.fill_model_paths(preset_name(sys.argv[1:] if argv is None else argv))
-    accelerator = make_accelerator(log_with="tensorboard" if args.report_to == "tensorboard" else None,
-                                   project_dir=args.output_dir)
+    accelerator = make_accelerator(
+        log_with="tensorboard" if args.report_to == "tensorboard" else None, project_dir=args.output_dir
+    )
     rows, _ = step_rows(args, part=2, need_pairs=False)
     resume = claim_output_dir(args.output_dir, run_record(args), args.overwrite_output_dir)
     set_seed(args.seed)
 
     tokenizer = load_tokenizer(args.actor_model_name_or_path, trust_remote_code=args.trust_remote_code)
-    prompts = PromptBatches(encode_prompts(tokenizer, rows, args.max_prompt_seq_len), args,
-                            tokenizer.pad_token_id, accelerator.process_index,
-                            accelerator.num_processes, accelerator.device)
-    engine = RLHFEngine(args.actor_model_name_or_path, args.critic_model_name_or_path, tokenizer,
-                        total_updates(len(prompts), args), args, accelerator)
+    prompts = PromptBatches(
+        encode_prompts(tokenizer, rows, args.max_prompt_seq_len),
+        args,
+        tokenizer.pad_token_id,
+        accelerator.process_index,
+        accelerator.num_processes,
+        accelerator.device,
+    )
+    engine = RLHFEngine(
+        args.actor_model_name_or_path,
+        args.critic_model_name_or_path,
+        tokenizer,
+        total_updates(len(prompts), args),
+        args,
+        accelerator,
+    )
     trainer = PPOTrainer(engine, args)
     checkpoint = latest_checkpoint(args.output_dir) if resume else None
     state = load_checkpoint(trainer, checkpoint) if checkpoint else {"batches_done": 0, "reward_ema": None}
     if args.ptx_datasets:
-        trainer.ptx_batches = ptx_batches(args, tokenizer, args.per_device_training_batch_size,
-                                          accelerator.device, skip=trainer.global_step)
+        trainer.ptx_batches = ptx_batches(
+            args, tokenizer, args.per_device_training_batch_size, accelerator.device, skip=trainer.global_step
+        )
     accelerator.init_trackers("runs")
 
     buffer, done, shown = [], state["batches_done"], {}

@@ -30,8 +30,7 @@ def saved(checkpoint: Path) -> bool:  # a checkpoint gets its name only once com
     return (checkpoint / STATE_FILE).exists()
 
 
-def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int, extra: dict,
-                    keep: int = 1) -> Path:
+def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int, extra: dict, keep: int = 1) -> Path:
     acc, out = trainer.accelerator, Path(out_dir)
     final = out / f"checkpoint-{batches_done}"
     tmp = out / f".tmp-checkpoint-{batches_done}"
@@ -85,7 +84,7 @@ def export_models(engine: RLHFEngine, trainer: PPOTrainer, out_dir: str | Path, 
         state = acc.get_state_dict(engine.model)  # every process: ZeRO-3 gathers the shards here
         if acc.is_main_process:
             prefix = f"{role}."
-            weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             save_model(getattr(engine, role), engine.tokenizer, out / folder, merge_lora, state_dict=weights)
         if folder == "actor_ema":
             trainer.swap_ema()
@@ -95,4 +94,3 @@ def export_models(engine: RLHFEngine, trainer: PPOTrainer, out_dir: str | Path, 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
     found = checkpoints(out_dir, saved)
     return found[-1] if found else None
-

@@ -16,29 +16,43 @@ QUANTIZATIONS = ("none", "8bit", "4bit")
 @dataclass
 class PPOArguments(ScriptArguments):
     # ---- models (default: what steps 1 and 2 of the same preset wrote)
-    actor_model_name_or_path: str | None = field(default=None, metadata={
-        "help": "the SFT model (default outputs/<preset>/sft)"})
-    critic_model_name_or_path: str | None = field(default=None, metadata={
-        "help": "the critic's starting point, a reward model (default outputs/<preset>/rm)"})
-    reward_model_name_or_path: str | None = field(default=None, metadata={
-        "help": "the frozen reward model (default: the critic's path)"})
+    actor_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "the SFT model (default outputs/<preset>/sft)"}
+    )
+    critic_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "the critic's starting point, a reward model (default outputs/<preset>/rm)"}
+    )
+    reward_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "the frozen reward model (default: the critic's path)"}
+    )
     output_dir: str | None = field(default=None, metadata={"help": "default outputs/<preset>/ppo"})
     dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto"})
-    actor_quantization: str = field(default="none", metadata={"choices": QUANTIZATIONS,
-        "help": "load the actor (and so the reference) in 8 or 4 bits; needs actor LoRA"})
-    critic_quantization: str = field(default="none", metadata={"choices": QUANTIZATIONS,
-        "help": "load the critic in 8 or 4 bits; needs critic LoRA"})
+    actor_quantization: str = field(
+        default="none",
+        metadata={
+            "choices": QUANTIZATIONS,
+            "help": "load the actor (and so the reference) in 8 or 4 bits; needs actor LoRA",
+        },
+    )
+    critic_quantization: str = field(
+        default="none",
+        metadata={"choices": QUANTIZATIONS, "help": "load the critic in 8 or 4 bits; needs critic LoRA"},
+    )
     reward_quantization: str = field(default="none", metadata={"choices": QUANTIZATIONS})
     actor_lora_dim: int = field(default=0, metadata={"help": "LoRA rank of the actor (0: train all weights)"})
     critic_lora_dim: int = field(default=0, metadata={"help": "LoRA rank of the critic (0: all weights)"})
     lora_alpha_ratio: float = field(default=2.0, metadata={"help": "LoRA alpha = ratio * rank"})
     lora_dropout: float = 0.0
-    lora_module_name: list[str] | None = field(default=None, metadata={
-        "help": "modules to adapt; default: the family's attention and MLP projections"})
-    actor_trainable_layers: int | None = field(default=None, metadata={
-        "help": "train only the actor's top N blocks (+ final norm); default: all"})
-    critic_trainable_layers: int | None = field(default=None, metadata={
-        "help": "train only the critic's top N blocks (+ final norm and value head); default: all"})
+    lora_module_name: list[str] | None = field(
+        default=None, metadata={"help": "modules to adapt; default: the family's attention and MLP projections"}
+    )
+    actor_trainable_layers: int | None = field(
+        default=None, metadata={"help": "train only the actor's top N blocks (+ final norm); default: all"}
+    )
+    critic_trainable_layers: int | None = field(
+        default=None,
+        metadata={"help": "train only the critic's top N blocks (+ final norm and value head); default: all"},
+    )
     actor_gradient_checkpointing: bool = False
     critic_gradient_checkpointing: bool = False
     disable_actor_dropout: bool = True
@@ -49,13 +63,15 @@ class PPOArguments(ScriptArguments):
     # ---- data and batches
     per_device_generation_batch_size: int = field(default=4, metadata={"help": "prompts per generation"})
     per_device_training_batch_size: int = field(default=4, metadata={"help": "experiences per PPO update"})
-    generation_batches: int = field(default=1, metadata={
-        "help": "generation batches buffered before the PPO updates run on all of them"})
+    generation_batches: int = field(
+        default=1, metadata={"help": "generation batches buffered before the PPO updates run on all of them"}
+    )
     ppo_epochs: int = field(default=1, metadata={"help": "passes over each experience buffer"})
     num_train_epochs: int = 1
     max_steps: int = field(default=-1, metadata={"help": "stop after this many generation batches"})
-    max_prompt_seq_len: int = field(default=256, metadata={
-        "help": "prompts longer than this (in tokens) are dropped and counted"})
+    max_prompt_seq_len: int = field(
+        default=256, metadata={"help": "prompts longer than this (in tokens) are dropped and counted"}
+    )
     max_answer_seq_len: int = 256
     min_new_tokens: int = 1
     temperature: float = 1.0
@@ -66,8 +82,9 @@ class PPOArguments(ScriptArguments):
     # ---- optimisation
     actor_learning_rate: float = 9.65e-6
     critic_learning_rate: float = 5e-6
-    actor_lora_learning_rate: float | None = field(default=None, metadata={
-        "help": "learning rate of the actor's LoRA weights (default: actor_learning_rate)"})
+    actor_lora_learning_rate: float | None = field(
+        default=None, metadata={"help": "learning rate of the actor's LoRA weights (default: actor_learning_rate)"}
+    )
     critic_lora_learning_rate: float | None = None
     actor_weight_decay: float = 0.0
     critic_weight_decay: float = 0.0
@@ -77,15 +94,21 @@ class PPOArguments(ScriptArguments):
 
     # ---- PPO
     init_kl_coef: float = 0.1
-    target_kl: float | None = field(default=None, metadata={
-        "help": "adaptive KL coefficient aiming at this KL per answer (None: fixed)"})
+    target_kl: float | None = field(
+        default=None, metadata={"help": "adaptive KL coefficient aiming at this KL per answer (None: fixed)"}
+    )
     kl_horizon: int = 10000
     clip_reward_value: float = 5.0
-    no_eos_penalty: float = field(default=0.0, metadata={
-        "help": "subtracted from the score of answers that never produced EOS"})
-    empty_answer_score: float | None = field(default=None, metadata={
-        "help": "score of answers that are only EOS, trained on like any other (with min_new_tokens 0); "
-                "None drops them and counts them, as DeepSpeed-Chat does"})
+    no_eos_penalty: float = field(
+        default=0.0, metadata={"help": "subtracted from the score of answers that never produced EOS"}
+    )
+    empty_answer_score: float | None = field(
+        default=None,
+        metadata={
+            "help": "score of answers that are only EOS, trained on like any other (with min_new_tokens 0); "
+            "None drops them and counts them, as DeepSpeed-Chat does"
+        },
+    )
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     gamma: float = 1.0
@@ -93,8 +116,10 @@ class PPOArguments(ScriptArguments):
     whiten_advantages: bool = False
     enable_ema: bool = False
     ema_beta: float = 0.992
-    ptx_datasets: list[str] | None = field(default=None, metadata={
-        "help": "datasets for the pretraining mix (language-modelling loss on prompt + chosen)"})
+    ptx_datasets: list[str] | None = field(
+        default=None,
+        metadata={"help": "datasets for the pretraining mix (language-modelling loss on prompt + chosen)"},
+    )
     ptx_coef: float = 27.8
 
     # ---- bookkeeping
@@ -110,14 +135,18 @@ class PPOArguments(ScriptArguments):
         if buffered % self.per_device_training_batch_size:
             raise ConfigError(
                 f"per_device_generation_batch_size x generation_batches = {buffered} experiences is "
-                f"not a multiple of per_device_training_batch_size = {self.per_device_training_batch_size}")
+                f"not a multiple of per_device_training_batch_size = {self.per_device_training_batch_size}"
+            )
         if self.min_new_tokens > self.max_answer_seq_len:
-            raise ConfigError(f"min_new_tokens ({self.min_new_tokens}) must not exceed max_answer_seq_len "
-                              f"({self.max_answer_seq_len})")
+            raise ConfigError(
+                f"min_new_tokens ({self.min_new_tokens}) must not exceed max_answer_seq_len "
+                f"({self.max_answer_seq_len})"
+            )
         for role in ("actor", "critic"):
             if getattr(self, f"{role}_quantization") != "none" and not getattr(self, f"{role}_lora_dim"):
-                raise ConfigError(f"{role}_quantization needs {role}_lora_dim > 0: quantised weights "
-                                  "cannot be trained directly")
+                raise ConfigError(
+                    f"{role}_quantization needs {role}_lora_dim > 0: quantised weights cannot be trained directly"
+                )
             if getattr(self, f"{role}_lora_learning_rate") is not None and not getattr(self, f"{role}_lora_dim"):
                 raise ConfigError(f"{role}_lora_learning_rate is set but {role}_lora_dim is 0")
         if self.report_to not in ("tensorboard", "none"):
@@ -136,7 +165,8 @@ class PPOArguments(ScriptArguments):
                         f"step 3 needs step {number}'s model in {path}, which is missing. Run first:\n"
                         f"  make {step} PRESET={preset}\n"
                         f"or: python recipes/{step}.py --config recipes/configs/{preset}/{step}.yaml\n"
-                        f"(or pass --{attr} PATH)")
+                        f"(or pass --{attr} PATH)"
+                    )
                 setattr(self, attr, str(path))
         if self.reward_model_name_or_path is None:
             self.reward_model_name_or_path = self.critic_model_name_or_path
@@ -148,21 +178,33 @@ class PPOArguments(ScriptArguments):
         one mini-batch, the models untouched in between, and no ZeRO-3 (whose hooks re-partition
         the weights between passes)."""
         lora_dropout = self.lora_dropout if getattr(self, f"{role}_lora_dim") else 0.0
-        return (zero_stage != 3 and self.generation_batches == 1
-                and self.per_device_generation_batch_size <= self.per_device_training_batch_size
-                and getattr(self, f"disable_{role}_dropout") and lora_dropout == 0.0)
+        return (
+            zero_stage != 3
+            and self.generation_batches == 1
+            and self.per_device_generation_batch_size <= self.per_device_training_batch_size
+            and getattr(self, f"disable_{role}_dropout")
+            and lora_dropout == 0.0
+        )
 
     def model_settings(self, role: str) -> ModelSettings:
         """ModelSettings of 'actor', 'critic' or 'reward'."""
         path = getattr(self, f"{role}_model_name_or_path")
         quant = getattr(self, f"{role}_quantization")
         rank = getattr(self, f"{role}_lora_dim", 0)
-        lora = LoraSettings(rank, int(self.lora_alpha_ratio * rank), self.lora_dropout,
-                            self.lora_module_name) if rank else None
+        lora = (
+            LoraSettings(rank, int(self.lora_alpha_ratio * rank), self.lora_dropout, self.lora_module_name)
+            if rank
+            else None
+        )
         trained = role != "reward"
         return ModelSettings(
-            path, self.dtype, quant == "8bit", quant == "4bit", lora,
+            path,
+            self.dtype,
+            quant == "8bit",
+            quant == "4bit",
+            lora,
             gradient_checkpointing=trained and getattr(self, f"{role}_gradient_checkpointing"),
             dropout=0.0 if trained and getattr(self, f"disable_{role}_dropout") else None,
             trainable_layers=getattr(self, f"{role}_trainable_layers") if trained else None,
-            trust_remote_code=self.trust_remote_code)
+            trust_remote_code=self.trust_remote_code,
+        )

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import torch
 
+from ..batching import pad_batch
 from ..data import load_step_rows
 from ..encoding import keep_short_prompts
 from ..errors import DataError
-from ..batching import pad_batch
 from .config import PPOArguments
 
 
@@ -19,8 +19,9 @@ def encode_prompts(tokenizer, rows: list[dict], max_prompt_seq_len: int) -> list
     """Token ids of each prompt. Prompts longer than max_prompt_seq_len are dropped and counted,
     as DeepSpeed-Chat does: a truncated prompt would ask a different question."""
     ids = tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
-    return keep_short_prompts(ids, [len(x) for x in ids], max_prompt_seq_len, "ppo",
-                              f"max_prompt_seq_len {max_prompt_seq_len}")
+    return keep_short_prompts(
+        ids, [len(x) for x in ids], max_prompt_seq_len, "ppo", f"max_prompt_seq_len {max_prompt_seq_len}"
+    )
 
 
 class PromptBatches:
@@ -30,15 +31,24 @@ class PromptBatches:
     prompts an uninterrupted one would have seen.
     """
 
-    def __init__(self, prompts: list[list[int]], args: PPOArguments, pad_id: int,
-                 process_index: int = 0, num_processes: int = 1, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        prompts: list[list[int]],
+        args: PPOArguments,
+        pad_id: int,
+        process_index: int = 0,
+        num_processes: int = 1,
+        device: torch.device | str = "cpu",
+    ):
         self.prompts, self.args, self.pad_id, self.device = prompts, args, pad_id, device
         self.rank, self.world = process_index, num_processes
         global_batch = args.per_device_generation_batch_size * num_processes
         self.per_epoch = len(prompts) // global_batch
         if self.per_epoch == 0:
-            raise DataError(f"{len(prompts)} prompts are fewer than one generation batch "
-                            f"({args.per_device_generation_batch_size} x {num_processes} processes)")
+            raise DataError(
+                f"{len(prompts)} prompts are fewer than one generation batch "
+                f"({args.per_device_generation_batch_size} x {num_processes} processes)"
+            )
         self.total = self.per_epoch * args.num_train_epochs
         if args.max_steps > 0:
             self.total = min(self.total, args.max_steps)
@@ -54,7 +64,7 @@ class PromptBatches:
                 generator = torch.Generator().manual_seed(self.args.seed + epoch)
                 order, order_epoch = torch.randperm(len(self.prompts), generator=generator), epoch
             first = (i * self.world + self.rank) * bs
-            ids, mask = pad_batch([self.prompts[j] for j in order[first:first + bs].tolist()], self.pad_id, "left")
+            ids, mask = pad_batch([self.prompts[j] for j in order[first : first + bs].tolist()], self.pad_id, "left")
             yield step, {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
 
@@ -77,6 +87,6 @@ def ptx_batches(args: PPOArguments, tokenizer, batch_size: int, device, skip: in
             if skip:
                 skip -= 1
                 continue
-            input_ids, mask = pad_batch([ids[j] for j in order[first:first + batch_size]], tokenizer.pad_token_id)
+            input_ids, mask = pad_batch([ids[j] for j in order[first : first + batch_size]], tokenizer.pad_token_id)
             labels = input_ids.masked_fill(mask == 0, -100)
             yield {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}

@@ -26,10 +26,10 @@ from transformers import get_scheduler
 
 from ..errors import ConfigError
 from ..host_memory import keep_freed_memory
-from ..optim import param_groups
 from ..models import check_model_kind, check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer, score_head
-from .config import PPOArguments
+from ..optim import param_groups
 from ..trunk import frozen_depth
+from .config import PPOArguments
 
 
 @contextlib.contextmanager
@@ -43,11 +43,17 @@ def merged_lora(model: nn.Module):
     quantised or DoRA layer keeps its adapters."""
     from peft.tuners.lora import Linear as LoraLinear
     from peft.tuners.lora import LoraLayer
+
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
     # The adapter is switched off for the whole model: only when every LoRA layer can be merged.
-    if not layers or not all(isinstance(m, LoraLinear) and type(m.get_base_layer()) is nn.Linear
-                             and m.get_base_layer().weight.dtype == torch.float32 and not m.merged
-                             and not any(m.use_dora.get(a) for a in m.active_adapters) for m in layers):
+    if not layers or not all(
+        isinstance(m, LoraLinear)
+        and type(m.get_base_layer()) is nn.Linear
+        and m.get_base_layer().weight.dtype == torch.float32
+        and not m.merged
+        and not any(m.use_dora.get(a) for a in m.active_adapters)
+        for m in layers
+    ):
         yield
         return
     swapped = []
@@ -97,8 +103,11 @@ def make_accelerator(**kwargs) -> Accelerator:
     device; without one, DeepSpeed still starts every process, but accelerate tells each that it
     is process 0 of 1 (so all would write the outputs, and DeepSpeed's batch-size check fails).
     """
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and "LOCAL_RANK" in os.environ \
-            and not (torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()):
+    if (
+        os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        and "LOCAL_RANK" in os.environ
+        and not (torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available())
+    ):
         kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", []), InitProcessGroupKwargs(backend="gloo")]
     return Accelerator(**kwargs)
 
@@ -109,8 +118,15 @@ class RLHFEngine:
     `num_total_iters` is the number of optimizer steps the run will take (it sizes the
     learning-rate schedule and warmup)."""
 
-    def __init__(self, actor_model_name_or_path: str, critic_model_name_or_path: str, tokenizer,
-                 num_total_iters: int, args: PPOArguments, accelerator: Accelerator | None = None):
+    def __init__(
+        self,
+        actor_model_name_or_path: str,
+        critic_model_name_or_path: str,
+        tokenizer,
+        num_total_iters: int,
+        args: PPOArguments,
+        accelerator: Accelerator | None = None,
+    ):
         self.args, self.tokenizer = args, tokenizer
         args.actor_model_name_or_path = actor_model_name_or_path
         args.critic_model_name_or_path = critic_model_name_or_path
@@ -123,10 +139,9 @@ class RLHFEngine:
 
         actor = load_causal_lm(args.model_settings("actor"), tokenizer)
         critic = load_reward_model(args.model_settings("critic"), tokenizer)
-        groups = (param_groups(actor, args.actor_learning_rate, args.actor_lora_learning_rate,
-                                args.actor_weight_decay)
-                  + param_groups(critic, args.critic_learning_rate, args.critic_lora_learning_rate,
-                                  args.critic_weight_decay))
+        groups = param_groups(
+            actor, args.actor_learning_rate, args.actor_lora_learning_rate, args.actor_weight_decay
+        ) + param_groups(critic, args.critic_learning_rate, args.critic_lora_learning_rate, args.critic_weight_decay)
         # The fused kernel updates all tensors at once: ~10x faster steps on a CPU for a fully
         # trained 135M critic. DeepSpeed manages its own flattened partitions, so not under it.
         params = [p for g in groups for p in g["params"]]
@@ -134,18 +149,28 @@ class RLHFEngine:
         optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.95), fused=fused)
         warmup = args.num_warmup_steps
         warmup = math.ceil(warmup * num_total_iters) if 0 < warmup < 1 else int(warmup)
-        scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
-                                  num_training_steps=max(num_total_iters, 1))
+        scheduler = get_scheduler(
+            args.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=max(num_total_iters, 1)
+        )
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
-            ActorCritic(actor, critic), optimizer, scheduler)
+            ActorCritic(actor, critic), optimizer, scheduler
+        )
         # After prepare, which fills the DeepSpeed config's "auto" values: ZeRO-3 builds a
         # DeepSpeed engine for each frozen model too, and DeepSpeed rejects "auto".
-        self.ref = None if args.actor_lora_dim else self._frozen(load_causal_lm(
-            dataclasses.replace(args.model_settings("actor"), gradient_checkpointing=False), tokenizer))
+        self.ref = (
+            None
+            if args.actor_lora_dim
+            else self._frozen(
+                load_causal_lm(
+                    dataclasses.replace(args.model_settings("actor"), gradient_checkpointing=False), tokenizer
+                )
+            )
+        )
         self.reward = self._frozen(load_reward_model(args.model_settings("reward"), tokenizer))
         self.trunk_depth = self._trunk_depths()
-        self.reuse_rollout_forward = {role: args.reuses_rollout_forward(role, self.zero_stage)
-                                      for role in ("actor", "critic")}
+        self.reuse_rollout_forward = {
+            role: args.reuses_rollout_forward(role, self.zero_stage) for role in ("actor", "critic")
+        }
 
     # ---------------------------------------------------------------- views of the prepared module
 
@@ -193,6 +218,7 @@ class RLHFEngine:
             return
         import deepspeed
         from trl.models.utils import add_hooks, remove_hooks
+
         with deepspeed.zero.GatheredParameters(list(self.actor.parameters())):
             remove_hooks(self.model)
             try:
@@ -205,10 +231,17 @@ class RLHFEngine:
     def _check_models(self) -> None:
         a = self.args
         check_model_kind(a.actor_model_name_or_path, "causal_lm", a.trust_remote_code)
-        for path in {a.critic_model_name_or_path, a.reward_model_name_or_path}:  # the critic starts from the reward model
+        for path in {
+            a.critic_model_name_or_path,
+            a.reward_model_name_or_path,
+        }:  # the critic starts from the reward model
             check_model_kind(path, "reward_model", a.trust_remote_code)
-            check_same_vocab(self.tokenizer, load_tokenizer(path, trust_remote_code=a.trust_remote_code),
-                             a.actor_model_name_or_path, path)
+            check_same_vocab(
+                self.tokenizer,
+                load_tokenizer(path, trust_remote_code=a.trust_remote_code),
+                a.actor_model_name_or_path,
+                path,
+            )
 
     def _trunk_depths(self) -> dict[str, int]:
         """Frozen bottom blocks whose output each role can reuse (see trunk.py): the actor's for
@@ -220,8 +253,10 @@ class RLHFEngine:
         # Dropout in the trunk would make a training pass differ from the recorded one.
         actor = frozen_depth(self.actor) if a.disable_actor_dropout else 0
         critic = frozen_depth(self.critic) if a.disable_critic_dropout else 0
-        same_reward = (a.reward_model_name_or_path == a.critic_model_name_or_path
-                       and a.reward_quantization == a.critic_quantization)
+        same_reward = (
+            a.reward_model_name_or_path == a.critic_model_name_or_path
+            and a.reward_quantization == a.critic_quantization
+        )
         return {"actor": actor, "critic": critic, "reward": critic if same_reward else 0}
 
     def _frozen(self, model: nn.Module) -> nn.Module:
@@ -229,6 +264,7 @@ class RLHFEngine:
         model.eval()
         if self.zero_stage == 3:
             from trl.models.utils import prepare_deepspeed  # partitions the frozen weights too
+
             return prepare_deepspeed(model, self.accelerator)
         if getattr(model, "is_quantized", False):
             return model  # bitsandbytes places quantised weights itself

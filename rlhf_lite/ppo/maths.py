@@ -10,7 +10,7 @@ per-token KL penalty against the frozen reference policy.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -57,8 +57,9 @@ def last_token_index(mask: Tensor) -> Tensor:
     return torch.where(mask.bool(), positions, 0).argmax(dim=1)
 
 
-def kl_shaped_rewards(logprobs: Tensor, ref_logprobs: Tensor, scores: Tensor, mask: Tensor,
-                      kl_coef: float, clip_reward_value: float) -> tuple[Tensor, Tensor]:
+def kl_shaped_rewards(
+    logprobs: Tensor, ref_logprobs: Tensor, scores: Tensor, mask: Tensor, kl_coef: float, clip_reward_value: float
+) -> tuple[Tensor, Tensor]:
     """(rewards, kl): rewards = -kl_coef * kl, plus the clamped score on each row's last token."""
     kl = _clean(logprobs - ref_logprobs, mask)
     rewards = -kl_coef * kl
@@ -77,8 +78,7 @@ def kl_k3(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
     return _clean(torch.expm1(log_ratio) - log_ratio, mask)
 
 
-def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float,
-                   lam: float) -> tuple[Tensor, Tensor]:
+def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016); returns (advantages, returns).
 
     delta_t = r_t + gamma * V_{t+1} * m_{t+1} - V_t and A_t = delta_t + gamma * lam * A_{t+1}, so
@@ -96,8 +96,9 @@ def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float,
     return advantages, advantages + values
 
 
-def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
-                cliprange: float) -> tuple[Tensor, dict]:
+def policy_loss(
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, cliprange: float
+) -> tuple[Tensor, dict]:
     """PPO's clipped surrogate loss; stats: clipfrac and approx_kl (0-dim detached tensors)."""
     log_ratio = _clean(logprobs - old_logprobs, mask)
     advantages = _clean(advantages, mask)
@@ -112,8 +113,9 @@ def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask
     return loss, {"clipfrac": clipfrac, "approx_kl": approx_kl}
 
 
-def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
-               cliprange_value: float) -> tuple[Tensor, dict]:
+def value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, cliprange_value: float
+) -> tuple[Tensor, dict]:
     """Clipped value loss 0.5 * E[max((V - R)^2, (V_clip - R)^2)]; stats: clipfrac."""
     values, old_values, returns = (_clean(t, mask) for t in (values, old_values, returns))
     # Clipping around the rollout's values keeps the value head from jumping on one batch.
@@ -158,8 +160,9 @@ class AdaptiveKLController(_KLController):
         self.value *= 1.0 + error * n_steps / self.horizon
 
 
-def make_kl_controller(kl_coef: float, target_kl: float | None,
-                       horizon: int) -> FixedKLController | AdaptiveKLController:
+def make_kl_controller(
+    kl_coef: float, target_kl: float | None, horizon: int
+) -> FixedKLController | AdaptiveKLController:
     """Adaptive when a target KL is given, fixed otherwise."""
     if target_kl is None:
         return FixedKLController(kl_coef)

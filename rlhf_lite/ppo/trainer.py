@@ -25,21 +25,33 @@ import torch.nn.functional as F
 from transformers import GenerationConfig
 
 from ..errors import RLHFLiteError
+from ..trunk import Recorded, capture, replay
 from .config import PPOArguments
 from .engine import RLHFEngine
-from .maths import (ema_update, gae_advantages, kl_k3, kl_shaped_rewards, make_kl_controller, masked_mean,
-                    masked_whiten, policy_loss, token_logprobs, value_loss)
+from .maths import (
+    ema_update,
+    gae_advantages,
+    kl_k3,
+    kl_shaped_rewards,
+    make_kl_controller,
+    masked_mean,
+    masked_whiten,
+    policy_loss,
+    token_logprobs,
+    value_loss,
+)
 from .padding import MAX_GROUPS, RowGroup, row_groups, stitch
-from ..trunk import Recorded, capture, replay
 
 
 class NonFiniteError(RLHFLiteError):
     """A reward, a loss or the actor's sampling distribution became NaN/inf; the update was not applied."""
 
     def __init__(self, what: str, step: int):
-        super().__init__(f"{what} is NaN or infinite at optimizer step {step}; the update was not applied. "
-                         "Lower the learning rates, raise clip_reward_value's strictness or check the "
-                         "reward model.")
+        super().__init__(
+            f"{what} is NaN or infinite at optimizer step {step}; the update was not applied. "
+            "Lower the learning rates, raise clip_reward_value's strictness or check the "
+            "reward model."
+        )
         self.step = step
 
 
@@ -65,17 +77,26 @@ class PPOTrainer:
         self.empty_dropped = 0  # answers dropped as only EOS since the last train_rlhf
         self.eos_id = self.tokenizer.eos_token_id
         self.generation_config = GenerationConfig(
-            max_new_tokens=args.max_answer_seq_len, min_new_tokens=args.min_new_tokens or None,
+            max_new_tokens=args.max_answer_seq_len,
+            min_new_tokens=args.min_new_tokens or None,
             use_cache=True,  # whatever the checkpoint says: trainers save it off for checkpointing
-            do_sample=True, temperature=args.temperature, top_k=args.top_k,  # 0: none (None: transformers' 50)
-            top_p=args.top_p, eos_token_id=self.eos_id, pad_token_id=self.tokenizer.pad_token_id,
-            bos_token_id=self.tokenizer.bos_token_id)
+            do_sample=True,
+            temperature=args.temperature,
+            top_k=args.top_k,  # 0: none (None: transformers' 50)
+            top_p=args.top_p,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id,
+        )
         # BLOOM derives positions from the mask itself; the others need them for left padding.
-        self._positions = {"actor": _accepts_position_ids(engine.actor),
-                           "reward": _accepts_position_ids(engine.reward)}
+        self._positions = {
+            "actor": _accepts_position_ids(engine.actor),
+            "reward": _accepts_position_ids(engine.reward),
+        }
         # The trained parameters of each model, for clipping, EMA and its swap (fixed after prepare).
-        self.trained = {role: [p for p in getattr(engine, role).parameters() if p.requires_grad]
-                        for role in ("actor", "critic")}
+        self.trained = {
+            role: [p for p in getattr(engine, role).parameters() if p.requires_grad] for role in ("actor", "critic")
+        }
         self.ema = [p.detach().clone() for p in self.trained["actor"]] if args.enable_ema else None
         # Reused frozen blocks (trunk.py); the reward model shares the critic's only if it reads
         # the same inputs (its family takes position ids exactly when the actor's does).
@@ -96,17 +117,29 @@ class PPOTrainer:
         # must run as many: one group each (still without the padding all its rows share).
         return row_groups(attention_mask, max_groups=1 if self.engine.zero_stage == 3 else MAX_GROUPS)
 
-    def _forward(self, role: str, seq: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
-                 groups: list[RowGroup], trunk: Recorded, rows: torch.Tensor | None = None,
-                 record: bool = False) -> torch.Tensor:
+    def _forward(
+        self,
+        role: str,
+        seq: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_len: int,
+        groups: list[RowGroup],
+        trunk: Recorded,
+        rows: torch.Tensor | None = None,
+        record: bool = False,
+    ) -> torch.Tensor:
         """`role`'s output for every row: the answer tokens' log-probabilities under the actor or
         the reference, the critic's values at the positions that predict them (both (B, A)) or
         the reward model's scores (B,). Run group by group (`groups`, from `_groups`) on the
         columns each group's tokens span (padding.py). `trunk` holds the frozen blocks' output of the experience `rows`
         (default: all of it) are from: `record` captures it, otherwise it is replayed."""
         engine, model = self.engine, self.engine.model
-        module = {"actor": engine.actor, "reference": engine.reference,
-                  "critic": engine.critic, "reward": engine.reward}[role]
+        module = {
+            "actor": engine.actor,
+            "reference": engine.reference,
+            "critic": engine.critic,
+            "reward": engine.reward,
+        }[role]
         depth = self.trunk_depth[{"reference": "actor"}.get(role, role)]
         kind = "reward" if role == "reward" else "actor"  # whose inputs (position ids or not)
 
@@ -119,7 +152,7 @@ class PPOTrainer:
                 if role == "reward":
                     return engine.reward_scores(**inputs).float()
                 if role == "critic":
-                    return model("critic", **inputs)[:, P - 1:-1].float()
+                    return model("critic", **inputs)[:, P - 1 : -1].float()
                 # Logits only where they predict an answer token (position t predicts t+1):
                 # projecting every prompt position onto the whole vocabulary would be the
                 # costliest waste of a pass.
@@ -128,7 +161,7 @@ class PPOTrainer:
                 logits = forward(**inputs, logits_to_keep=answer_len + 1)
                 # Of the distribution the answers were sampled from (as TRL does): with
                 # temperature != 1, raw logits would make every ratio and KL off-policy.
-                return token_logprobs(logits[:, -answer_len - 1:-1] / self.args.temperature, s[:, P:])
+                return token_logprobs(logits[:, -answer_len - 1 : -1] / self.args.temperature, s[:, P:])
 
         return stitch(groups, run, None if role == "reward" else seq.shape[1] - prompt_len)
 
@@ -144,8 +177,9 @@ class PPOTrainer:
         start = time.perf_counter()
         with self.engine.actor_for_generation() as actor:
             try:
-                seq = actor.generate(input_ids=prompts, attention_mask=prompt_mask,
-                                     generation_config=self.generation_config)
+                seq = actor.generate(
+                    input_ids=prompts, attention_mask=prompt_mask, generation_config=self.generation_config
+                )
             except RuntimeError as err:  # torch.multinomial on NaN/inf: the last update diverged
                 if "probability tensor" not in str(err):
                     raise
@@ -172,8 +206,9 @@ class PPOTrainer:
         with self._graph_kept("critic"):
             values = self._forward("critic", seq, attention_mask, P, groups, trunk["critic"], record=True)
         # The outputs with their graphs: the first update's forward passes (see _update).
-        graph = {"step": self.global_step} | {role: out for role, out in (("actor", logprobs), ("critic", values))
-                                              if out.requires_grad}
+        graph = {"step": self.global_step} | {
+            role: out for role, out in (("actor", logprobs), ("critic", values)) if out.requires_grad
+        }
         logprobs, values = logprobs.detach(), values.detach()
         scores = self._forward("reward", seq, attention_mask, P, groups, trunk["critic"])
         has_eos = (seq[:, P:] == self.eos_id).any(1)
@@ -183,12 +218,22 @@ class PPOTrainer:
             scores = torch.where(empty.to(scores.device), self.args.empty_answer_score, scores)
         if not torch.isfinite(scores).all():
             raise NonFiniteError("the reward model's score", self.global_step)
-        return {"seq": seq, "attention_mask": attention_mask, "prompt_len": P, "mask": mask,
-                "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values,
-                "scores": scores, "has_eos": has_eos, "n_empty": n_empty,
-                "trunk": trunk,
-                "graph": graph,
-                "time_generation": generated - start, "time_scoring": time.perf_counter() - generated}
+        return {
+            "seq": seq,
+            "attention_mask": attention_mask,
+            "prompt_len": P,
+            "mask": mask,
+            "logprobs": logprobs,
+            "ref_logprobs": ref_logprobs,
+            "values": values,
+            "scores": scores,
+            "has_eos": has_eos,
+            "n_empty": n_empty,
+            "trunk": trunk,
+            "graph": graph,
+            "time_generation": generated - start,
+            "time_scoring": time.perf_counter() - generated,
+        }
 
     @contextlib.contextmanager
     def _graph_kept(self, role: str):
@@ -221,24 +266,33 @@ class PPOTrainer:
         for _ in range(a.ppo_epochs):
             for e, (advantages, returns, _) in zip(exps, shaped):
                 for idx in torch.randperm(len(e["mask"]), device=e["mask"].device).split(
-                        a.per_device_training_batch_size):
+                    a.per_device_training_batch_size
+                ):
                     for k, v in self._update(e, idx, advantages, returns).items():
                         history.setdefault(k, []).append(v)
         seq_kl = torch.cat([kl.sum(1) for _, _, kl in shaped]).mean().item()
         seq_k3 = torch.cat([kl_k3(e["logprobs"], e["ref_logprobs"], e["mask"]).sum(1) for e in exps]).mean().item()
         self.kl_ctl.update(seq_kl, sum(len(e["mask"]) for e in exps))
-        self.stats = {k: sum(v) / len(v) for k, v in history.items()} | _mean_stats([
-            self._experience_stats(e, adv, ret) for e, (adv, ret, _) in zip(exps, shaped)]) | {
-            "kl/sequence": seq_kl, "kl/sequence_k3": seq_k3, "kl/coef": self.kl_ctl.value, "answer/empty_dropped": self.empty_dropped,
-            "time/training": time.perf_counter() - start,
-            "lr/actor": self.engine.scheduler.get_last_lr()[0]}
+        self.stats = (
+            {k: sum(v) / len(v) for k, v in history.items()}
+            | _mean_stats([self._experience_stats(e, adv, ret) for e, (adv, ret, _) in zip(exps, shaped)])
+            | {
+                "kl/sequence": seq_kl,
+                "kl/sequence_k3": seq_k3,
+                "kl/coef": self.kl_ctl.value,
+                "answer/empty_dropped": self.empty_dropped,
+                "time/training": time.perf_counter() - start,
+                "lr/actor": self.engine.scheduler.get_last_lr()[0],
+            }
+        )
         self.empty_dropped = 0
         return self.stats["loss/actor"], self.stats["loss/critic"]
 
     def _advantages(self, exp: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         a, mask = self.args, exp["mask"]
-        rewards, kl = kl_shaped_rewards(exp["logprobs"], exp["ref_logprobs"], exp["scores"], mask,
-                                        self.kl_ctl.value, a.clip_reward_value)
+        rewards, kl = kl_shaped_rewards(
+            exp["logprobs"], exp["ref_logprobs"], exp["scores"], mask, self.kl_ctl.value, a.clip_reward_value
+        )
         advantages, returns = gae_advantages(rewards, exp["values"], mask, a.gamma, a.lam)
         if a.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
@@ -248,14 +302,17 @@ class PPOTrainer:
     def _experience_stats(exp: dict, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
         mask = exp["mask"]
         adv_mean = masked_mean(advantages, mask)
-        return {"reward/score": exp["scores"].mean().item(),
-                "values/mean": masked_mean(exp["values"], mask).item(),
-                "returns/mean": masked_mean(returns, mask).item(),
-                "advantages/mean": adv_mean.item(),
-                "advantages/std": masked_mean((advantages - adv_mean) ** 2, mask).sqrt().item(),
-                "answer/length": mask.sum(1).mean().item(),
-                "answer/eos_share": exp["has_eos"].float().mean().item(),
-                "time/generation": exp["time_generation"], "time/scoring": exp["time_scoring"]}
+        return {
+            "reward/score": exp["scores"].mean().item(),
+            "values/mean": masked_mean(exp["values"], mask).item(),
+            "returns/mean": masked_mean(returns, mask).item(),
+            "advantages/mean": adv_mean.item(),
+            "advantages/std": masked_mean((advantages - adv_mean) ** 2, mask).sqrt().item(),
+            "answer/length": mask.sum(1).mean().item(),
+            "answer/eos_share": exp["has_eos"].float().mean().item(),
+            "time/generation": exp["time_generation"],
+            "time/scoring": exp["time_scoring"],
+        }
 
     def _update(self, exp: dict, idx: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
         a, model, P = self.args, self.engine.model, exp["prompt_len"]
@@ -266,19 +323,26 @@ class PPOTrainer:
         if graph.get("step") != self.global_step or len(idx) != len(exp["mask"]):
             graph = {}
         trunk, groups = exp["trunk"], self._groups(attention_mask)
-        logprobs = graph["actor"][idx] if "actor" in graph else \
-            self._forward("actor", seq, attention_mask, P, groups, trunk["actor"], rows=idx)
+        logprobs = (
+            graph["actor"][idx]
+            if "actor" in graph
+            else self._forward("actor", seq, attention_mask, P, groups, trunk["actor"], rows=idx)
+        )
         actor_loss, actor_stats = policy_loss(logprobs, exp["logprobs"][idx], advantages[idx], mask, a.cliprange)
-        values = graph["critic"][idx] if "critic" in graph else \
-            self._forward("critic", seq, attention_mask, P, groups, trunk["critic"], rows=idx)
+        values = (
+            graph["critic"][idx]
+            if "critic" in graph
+            else self._forward("critic", seq, attention_mask, P, groups, trunk["critic"], rows=idx)
+        )
         critic_loss, critic_stats = value_loss(values, exp["values"][idx], returns[idx], mask, a.cliprange_value)
         loss = actor_loss + critic_loss
         ptx_loss = None
         if self.ptx_batches is not None:
             batch = next(self.ptx_batches)
             logits = model("actor", input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            ptx_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
-                                       ignore_index=-100)
+            ptx_loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100
+            )
             loss = loss + a.ptx_coef * ptx_loss
         if not torch.isfinite(loss):
             raise NonFiniteError("the PPO loss", self.global_step)
@@ -292,10 +356,13 @@ class PPOTrainer:
         if self.ema is not None:
             ema_update(self.ema, self.trained["actor"], a.ema_beta)
         self.global_step += 1
-        stats = {"loss/actor": actor_loss.item(), "loss/critic": critic_loss.item(),
-                 "clipfrac/actor": float(actor_stats["clipfrac"]),
-                 "clipfrac/critic": float(critic_stats["clipfrac"]),
-                 "kl/approx_policy_change": float(actor_stats["approx_kl"])}
+        stats = {
+            "loss/actor": actor_loss.item(),
+            "loss/critic": critic_loss.item(),
+            "clipfrac/actor": float(actor_stats["clipfrac"]),
+            "clipfrac/critic": float(critic_stats["clipfrac"]),
+            "kl/approx_policy_change": float(actor_stats["approx_kl"]),
+        }
         if ptx_loss is not None:
             stats["loss/ptx"] = ptx_loss.item()
         return stats
