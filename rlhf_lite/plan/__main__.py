@@ -1,0 +1,6 @@
+import sys
+
+from ..errors import cli
+from .cli import main
+
+sys.exit(cli(main))

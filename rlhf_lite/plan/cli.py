@@ -1,0 +1,197 @@
+"""The planner's report and command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from ..errors import ArgumentParser, ConfigError
+from ..ranges import option
+from .architectures import GB, STEPS
+from .counting import ModelSpec
+from .settings import plan_preset
+from .steps import COMPONENTS, StepPlan
+
+LABELS = {
+    "weights": "weights",
+    "gradients": "gradients",
+    "optimizer": "optimizer states",
+    "activations": "activations",
+    "kv_cache": "generation KV cache",
+    "logits": "logits",
+    "runtime": "runtime + allocator",
+}
+
+
+def _describe(plan: StepPlan) -> str:
+    s = plan.settings
+    if plan.step == "ppo":
+
+        def one(x: ModelSpec):
+            bits = [x.dtype]
+            if x.lora_r:
+                bits.append(f"LoRA {x.lora_r}")
+            if x.quant != "none":
+                bits.append(x.quant)
+            if x.trainable_layers:
+                bits.append(f"top {x.trainable_layers} layers")
+            if x.checkpointing:
+                bits.append("ckpt")
+            return f"{x.path} ({', '.join(bits)})"
+
+        return (
+            f"actor {one(s.actor)}, critic {one(s.critic)}, reward {one(s.reward)}; "
+            f"batch {s.generation_batch} gen / {s.training_batch} train, prompt {s.prompt_len} + answer "
+            f"{s.answer_len} tokens" + (", EMA" if s.ema else "")
+        )
+    m = s.model
+    bits = (
+        [m.dtype]
+        + ([f"LoRA {m.lora_r}"] if m.lora_r else [])
+        + ([m.quant] if m.quant != "none" else [])
+        + (["ckpt"] if m.checkpointing else [])
+        + ([f"top {m.trainable_layers} layers"] if m.trainable_layers else [])
+    )
+    pairs = " pairs" if plan.step == "rm" else ""
+    return f"{m.path} ({', '.join(bits)}); batch {s.batch}{pairs} x {s.seq_len} tokens"
+
+
+def render(plans: list[StepPlan], preset: str) -> str:
+    lines = []
+    for p in plans:
+        hw = p.hardware
+        where = (
+            f"{hw.mem_bytes / GB:.0f} GB GPU"
+            + (f" x {hw.num_gpus}" if hw.num_gpus > 1 else "")
+            + (f", ZeRO-{hw.zero_stage}" if hw.zero_stage else "")
+            + (f", offload {hw.offload}" if hw.offload != "none" else "")
+            if hw.device == "cuda"
+            else f"CPU, {hw.mem_bytes / GB:.1f} GB host memory"
+        )
+        lines.append(f"== {preset} / {p.step}: {where}")
+        lines.append(f"   {_describe(p)}")
+        for row in p.models:
+            lines.append(
+                f"   {row['role']:<9} {row['params'] / 1e6:9.1f}M params, "
+                f"{row['trainable'] / 1e6:8.1f}M trained, weights {row['weights_gb']:.2f} GB"
+            )
+        names = list(p.breakdown)
+        heads = [(n + " *" if n == p.phase else n).replace("optimizer step", "opt. step") for n in names]
+        lines.append(f"   {'GB':<22}" + "".join(f"{h:>13}" for h in heads))
+        for k in COMPONENTS:
+            lines.append(f"   {LABELS[k]:<22}" + "".join(f"{p.breakdown[n][k] / GB:13.2f}" for n in names))
+        lines.append(f"   {'total':<22}" + "".join(f"{p.phases[n] / GB:13.2f}" for n in names))
+        lines.append(f"   peak: {p.total / GB:.2f} GB during {p.phase} (*), budget {hw.mem_bytes / GB:.2f} GB")
+        if p.host_bytes:
+            lines.append(f"   host memory for offloaded states: {p.host_bytes / GB:.2f} GB")
+        head = hw.mem_bytes - p.total
+        verdict = (
+            f"FITS, {head / GB:.2f} GB headroom ({100 * head / hw.mem_bytes:.0f}%)"
+            if head >= 0
+            else f"DOES NOT FIT: {-head / GB:.2f} GB over"
+        )
+        lines.append(f"   verdict: {verdict}")
+        for note in p.notes:
+            lines.append(f"   note: {note}")
+        if p.suggestions:
+            lines.append(
+                "   to make it fit (largest saving first):"
+                if any(x["fits"] for x in p.suggestions)
+                else "   what lowers the peak (largest saving first):"
+            )
+            for sug in p.suggestions:
+                mark = "fits" if sug["fits"] else "still over"
+                lead = "together: " if sug.get("combined") else ""
+                lines.append(
+                    f"     - {lead}{sug['change']}: -{sug['saves_gb']:.2f} GB -> {sug['peak_gb']:.2f} GB ({mark})"
+                )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _overrides(items: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        m = re.fullmatch(r"(sft|rm|ppo)\.(\w+)=(.*)", item)
+        if not m:
+            raise ConfigError(f"--set expects STEP.FIELD=VALUE with STEP sft, rm or ppo, got '{item}'")
+        out.setdefault(m.group(1), []).extend([f"--{m.group(2)}", m.group(3)])
+    return out
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog="python -m rlhf_lite.plan",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--preset", required=True, help="a folder of recipes/configs (demo, opt-1.3b-4090, ...)")
+    p.add_argument("--steps", default="sft,rm,ppo", help="comma-separated: sft, rm, ppo")
+    p.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cuda: one GPU's memory; cpu: host memory of running the step on this CPU",
+    )
+    p.add_argument(
+        "--gpu-mem-gb",
+        type=option("gpu_mem_gb"),
+        default=None,
+        help="memory budget per GPU in GB (GiB); default from the preset's hardware.yaml, else 24 "
+        "(with --device cpu: this machine's RAM)",
+    )
+    p.add_argument(
+        "--num-gpus", type=option("num_gpus"), default=None, help="GPUs (processes); default from the preset, else 1"
+    )
+    p.add_argument("--zero-stage", type=option("zero_stage"), default=None, help="DeepSpeed ZeRO stage 0-3 (0: none)")
+    p.add_argument(
+        "--offload",
+        choices=("none", "optimizer", "all"),
+        default=None,
+        help="DeepSpeed CPU offload: optimizer states, or all (+ parameters, ZeRO-3)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STEP.FIELD=VALUE",
+        help="override a YAML value, e.g. ppo.max_answer_seq_len=128 (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown or not steps:
+        raise ConfigError(f"--steps takes sft, rm and ppo, got '{args.steps}'")
+    plans = plan_preset(
+        args.preset,
+        steps,
+        args.device,
+        args.gpu_mem_gb,
+        args.num_gpus,
+        args.zero_stage,
+        args.offload,
+        _overrides(args.set),
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "preset": args.preset,
+                    "device": args.device,
+                    "unit": "GiB",
+                    "steps": {p.step: p.to_json() for p in plans},
+                    "fits": all(p.fits for p in plans),
+                },
+                indent=1,
+            )
+        )
+    else:
+        sys.stdout.write(render(plans, args.preset))
+    return 0

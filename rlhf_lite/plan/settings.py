@@ -1,0 +1,242 @@
+"""A preset's YAML files, parsed with the steps' own argument dataclasses, into the planner's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..presets import preset_file, read_yaml
+from .architectures import GB, STEPS
+from .counting import ModelSpec, _quiet
+from .steps import PLANNERS, Hardware, PPOSettings, RMSettings, SFTSettings, StepPlan
+from .suggestions import suggest
+
+
+def _flag_value(argv: list[str], key: str):
+    for i, a in enumerate(argv):
+        if a == f"--{key}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(f"--{key}="):
+            return a.split("=", 1)[1]
+    return None
+
+
+# accelerate config -> (ZeRO stage, offload)
+_LAUNCH = {
+    "zero1": (1, "none"),
+    "zero2": (2, "none"),
+    "zero2_offload": (2, "optimizer"),
+    "zero3": (3, "none"),
+    "zero3_offload": (3, "all"),
+    "multi_gpu": (0, "none"),
+    "single_gpu": (0, "none"),
+    "multi_node": (3, "none"),
+}
+
+
+def preset_hardware(name: str) -> dict:
+    """The hardware a preset is sized for (its hardware.yaml: gpu_mem_gb, num_gpus and the
+    accelerate_config it launches with), in _hardware's keys."""
+    path = preset_file(name, "hardware")
+    raw = read_yaml(path)
+    unknown = set(raw) - {"gpu_mem_gb", "num_gpus", "accelerate_config"}
+    if unknown or raw.get("accelerate_config", "single_gpu") not in _LAUNCH:
+        raise ConfigError(
+            f"{path}: unknown key(s) {sorted(unknown)} or accelerate_config; "
+            f"accelerate_config is one of {', '.join(_LAUNCH)}"
+        )
+    out = {k: raw[k] for k in ("gpu_mem_gb", "num_gpus") if k in raw}
+    if "accelerate_config" in raw:
+        out["zero_stage"], out["offload"] = _LAUNCH[raw["accelerate_config"]]
+    return out
+
+
+@dataclass
+class Preset:
+    name: str
+    settings: dict  # step -> SFTSettings / RMSettings / PPOSettings
+    hardware: dict  # preset_hardware
+
+
+def _truthy(value) -> bool:
+    return str(value).lower() in ("1", "true", "yes")
+
+
+def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps: tuple[str, ...] = STEPS) -> Preset:
+    """Parse a preset's YAML files with the recipes' own dataclasses (plus command-line style
+    `overrides` per step) into the planner's settings."""
+    hardware = preset_hardware(name)
+    from ..args import ModelArguments, RMArguments, SFTArguments, parse
+
+    overrides = overrides or {}
+    settings, parsed = {}, {}
+    needed = set(steps) | ({"sft", "rm"} if "ppo" in steps else set())
+    for step in STEPS:
+        if step not in needed:
+            continue
+        path = preset_file(name, step)
+        if not path.is_file():
+            raise ConfigError(f"preset '{name}' has no {step}.yaml")
+        raw = read_yaml(path)
+        extra = list(overrides.get(step, []))
+        argv = ["--config", str(path), *extra]
+        with _quiet():
+            if step == "ppo":
+                from ..ppo.config import PPOArguments
+
+                (args,) = parse([PPOArguments], "ppo", argv)
+                parsed[step] = (args, raw, extra)
+                continue
+            # The YAML's bf16 (autocast) is read here; parsing with it on fails on a CPU machine.
+            bf16 = _flag_value(extra, "bf16") or raw.get("bf16", False)
+            fp16 = _flag_value(extra, "fp16") or raw.get("fp16", False)
+            argv += ["--bf16", "false", "--fp16", "false"]
+            script_cls = SFTArguments if step == "sft" else RMArguments
+            if step == "sft":
+                from trl import SFTConfig as Config
+            else:
+                from trl import RewardConfig as Config
+            _, model_args, training = parse([script_cls, ModelArguments, Config], step, argv)
+        parsed[step] = (model_args, training, _truthy(bf16) or _truthy(fp16))
+
+    for step in ("sft", "rm"):
+        if step not in parsed:
+            continue
+        model_args, training, autocast = parsed[step]
+        if model_args.load_in_8bit and model_args.load_in_4bit:
+            raise ConfigError(f"{step}: choose load_in_8bit or load_in_4bit, not both")
+        spec = ModelSpec(
+            model_args.model_name_or_path,
+            reward=step == "rm",
+            dtype=model_args.dtype,
+            lora_r=model_args.lora_r if model_args.use_lora else 0,
+            lora_alpha=model_args.lora_alpha,
+            lora_targets=tuple(model_args.lora_target_modules) if model_args.lora_target_modules else None,
+            quant="8bit" if model_args.load_in_8bit else "4bit" if model_args.load_in_4bit else "none",
+            trainable_layers=model_args.trainable_layers,
+            checkpointing=bool(training.activation_checkpointing),
+            dropout=0.0 if getattr(training, "disable_dropout", False) else model_args.dropout,
+        )
+        cls = SFTSettings if step == "sft" else RMSettings
+        optim = str(getattr(training.optim, "value", training.optim))
+        fused = model_args.lora_learning_rate is None and "fused" in optim
+        settings[step] = cls(spec, training.per_device_train_batch_size, training.max_length or 1024, autocast, fused)
+
+    if "ppo" in parsed:
+        args, raw, _ = parsed["ppo"]
+        sft_args, sft_training, _ = parsed["sft"]
+        rm_args, rm_training, _ = parsed["rm"]
+
+        def default_path(explicit, training, model_args):
+            if explicit:
+                return explicit
+            # What step 1/2 wrote, if it ran; otherwise the model it starts from (same architecture).
+            out = Path(training.output_dir)
+            return str(out) if (out / "config.json").is_file() else model_args.model_name_or_path
+
+        actor_path = default_path(args.actor_model_name_or_path, sft_training, sft_args)
+        critic_path = default_path(args.critic_model_name_or_path, rm_training, rm_args)
+        reward_path = args.reward_model_name_or_path or critic_path
+        targets = tuple(args.lora_module_name) if args.lora_module_name else None
+
+        def role(path, rank, quant, layers, ckpt, reward, trained=True, no_dropout=True):
+            return ModelSpec(
+                path,
+                reward=reward,
+                dtype=args.dtype,
+                lora_r=rank,
+                lora_alpha=int(args.lora_alpha_ratio * rank),
+                lora_targets=targets,
+                quant=quant,
+                trainable_layers=layers if trained else None,
+                trained=trained,
+                checkpointing=ckpt and trained,
+                dropout=0.0 if trained and no_dropout else None,
+            )
+
+        settings["ppo"] = PPOSettings(
+            actor=role(
+                actor_path,
+                args.actor_lora_dim,
+                args.actor_quantization,
+                args.actor_trainable_layers,
+                args.actor_gradient_checkpointing,
+                False,
+                no_dropout=args.disable_actor_dropout,
+            ),
+            critic=role(
+                critic_path,
+                args.critic_lora_dim,
+                args.critic_quantization,
+                args.critic_trainable_layers,
+                args.critic_gradient_checkpointing,
+                True,
+                no_dropout=args.disable_critic_dropout,
+            ),
+            reward=role(reward_path, 0, args.reward_quantization, None, False, True, trained=False),
+            generation_batch=args.per_device_generation_batch_size,
+            training_batch=args.per_device_training_batch_size,
+            prompt_len=args.max_prompt_seq_len,
+            answer_len=args.max_answer_seq_len,
+            ema=args.enable_ema,
+            ptx=bool(args.ptx_datasets),
+            reuse=tuple(r for r in ("actor", "critic") if args.reuses_rollout_forward(r)),
+        )
+    return Preset(name, {s: settings[s] for s in steps}, hardware)
+
+
+def plan_preset(
+    preset: str,
+    steps: tuple[str, ...] = STEPS,
+    device: str = "cuda",
+    gpu_mem_gb: float | None = None,
+    num_gpus: int | None = None,
+    zero_stage: int | None = None,
+    offload: str | None = None,
+    overrides: dict[str, list[str]] | None = None,
+    suggestions: bool = True,
+) -> list[StepPlan]:
+    """The plan of each step of `preset`; hardware not given comes from the preset's hardware.yaml
+    (else one 24 GB GPU, no ZeRO). `device="cpu"` plans a run on this machine's CPU."""
+    loaded = load_preset(preset, overrides, steps)
+    plans = []
+    for step in steps:
+        hw = _hardware(device, loaded.hardware, gpu_mem_gb, num_gpus, zero_stage, offload)
+        plan = PLANNERS[step](loaded.settings[step], hw)
+        if suggestions and not plan.fits:
+            plan.suggestions = suggest(plan)
+        plans.append(plan)
+    return plans
+
+
+def _host_memory() -> int:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 16 * GB
+
+
+def _hardware(device: str, found: dict, gpu_mem_gb, num_gpus, zero_stage, offload) -> Hardware:
+    if device == "cpu":
+        mem = gpu_mem_gb * GB if gpu_mem_gb else _host_memory()
+        return Hardware("cpu", int(mem), 1, 0, "none")
+    stage = found.get("zero_stage", 0) if zero_stage is None else zero_stage
+    off = found.get("offload", "none") if offload is None else offload
+    gpus = num_gpus or found.get("num_gpus", 1)
+    if stage not in (0, 1, 2, 3):
+        raise ConfigError(f"--zero-stage must be 0, 1, 2 or 3, got {stage}")
+    if off not in ("none", "optimizer", "all"):
+        raise ConfigError(f"--offload must be none, optimizer or all, got '{off}'")
+    if off != "none" and stage == 0:
+        stage = 2 if off == "optimizer" else 3
+    if off == "all" and stage != 3:
+        raise ConfigError("--offload all (parameters too) needs --zero-stage 3")
+    if gpus < 1:
+        raise ConfigError(f"--num-gpus must be >= 1, got {gpus}")
+    mem = gpu_mem_gb if gpu_mem_gb else found.get("gpu_mem_gb", 24)
+    return Hardware("cuda", int(mem * GB), gpus, stage, off)
