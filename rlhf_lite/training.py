@@ -27,7 +27,7 @@ from .data import load_step_rows
 from .embedded import is_embedded
 from .errors import RLHFLiteError
 from .metrics import append_metrics
-from .models import _check_model_dir, export_saved, resolve_model_path
+from .models import check_model_dir, export_saved, resolve_model_path
 from .optim import param_groups
 from .progress import Progress
 from .resume import complete_checkpoints, resume_point
@@ -61,7 +61,7 @@ def prepare_run(training, *dataclasses_) -> str | None:
     if not (Path(training.output_dir) / RUN_FILE).exists():  # a mistyped path must not claim a new folder
         for name in {getattr(d, "model_name_or_path", None) for d in dataclasses_} - {None}:
             if not is_embedded(name):
-                _check_model_dir(resolve_model_path(name))
+                check_model_dir(resolve_model_path(name))
     overwrite = any(getattr(d, "overwrite_output_dir", False) for d in dataclasses_)
     same_run = claim_output_dir(training.output_dir, run_record(*dataclasses_, training), overwrite)
     return resume_point(training.output_dir) if same_run and not overwrite else None

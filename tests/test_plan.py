@@ -298,7 +298,7 @@ def saved_bytes(model, B: int, T: int) -> int:
 def test_block_formula_matches_what_autograd_saves(family, dtype, lora, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from rlhf_lite.models import DTYPES, LoraSettings, ModelSettings, _prepare_for_training
+    from rlhf_lite.models import DTYPES, LoraSettings, ModelSettings, prepare_for_training
 
     torch.manual_seed(0)
     B, T = 2, 48
@@ -308,7 +308,7 @@ def test_block_formula_matches_what_autograd_saves(family, dtype, lora, tmp_path
         tiny_config(family, layers).save_pretrained(path)
         settings = ModelSettings(str(path), dtype, lora=LoraSettings(lora, lora, 0.0) if lora else None)
         model = AutoModelForCausalLM.from_config(tiny_config(family, layers), dtype=DTYPES[dtype])
-        model = _prepare_for_training(model, settings, reward=False).train()
+        model = prepare_for_training(model, settings, reward=False).train()
         measured[layers] = saved_bytes(model, B, T)
     per_block = (measured[4] - measured[2]) / 2 / (B * T)
     count = P.count_model(P.ModelSpec(str(tmp_path / f"{family}-2"), dtype=dtype, lora_r=lora, lora_alpha=lora))

@@ -605,7 +605,7 @@ def test_an_export_that_dies_midway_leaves_no_config_json(tiny, tmp_path, monkey
             raise Crash
         return real(src, dst)
 
-    monkeypatch.setattr(models.os, "replace", dies_on_the_weights)
+    monkeypatch.setattr(os, "replace", dies_on_the_weights)
     with pytest.raises(Crash):
         models.save_model(model, tok, out)
     assert not (out / "config.json").exists()  # ... no longer claims to be one

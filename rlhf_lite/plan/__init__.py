@@ -16,7 +16,7 @@ accelerate configs) that bring it down, largest saving first.
 How the estimate is made (the code below carries the details next to each formula):
 
 * Parameters are counted exactly: each model is built on the `meta` device from its real config
-  (no weights are read) and passed through the project's own `_prepare_for_training`, so LoRA
+  (no weights are read) and passed through the project's own `prepare_for_training`, so LoRA
   targets and ranks, `trainable_layers` and PEFT's fp32 adapters are what a run gets. 8-bit
   weights take 1 byte + an fp32 scale per output row, 4-bit NF4 with double quantisation 0.516
   byte; `prepare_model_for_kbit_training` turns the other 16-bit weights into fp32.

@@ -60,7 +60,7 @@ def _resolve_dtype(dtype: str, config) -> str:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     import transformers
 
     before = transformers.logging.get_verbosity()
@@ -81,11 +81,11 @@ def count_model(spec: ModelSpec) -> ModelCount:
     from torch import nn
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from ..models import DTYPES, LoraSettings, ModelSettings, _override_dropout, _prepare_for_training, find_blocks
+    from ..models import DTYPES, LoraSettings, ModelSettings, find_blocks, override_dropout, prepare_for_training
 
     config = copy.deepcopy(architecture(spec.path))
     if spec.dropout is not None:
-        _override_dropout(config, spec.dropout)
+        override_dropout(config, spec.dropout)
     dtype = _resolve_dtype(spec.dtype, config)
     if spec.reward:
         config.num_labels = 1
@@ -99,10 +99,10 @@ def count_model(spec: ModelSpec) -> ModelCount:
     settings = ModelSettings(
         spec.path, dtype, lora=lora, trainable_layers=spec.trainable_layers if spec.trained else None
     )
-    with _quiet(), torch.device("meta"):
+    with quiet(), torch.device("meta"):
         model = auto.from_config(config, dtype=DTYPES[dtype])
         if spec.trained:
-            model = _prepare_for_training(model, settings, spec.reward)
+            model = prepare_for_training(model, settings, spec.reward)
         else:
             model.requires_grad_(False)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..presets import preset_file, read_yaml
 from .architectures import GB, STEPS
-from .counting import ModelSpec, _quiet
+from .counting import ModelSpec, quiet
 from .steps import PLANNERS, Hardware, PPOSettings, RMSettings, SFTSettings, StepPlan
 from .suggestions import suggest
 
@@ -81,7 +81,7 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps:
         raw = read_yaml(path)
         extra = list(overrides.get(step, []))
         argv = ["--config", str(path), *extra]
-        with _quiet():
+        with quiet():
             if step == "ppo":
                 from ..ppo.config import PPOArguments
 
