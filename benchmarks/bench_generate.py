@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     def engine_seconds() -> float:
         exp = trainer.generate_experience(batch)
-        assert exp is not None and int(exp["mask"].sum()) <= tokens
-        return exp["time_generation"]
+        assert exp is not None and int(exp.mask.sum()) <= tokens
+        return exp.time_generation
 
     @torch.no_grad()
     def bare_seconds() -> float:

@@ -167,7 +167,7 @@ def measure(spec: dict) -> dict:
         ids = torch.randint(low, high, (B, P), generator=generator)
         batch = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
         exp = trainer.generate_experience(batch)
-        assert exp is not None and exp["seq"].shape == (B, P + args.max_answer_seq_len), "answers were not full length"
+        assert exp is not None and exp.seq.shape == (B, P + args.max_answer_seq_len), "answers were not full length"
         after_experience = _status("VmHWM") / GB
         t1 = time.perf_counter()
         _log(f"experience in {t1 - t0:.0f} s, peak RSS {after_experience:.2f} GB")

@@ -283,7 +283,7 @@ def our_worker(spec_path: str) -> int:
     while sys.stdin.readline().strip() == "run":
         t0 = time.perf_counter()
         exp = trainer.generate_experience(batch)
-        assert exp is not None and exp["seq"].shape == (B, ids.shape[1] + R), "answers were not full length"
+        assert exp is not None and exp.seq.shape == (B, ids.shape[1] + R), "answers were not full length"
         trainer.train_rlhf(exp)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -295,7 +295,7 @@ def our_worker(spec_path: str) -> int:
                 "generation": stats["time/generation"],
                 "scoring": stats["time/scoring"],
                 "training": stats["time/training"],
-                "sequence_shape": list(exp["seq"].shape),
+                "sequence_shape": list(exp.seq.shape),
                 "score_mean": stats["reward/score"],
             }
         )

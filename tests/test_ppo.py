@@ -136,15 +136,15 @@ def api(tiny, args: PPOArguments, num_total_iters: int = 4):
     return tok, engine, PPOTrainer(engine=engine, args=args), prompts
 
 
-def sft_logprobs(tiny, exp: dict, temperature: float = 1.0) -> torch.Tensor:
+def sft_logprobs(tiny, exp, temperature: float = 1.0) -> torch.Tensor:
     """log p_SFT of the experience's answer tokens, from a plain transformers copy of the SFT model
     (its logits divided by `temperature`)."""
     sft = AutoModelForCausalLM.from_pretrained(tiny["sft"]).eval()
-    mask = exp["attention_mask"]
+    mask = exp.attention_mask
     with torch.no_grad():
-        logits = sft(input_ids=exp["seq"], attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
-    P = exp["prompt_len"]
-    return token_logprobs(logits[:, P - 1 : -1] / temperature, exp["seq"][:, P:])
+        logits = sft(input_ids=exp.seq, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
+    P = exp.prompt_len
+    return token_logprobs(logits[:, P - 1 : -1] / temperature, exp.seq[:, P:])
 
 
 # ------------------------------------------------------------------ 1. the recipe, plain python
@@ -228,12 +228,12 @@ def test_lora_actor_and_critic_use_the_actor_without_adapter_as_reference(tiny, 
     assert engine.ref is None
     batches = prompts.batches()
     exp = trainer.generate_experience(next(batches)[1])
-    assert torch.equal(exp["ref_logprobs"], exp["logprobs"])  # an untrained adapter adds exactly 0
-    torch.testing.assert_close(exp["ref_logprobs"], sft_logprobs(tiny, exp), atol=1e-5, rtol=0)
+    assert torch.equal(exp.ref_logprobs, exp.logprobs)  # an untrained adapter adds exactly 0
+    torch.testing.assert_close(exp.ref_logprobs, sft_logprobs(tiny, exp), atol=1e-5, rtol=0)
     trainer.train_rlhf(exp)
     later = trainer.generate_experience(next(batches)[1])
-    assert not torch.allclose(later["logprobs"], later["ref_logprobs"])  # the actor moved ...
-    torch.testing.assert_close(later["ref_logprobs"], sft_logprobs(tiny, later), atol=1e-5, rtol=0)  # ... not the ref
+    assert not torch.allclose(later.logprobs, later.ref_logprobs)  # the actor moved ...
+    torch.testing.assert_close(later.ref_logprobs, sft_logprobs(tiny, later), atol=1e-5, rtol=0)  # ... not the ref
 
     export_models(engine, trainer, tmp_path / "out")
     actor_dir = tmp_path / "out" / "actor"
@@ -255,10 +255,10 @@ def test_api_of_the_issue(tiny, tmp_path):
     actor_loss, critic_loss = trainer.train_rlhf(out)
     assert type(actor_loss) is float and type(critic_loss) is float
     assert trainer.global_step == 2  # 4 experiences in mini-batches of 2
-    P = out["prompt_len"]
-    assert out["mask"].shape == out["logprobs"].shape == out["values"].shape == (4, out["seq"].shape[1] - P)
+    P = out.prompt_len
+    assert out.mask.shape == out.logprobs.shape == out.values.shape == (4, out.seq.shape[1] - P)
     # DeepSpeed-Chat's attention mask: the prompt's, then the answer's tokens up to its first EOS
-    assert torch.equal(out["attention_mask"][:, P:], out["mask"].long())
+    assert torch.equal(out.attention_mask[:, P:], out.mask.long())
 
 
 def test_answer_mask_covers_tokens_up_to_and_including_the_first_eos():
@@ -298,9 +298,9 @@ def test_empty_answers_are_dropped_and_counted(tiny, tmp_path):
     batches = prompts.batches()
     with_eos_at(trainer, {0: 0, 1: 2, 3: 0})  # rows 0 and 3 answer only EOS
     exp = trainer.generate_experience(next(batches)[1])
-    assert exp["n_empty"] == 2 and len(exp["seq"]) == 2 and len(exp["scores"]) == 2
-    assert exp["mask"][0, :3].tolist() == [1, 1, 1] and not exp["mask"][0, 3:].any()  # old row 1: EOS at 2
-    assert exp["has_eos"].tolist() == [True, False]
+    assert exp.n_empty == 2 and len(exp.seq) == 2 and len(exp.scores) == 2
+    assert exp.mask[0, :3].tolist() == [1, 1, 1] and not exp.mask[0, 3:].any()  # old row 1: EOS at 2
+    assert exp.has_eos.tolist() == [True, False]
     trainer.train_rlhf(exp)
     assert trainer.stats["answer/empty_dropped"] == 2
     assert trainer.global_step == 1  # 2 experiences left: one mini-batch

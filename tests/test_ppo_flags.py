@@ -65,12 +65,12 @@ def test_sampling_settings_reach_generation(tiny, tmp_path):
         6,
     )
     exp = trainer.generate_experience(next(prompts.batches())[1])
-    assert 3 <= exp["mask"].sum(1).min() and exp["mask"].shape[1] <= 6
+    assert 3 <= exp.mask.sum(1).min() and exp.mask.shape[1] <= 6
     # The log-probabilities are the sampling distribution's (logits / temperature), the actor's
     # and the reference's alike: otherwise every ratio and KL would be off-policy.
     for key in ("logprobs", "ref_logprobs"):
-        torch.testing.assert_close(exp[key], test_ppo.sft_logprobs(tiny, exp, 0.7), atol=1e-5, rtol=0)
-        assert not torch.allclose(exp[key], test_ppo.sft_logprobs(tiny, exp), atol=1e-3)
+        torch.testing.assert_close(getattr(exp, key), test_ppo.sft_logprobs(tiny, exp, 0.7), atol=1e-5, rtol=0)
+        assert not torch.allclose(getattr(exp, key), test_ppo.sft_logprobs(tiny, exp), atol=1e-3)
 
 
 def test_reward_shaping_settings_reach_the_advantages(tiny, tmp_path):
@@ -79,11 +79,11 @@ def test_reward_shaping_settings_reach_the_advantages(tiny, tmp_path):
     )
     _, _, trainer, prompts = api(tiny, args)
     exp = trainer.generate_experience(next(prompts.batches())[1])
-    exp["scores"] = torch.tensor([3.0, -3.0, 0.2, 0.1])[: len(exp["scores"])]  # two beyond the clip
-    rewards, _ = kl_shaped_rewards(exp["logprobs"], exp["ref_logprobs"], exp["scores"], exp["mask"], 0.3, 0.5)
-    advantages, returns = gae_advantages(rewards, exp["values"], exp["mask"], 0.9, 0.7)
+    exp.scores = torch.tensor([3.0, -3.0, 0.2, 0.1])[: len(exp.scores)]  # two beyond the clip
+    rewards, _ = kl_shaped_rewards(exp.logprobs, exp.ref_logprobs, exp.scores, exp.mask, 0.3, 0.5)
+    advantages, returns = gae_advantages(rewards, exp.values, exp.mask, 0.9, 0.7)
     got_adv, got_ret, _ = trainer._advantages(exp)
-    assert torch.allclose(got_ret, returns) and torch.allclose(got_adv, masked_whiten(advantages, exp["mask"]))
+    assert torch.allclose(got_ret, returns) and torch.allclose(got_adv, masked_whiten(advantages, exp.mask))
 
 
 def test_no_eos_penalty_lowers_the_score_of_unfinished_answers(tiny, tmp_path):
@@ -93,8 +93,8 @@ def test_no_eos_penalty_lowers_the_score_of_unfinished_answers(tiny, tmp_path):
     raw = {}
     engine.reward_scores = lambda **kw: raw.setdefault("s", scored(**kw))
     exp = trainer.generate_experience(next(prompts.batches())[1])
-    assert torch.allclose(exp["scores"], raw["s"] - 2.0 * (~exp["has_eos"]).float())
-    assert exp["has_eos"].tolist()[0] and not any(exp["has_eos"].tolist()[1:])
+    assert torch.allclose(exp.scores, raw["s"] - 2.0 * (~exp.has_eos).float())
+    assert exp.has_eos.tolist()[0] and not any(exp.has_eos.tolist()[1:])
 
 
 def test_empty_answer_score_keeps_and_scores_answers_that_are_only_eos(tiny, tmp_path):
@@ -104,8 +104,8 @@ def test_empty_answer_score_keeps_and_scores_answers_that_are_only_eos(tiny, tmp
     raw = {}
     engine.reward_scores = lambda **kw: raw.setdefault("s", scored(**kw))
     exp = trainer.generate_experience(next(prompts.batches())[1])
-    assert exp["n_empty"] == 0 and len(exp["scores"]) == 4 and exp["mask"][:, 0].tolist() == [1, 1, 1, 1]
-    assert exp["scores"][[0, 3]].tolist() == [-3.0, -3.0] and torch.equal(exp["scores"][[1, 2]], raw["s"][[1, 2]])
+    assert exp.n_empty == 0 and len(exp.scores) == 4 and exp.mask[:, 0].tolist() == [1, 1, 1, 1]
+    assert exp.scores[[0, 3]].tolist() == [-3.0, -3.0] and torch.equal(exp.scores[[1, 2]], raw["s"][[1, 2]])
     trainer.train_rlhf(exp)  # one-token answers train like any other
 
 

@@ -115,7 +115,7 @@ def learn(tiny, out, seed: int = 0, steps: int = STEPS, **kw) -> tuple[list[floa
         prompt_len["P"] = batch["input_ids"].shape[1]
         exp = trainer.generate_experience(batch)
         trainer.train_rlhf(exp)
-        shares.append(exp["scores"].mean().item() / SCORE)
+        shares.append(exp.scores.mean().item() / SCORE)
         kls.append(trainer.stats["kl/sequence"])
     assert len(shares) == steps
     return shares, kls
@@ -152,13 +152,13 @@ def test_top_k_0_samples_the_whole_vocabulary(tiny, tmp_path):
     torch.manual_seed(0)
     tok, engine, trainer, prompts = api({**tiny, "sft": tiny["plain"]}, args)
     exp = trainer.generate_experience(next(prompts.batches())[1])
-    P, mask = exp["prompt_len"], exp["attention_mask"]
+    P, mask = exp.prompt_len, exp.attention_mask
     with torch.no_grad():
         logits = engine.actor(
-            input_ids=exp["seq"], attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)
+            input_ids=exp.seq, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)
         ).logits[:, P - 1 : -1]
-    sampled = logits.gather(-1, exp["seq"][:, P:, None])
-    rank = (logits > sampled).sum(-1)[exp["mask"].bool()]  # 0: the most likely token
+    sampled = logits.gather(-1, exp.seq[:, P:, None])
+    rank = (logits > sampled).sum(-1)[exp.mask.bool()]  # 0: the most likely token
     # 64 draws from ~384 near-equally likely tokens all landing in the top 50: chance ~ (50/384)^64
     assert rank.max() >= 50, f"every sampled token is in the actor's top {int(rank.max()) + 1}"
 
@@ -204,19 +204,19 @@ def eos_experience(tiny, out):
 
 def test_experience_shapes_masks_and_zero_advantages_after_eos(tiny, tmp_path):
     _, trainer, prompts, exp = eos_experience(tiny, tmp_path / "out")
-    P = exp["prompt_len"]
-    B, A = 4, exp["seq"].shape[1] - P
+    P = exp.prompt_len
+    B, A = 4, exp.seq.shape[1] - P
     assert P == prompts["input_ids"].shape[1] and A == 8  # the last row ran to max_answer_seq_len
     for key in ("logprobs", "ref_logprobs", "values", "mask"):
-        assert exp[key].shape == (B, A), key
-    assert exp["scores"].shape == (B,)
+        assert getattr(exp, key).shape == (B, A), key
+    assert exp.scores.shape == (B,)
     expected = torch.tensor(
         [[1.0] * (EOS_AT[r] + 1) + [0.0] * (A - EOS_AT[r] - 1) if r in EOS_AT else [1.0] * A for r in range(B)]
     )
-    assert torch.equal(exp["mask"], expected)
-    assert torch.equal(exp["attention_mask"], torch.cat([prompts["attention_mask"], expected.long()], 1))
-    assert exp["has_eos"].tolist() == [True, True, True, False]
-    assert (exp["seq"][:, P:][expected == 0] != trainer.eos_id).all()  # real garbage after EOS
+    assert torch.equal(exp.mask, expected)
+    assert torch.equal(exp.attention_mask, torch.cat([prompts["attention_mask"], expected.long()], 1))
+    assert exp.has_eos.tolist() == [True, True, True, False]
+    assert (exp.seq[:, P:][expected == 0] != trainer.eos_id).all()  # real garbage after EOS
 
     advantages, returns, kl = trainer._advantages(exp)
     for name, t in (("advantages", advantages), ("returns", returns), ("kl", kl)):
@@ -227,7 +227,7 @@ def test_experience_shapes_masks_and_zero_advantages_after_eos(tiny, tmp_path):
 
 def test_prompt_padding_and_tokens_after_eos_do_not_change_the_update(tiny, tmp_path):
     engine, trainer, prompts, exp = eos_experience(tiny, tmp_path / "a")
-    P, mask = exp["prompt_len"], exp["mask"].bool()
+    P, mask = exp.prompt_len, exp.mask.bool()
     initial = {k: v.detach().clone() for k, v in engine.unwrapped.state_dict().items()}
 
     # The same experience with other tokens where the attention mask is 0 (prompt padding, answer
@@ -235,14 +235,14 @@ def test_prompt_padding_and_tokens_after_eos_do_not_change_the_update(tiny, tmp_
     # would change the update, or make it NaN.
     noisy = copy.deepcopy(exp)
     g = torch.Generator().manual_seed(1)
-    hidden = exp["attention_mask"] == 0
+    hidden = exp.attention_mask == 0
     assert hidden[:, :P].any() and hidden[:, P:].any()
-    noisy["seq"][hidden] = torch.randint(3, len(trainer.tokenizer), (int(hidden.sum()),), generator=g)
+    noisy.seq[hidden] = torch.randint(3, len(trainer.tokenizer), (int(hidden.sum()),), generator=g)
     for key in ("logprobs", "ref_logprobs", "values"):
-        noisy[key][~mask] = float("nan")
+        getattr(noisy, key)[~mask] = float("nan")
     # ... and, to show the comparison can fail, one with a different real answer token
     changed = copy.deepcopy(exp)
-    changed["seq"][1, P + 2] = 3 if changed["seq"][1, P + 2] != 3 else 4  # neither EOS nor padding
+    changed.seq[1, P + 2] = 3 if changed.seq[1, P + 2] != 3 else 4  # neither EOS nor padding
 
     results = [trained_weights(trainer, exp)]
     for variant, out in ((noisy, "b"), (changed, "c")):

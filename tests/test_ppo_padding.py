@@ -84,7 +84,9 @@ def test_grouped_forwards_give_the_numbers_of_one_padded_batch(tmp_path, monkeyp
         out = []
         for _, batch in itertools.islice(prompts.batches(), 2):
             exp = trainer.generate_experience(batch)
-            out.append(([exp[k] for k in ("logprobs", "ref_logprobs", "values", "scores")], trainer.train_rlhf(exp)))
+            out.append(
+                ([getattr(exp, k) for k in ("logprobs", "ref_logprobs", "values", "scores")], trainer.train_rlhf(exp))
+            )
         return out
 
     seen = []

@@ -8,6 +8,7 @@ import torch
 
 from rlhf_lite.models import decoder_blocks, load_tokenizer
 from rlhf_lite.ppo import PPOArguments, PPOTrainer, PromptBatches, RLHFEngine, encode_prompts
+from rlhf_lite.ppo.config import SPEEDUPS
 from rlhf_lite.training import step_rows
 from tests.test_recipes import separable_pairs
 from tests.tiny_models import make_tiny_model
@@ -55,12 +56,13 @@ def run(tmp_path, reuse: bool, family: str = "llama", steps: int = 2, **settings
         before = {role: len(c) for role, c in calls.items()}
         out["losses"].append(trainer.train_rlhf(exp))
         out["training_forwards"].append({role: len(c) - before[role] for role, c in calls.items()})
-        out["experience"].append([exp[k] for k in ("seq", "logprobs", "ref_logprobs", "values", "scores")])
-        assert "graph" not in exp  # used up (or dropped): no autograd graph outlives its update
+        out["experience"].append([getattr(exp, k) for k in ("seq", "logprobs", "ref_logprobs", "values", "scores")])
+        assert not exp.graph  # used up (or dropped): no autograd graph outlives its update
     for hook in hooks:
         hook.remove()
     out["weights"] = [p.detach().clone() for role in ("actor", "critic") for p in trainer.trained[role]]
     out["reuse"] = dict(trainer.engine.reuse_rollout_forward)
+    out["trunk_depth"] = dict(trainer.engine.trunk_depth)
     return out
 
 
@@ -95,6 +97,23 @@ def test_first_update_reuses_the_scoring_forward_with_the_same_result(tmp_path, 
     assert kept["training_forwards"] == [{"actor": 0, "critic": 0}] * 2
 
 
+def test_all_speedups_off_give_the_same_numbers(tmp_path):
+    """PPOArguments.disable_speedups, the one switch of the four speed-ups (ppo/config.py: SPEEDUPS)."""
+    settings = dict(
+        per_device_generation_batch_size=8,
+        per_device_training_batch_size=8,
+        actor_lora_dim=4,  # merged_lora
+        actor_trainable_layers=1,  # frozen_blocks
+        critic_trainable_layers=1,
+    )
+    fast = run(tmp_path, True, **settings)
+    plain = run(tmp_path, True, disable_speedups=list(SPEEDUPS), **settings)
+    assert fast["reuse"] == {"actor": True, "critic": True} and plain["reuse"] == OFF
+    assert fast["trunk_depth"]["actor"] > 0 and plain["trunk_depth"] == {"actor": 0, "critic": 0, "reward": 0}
+    assert plain["training_forwards"] == [{"actor": 1, "critic": 1}] * 2
+    assert_same_numbers(fast, plain)
+
+
 def test_later_epochs_run_their_own_forward(tmp_path):
     kept = run(tmp_path, True, ppo_epochs=2)
     plain = run(tmp_path, False, ppo_epochs=2)
@@ -114,7 +133,7 @@ def test_a_graph_made_before_an_update_is_not_used_after_it(tmp_path):
         hook = count_forwards(trainer.engine.actor, calls)
         losses.append(trainer.train_rlhf(first))
         hook.remove()
-        assert "graph" not in first
+        assert not first.graph
         return losses, len(calls)
 
     (kept, kept_calls), (plain, plain_calls) = out_of_order(True), out_of_order(False)
@@ -180,4 +199,4 @@ def test_generation_uses_merged_lora_copies_and_leaves_the_base_weights_as_they_
             attention_mask=batch["attention_mask"],
             generation_config=trainer.generation_config,
         )
-    assert exp["n_empty"] == 0 and torch.equal(exp["seq"], plain)
+    assert exp.n_empty == 0 and torch.equal(exp.seq, plain)

@@ -4,10 +4,12 @@ from .checkpoint import export_models, latest_checkpoint, load_checkpoint, save_
 from .config import PPOArguments
 from .data import PromptBatches, encode_prompts, ptx_batches
 from .engine import ActorCritic, RLHFEngine
+from .experience import Experience
 from .trainer import NonFiniteError, PPOTrainer, answer_mask, total_updates
 
 __all__ = [
     "ActorCritic",
+    "Experience",
     "NonFiniteError",
     "PPOArguments",
     "PPOTrainer",

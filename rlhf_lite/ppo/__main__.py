@@ -120,10 +120,10 @@ def log(trainer, state, done, args, accelerator, total) -> dict:
 
 def print_answers(tokenizer, exp, done, accelerator):
     if accelerator.is_main_process:
-        P = exp["prompt_len"]
-        prompt = tokenizer.decode(exp["seq"][0, :P], skip_special_tokens=True).strip()
-        answer = tokenizer.decode(exp["seq"][0, P:], skip_special_tokens=True).strip()
-        write(f"--- step {done} | score {exp['scores'][0]:.3f}\n{prompt}\n>>> {answer}")
+        P = exp.prompt_len
+        prompt = tokenizer.decode(exp.seq[0, :P], skip_special_tokens=True).strip()
+        answer = tokenizer.decode(exp.seq[0, P:], skip_special_tokens=True).strip()
+        write(f"--- step {done} | score {exp.scores[0]:.3f}\n{prompt}\n>>> {answer}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ from ..models import LoraSettings, ModelSettings
 from ..ranges import check_fields
 
 QUANTIZATIONS = ("none", "8bit", "4bit")
+# What the loop may skip or reuse without changing its numbers beyond rounding (each tested so):
+# row_groups: forwards run rows of similar length together, without their shared padding (padding.py);
+# frozen_blocks: frozen bottom blocks run once per experience, their output replayed (trunk.py);
+# rollout_graphs: the scoring forward, kept with its graph, is the first update's forward;
+# merged_lora: generation runs on a copy of the weights with the LoRA update merged in.
+SPEEDUPS = ("row_groups", "frozen_blocks", "rollout_graphs", "merged_lora")
 
 
 @dataclass
@@ -116,6 +122,9 @@ class PPOArguments(ScriptArguments):
     whiten_advantages: bool = False
     enable_ema: bool = False
     ema_beta: float = 0.992
+    disable_speedups: list[str] | None = field(
+        default=None, metadata={"help": f"turn off speed-ups that leave the numbers equal: {', '.join(SPEEDUPS)}"}
+    )
     ptx_datasets: list[str] | None = field(
         default=None,
         metadata={"help": "datasets for the pretraining mix (language-modelling loss on prompt + chosen)"},
@@ -149,6 +158,9 @@ class PPOArguments(ScriptArguments):
                 )
             if getattr(self, f"{role}_lora_learning_rate") is not None and not getattr(self, f"{role}_lora_dim"):
                 raise ConfigError(f"{role}_lora_learning_rate is set but {role}_lora_dim is 0")
+        unknown = set(self.disable_speedups or ()) - set(SPEEDUPS)
+        if unknown:
+            raise ConfigError(f"disable_speedups: unknown {sorted(unknown)}; known: {', '.join(SPEEDUPS)}")
         if self.report_to not in ("tensorboard", "none"):
             raise ConfigError(f"report_to must be tensorboard or none, got '{self.report_to}'")
 
@@ -171,6 +183,10 @@ class PPOArguments(ScriptArguments):
         if self.reward_model_name_or_path is None:
             self.reward_model_name_or_path = self.critic_model_name_or_path
 
+    def speedup(self, name: str) -> bool:
+        """Whether speed-up `name` (SPEEDUPS) is on; it applies only where it leaves the numbers equal."""
+        return name not in (self.disable_speedups or ())
+
     def reuses_rollout_forward(self, role: str, zero_stage: int = 0) -> bool:
         """Whether `role`'s ('actor' or 'critic') scoring forward, kept with its autograd graph, is
         also the forward of the first PPO update after the rollout. It is when that update sees
@@ -179,7 +195,8 @@ class PPOArguments(ScriptArguments):
         the weights between passes)."""
         lora_dropout = self.lora_dropout if getattr(self, f"{role}_lora_dim") else 0.0
         return (
-            zero_stage != 3
+            self.speedup("rollout_graphs")
+            and zero_stage != 3
             and self.generation_batches == 1
             and self.per_device_generation_batch_size <= self.per_device_training_batch_size
             and getattr(self, f"disable_{role}_dropout")

@@ -213,7 +213,8 @@ class RLHFEngine:
         when ranks stop at different lengths)."""
         if self.zero_stage != 3:
             # (not under autocast, whose 16-bit copy of W + delta would lose the delta too)
-            with merged_lora(self.actor) if self.accelerator.mixed_precision == "no" else contextlib.nullcontext():
+            merge = self.accelerator.mixed_precision == "no" and self.args.speedup("merged_lora")
+            with merged_lora(self.actor) if merge else contextlib.nullcontext():
                 yield self.actor
             return
         import deepspeed
@@ -248,7 +249,7 @@ class RLHFEngine:
         the actor and the reference, the critic's for the critic and, when it is the same
         checkpoint loaded the same way, the reward model."""
         a = self.args
-        if self.zero_stage == 3:  # blocks are partitioned, gathered by hooks
+        if self.zero_stage == 3 or not a.speedup("frozen_blocks"):  # (ZeRO-3 partitions the blocks)
             return {"actor": 0, "critic": 0, "reward": 0}
         # Dropout in the trunk would make a training pass differ from the recorded one.
         actor = frozen_depth(self.actor) if a.disable_actor_dropout else 0

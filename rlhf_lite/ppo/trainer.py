@@ -7,8 +7,8 @@
         exp = trainer.generate_experience(prompt_batch)
         actor_loss, critic_loss = trainer.train_rlhf(exp)
 
-Per-token tensors cover the answer only (see maths.py); `experience["mask"]` marks the real
-answer tokens, EOS included.
+An experience (experience.py) holds per-token tensors over the answer only; its `mask` marks the
+real answer tokens, EOS included.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ..errors import RLHFLiteError
 from ..trunk import Recorded, capture, replay
 from .config import PPOArguments
 from .engine import RLHFEngine
+from .experience import Experience
 from .maths import (
     ema_update,
     gae_advantages,
@@ -113,6 +114,10 @@ class PPOTrainer:
         return inputs
 
     def _groups(self, attention_mask: torch.Tensor) -> list[RowGroup]:
+        if not self.args.speedup("row_groups"):  # one group of every row and column
+            return [
+                RowGroup(torch.arange(len(attention_mask), device=attention_mask.device), 0, attention_mask.shape[1])
+            ]
         # Under ZeRO-3 every forward gathers the weights with the other processes, so all of them
         # must run as many: one group each (still without the padding all its rows share).
         return row_groups(attention_mask, max_groups=1 if self.engine.zero_stage == 3 else MAX_GROUPS)
@@ -166,7 +171,7 @@ class PPOTrainer:
         return stitch(groups, run, None if role == "reward" else seq.shape[1] - prompt_len)
 
     @torch.no_grad()
-    def generate_experience(self, prompt_batch: dict) -> dict | None:
+    def generate_experience(self, prompt_batch: dict) -> Experience | None:
         """Sample answers to left-padded prompts and score them with all four models.
 
         Returns None when every answer was empty (those rows are dropped and counted).
@@ -218,22 +223,22 @@ class PPOTrainer:
             scores = torch.where(empty.to(scores.device), self.args.empty_answer_score, scores)
         if not torch.isfinite(scores).all():
             raise NonFiniteError("the reward model's score", self.global_step)
-        return {
-            "seq": seq,
-            "attention_mask": attention_mask,
-            "prompt_len": P,
-            "mask": mask,
-            "logprobs": logprobs,
-            "ref_logprobs": ref_logprobs,
-            "values": values,
-            "scores": scores,
-            "has_eos": has_eos,
-            "n_empty": n_empty,
-            "trunk": trunk,
-            "graph": graph,
-            "time_generation": generated - start,
-            "time_scoring": time.perf_counter() - generated,
-        }
+        return Experience(
+            seq=seq,
+            attention_mask=attention_mask,
+            prompt_len=P,
+            mask=mask,
+            logprobs=logprobs,
+            ref_logprobs=ref_logprobs,
+            values=values,
+            scores=scores,
+            has_eos=has_eos,
+            n_empty=n_empty,
+            time_generation=generated - start,
+            time_scoring=time.perf_counter() - generated,
+            trunk=trunk,
+            graph=graph,
+        )
 
     @contextlib.contextmanager
     def _graph_kept(self, role: str):
@@ -253,26 +258,24 @@ class PPOTrainer:
 
     # ---------------------------------------------------------------- training
 
-    def train_rlhf(self, exp: dict | list[dict]) -> tuple[float, float]:
+    def train_rlhf(self, exp: Experience | list[Experience]) -> tuple[float, float]:
         """`ppo_epochs` passes of clipped PPO updates, in mini-batches of
         per_device_training_batch_size, over one experience or a buffer of them (all made by the
         same policy). Returns the mean actor and critic losses; `self.stats` has the rest."""
         start = time.perf_counter()
         a = self.args
-        exps = [exp] if isinstance(exp, dict) else list(exp)
+        exps = [exp] if isinstance(exp, Experience) else list(exp)
         shaped = [self._advantages(e) for e in exps]
         self.engine.model.train()
         history: dict[str, list[float]] = {}
         for _ in range(a.ppo_epochs):
             for e, (advantages, returns, _) in zip(exps, shaped):
-                for idx in torch.randperm(len(e["mask"]), device=e["mask"].device).split(
-                    a.per_device_training_batch_size
-                ):
+                for idx in torch.randperm(len(e.mask), device=e.mask.device).split(a.per_device_training_batch_size):
                     for k, v in self._update(e, idx, advantages, returns).items():
                         history.setdefault(k, []).append(v)
         seq_kl = torch.cat([kl.sum(1) for _, _, kl in shaped]).mean().item()
-        seq_k3 = torch.cat([kl_k3(e["logprobs"], e["ref_logprobs"], e["mask"]).sum(1) for e in exps]).mean().item()
-        self.kl_ctl.update(seq_kl, sum(len(e["mask"]) for e in exps))
+        seq_k3 = torch.cat([kl_k3(e.logprobs, e.ref_logprobs, e.mask).sum(1) for e in exps]).mean().item()
+        self.kl_ctl.update(seq_kl, sum(len(e.mask) for e in exps))
         self.stats = (
             {k: sum(v) / len(v) for k, v in history.items()}
             | _mean_stats([self._experience_stats(e, adv, ret) for e, (adv, ret, _) in zip(exps, shaped)])
@@ -288,53 +291,53 @@ class PPOTrainer:
         self.empty_dropped = 0
         return self.stats["loss/actor"], self.stats["loss/critic"]
 
-    def _advantages(self, exp: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        a, mask = self.args, exp["mask"]
+    def _advantages(self, exp: Experience) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, mask = self.args, exp.mask
         rewards, kl = kl_shaped_rewards(
-            exp["logprobs"], exp["ref_logprobs"], exp["scores"], mask, self.kl_ctl.value, a.clip_reward_value
+            exp.logprobs, exp.ref_logprobs, exp.scores, mask, self.kl_ctl.value, a.clip_reward_value
         )
-        advantages, returns = gae_advantages(rewards, exp["values"], mask, a.gamma, a.lam)
+        advantages, returns = gae_advantages(rewards, exp.values, mask, a.gamma, a.lam)
         if a.whiten_advantages:
             advantages = masked_whiten(advantages, mask)
         return advantages, returns, kl
 
     @staticmethod
-    def _experience_stats(exp: dict, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
-        mask = exp["mask"]
+    def _experience_stats(exp: Experience, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+        mask = exp.mask
         adv_mean = masked_mean(advantages, mask)
         return {
-            "reward/score": exp["scores"].mean().item(),
-            "values/mean": masked_mean(exp["values"], mask).item(),
+            "reward/score": exp.scores.mean().item(),
+            "values/mean": masked_mean(exp.values, mask).item(),
             "returns/mean": masked_mean(returns, mask).item(),
             "advantages/mean": adv_mean.item(),
             "advantages/std": masked_mean((advantages - adv_mean) ** 2, mask).sqrt().item(),
             "answer/length": mask.sum(1).mean().item(),
-            "answer/eos_share": exp["has_eos"].float().mean().item(),
-            "time/generation": exp["time_generation"],
-            "time/scoring": exp["time_scoring"],
+            "answer/eos_share": exp.has_eos.float().mean().item(),
+            "time/generation": exp.time_generation,
+            "time/scoring": exp.time_scoring,
         }
 
-    def _update(self, exp: dict, idx: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
-        a, model, P = self.args, self.engine.model, exp["prompt_len"]
-        seq, attention_mask, mask = exp["seq"][idx], exp["attention_mask"][idx], exp["mask"][idx]
+    def _update(self, exp: Experience, idx: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+        a, model, P = self.args, self.engine.model, exp.prompt_len
+        seq, attention_mask, mask = exp.seq[idx], exp.attention_mask[idx], exp.mask[idx]
         # The scoring forward is this update's own when no step has changed the weights since and
         # this mini-batch holds every row: then only the backward pass remains to be done.
-        graph = exp.pop("graph", {})
-        if graph.get("step") != self.global_step or len(idx) != len(exp["mask"]):
+        graph, exp.graph = exp.graph, {}  # used once at most: no graph outlives its update
+        if graph.get("step") != self.global_step or len(idx) != len(exp):
             graph = {}
-        trunk, groups = exp["trunk"], self._groups(attention_mask)
+        trunk, groups = exp.trunk, self._groups(attention_mask)
         logprobs = (
             graph["actor"][idx]
             if "actor" in graph
             else self._forward("actor", seq, attention_mask, P, groups, trunk["actor"], rows=idx)
         )
-        actor_loss, actor_stats = policy_loss(logprobs, exp["logprobs"][idx], advantages[idx], mask, a.cliprange)
+        actor_loss, actor_stats = policy_loss(logprobs, exp.logprobs[idx], advantages[idx], mask, a.cliprange)
         values = (
             graph["critic"][idx]
             if "critic" in graph
             else self._forward("critic", seq, attention_mask, P, groups, trunk["critic"], rows=idx)
         )
-        critic_loss, critic_stats = value_loss(values, exp["values"][idx], returns[idx], mask, a.cliprange_value)
+        critic_loss, critic_stats = value_loss(values, exp.values[idx], returns[idx], mask, a.cliprange_value)
         loss = actor_loss + critic_loss
         ptx_loss = None
         if self.ptx_batches is not None:
