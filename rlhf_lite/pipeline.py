@@ -296,13 +296,9 @@ def summary(args, times: dict[str, float]) -> str:
             lines.append(f"{what} accuracy on held-out pairs: {result['accuracy']:.3f} (n={result['n']})")
     if ppo:
         lines += comparison_table(ppo)
-        log = (args.output_dir / "logs" / "ppo_eval.log").read_text(encoding="utf-8")
-        start = log.find("=" * 30 + " prompt 1/")  # the samples ppo_eval printed (--show)
-        if start >= 0:
-            lines += [
-                "sample answers of base, SFT (baseline) and PPO (model):",
-                log[start : log.find("\nmetric", start)].strip(),
-            ]
+        from .eval.ppo_eval import answer_samples
+
+        lines += ["sample answers of base, SFT (baseline) and PPO (model):", *answer_samples(ppo, 3)]
     return "\n".join(lines)
 
 

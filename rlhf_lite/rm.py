@@ -29,7 +29,7 @@ from .args import REWARD_LOSSES, ModelArguments, RMArguments, parse
 from .encoding import encode_pairs
 from .errors import cli
 from .models import has_dropout, load_reward_model, load_tokenizer, score_head
-from .training import MetricsFile, lora_optimizer, prepare_run, step_rows, train_and_export
+from .training import MetricsFile, StopOnNonFiniteLoss, lora_optimizer, prepare_run, step_rows, train_and_export
 from .trunk import Recorded, capture, frozen_depth, replay
 
 
@@ -58,7 +58,7 @@ def divergence_loss(
     return ((per_token * span).sum(1) / span.sum(1)).mean()
 
 
-class PairwiseRewardTrainer(RewardTrainer):
+class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
     def __init__(self, *args, reward_loss: str = "last_token", frozen_block_cache_gb: float = 0.0, **kwargs):
         if reward_loss not in REWARD_LOSSES:
             raise ValueError(f"reward_loss must be one of {REWARD_LOSSES}, got '{reward_loss}'")

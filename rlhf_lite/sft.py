@@ -23,10 +23,10 @@ from .args import ModelArguments, SFTArguments, parse
 from .encoding import drop_long_prompts
 from .errors import cli
 from .models import load_causal_lm, load_tokenizer
-from .training import MetricsFile, lora_optimizer, prepare_run, step_rows, train_and_export
+from .training import MetricsFile, StopOnNonFiniteLoss, lora_optimizer, prepare_run, step_rows, train_and_export
 
 
-class AnswerOnlySFTTrainer(SFTTrainer):
+class AnswerOnlySFTTrainer(StopOnNonFiniteLoss, SFTTrainer):
     def _plain_loss_applies(self, model, inputs: dict, return_outputs: bool) -> bool:
         config = self.accelerator.unwrap_model(model).config.get_text_config()
         return (

@@ -187,20 +187,19 @@ class SaveOnInterrupt(TrainerCallback):
         self.interrupt.restore()
 
 
-def stop_on_nonfinite_loss(trainer) -> None:
-    """Make `trainer` raise NonFiniteLossError when a micro-batch's loss is NaN/inf, before the
-    optimizer step (the Trainer would log the average of earlier losses instead and apply it)."""
-    step = trainer.training_step
+class StopOnNonFiniteLoss:
+    """Trainer mixin: a micro-batch's NaN/inf loss raises NonFiniteLossError before the optimizer
+    step (the Trainer would log the average of earlier losses instead and apply it)."""
 
-    def training_step(model, inputs, *args, **kwargs):
-        loss = step(model, inputs, *args, **kwargs)
+    def training_step(self, model, inputs, *args, **kwargs):
+        loss = super().training_step(model, inputs, *args, **kwargs)
         value = torch.as_tensor(loss).detach()
         bad = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0], device=value.device)
-        if trainer.accelerator.num_processes > 1:  # every process must stop, not wait for the others
-            bad = trainer.accelerator.gather(bad)
+        if self.accelerator.num_processes > 1:  # every process must stop, not wait for the others
+            bad = self.accelerator.gather(bad)
         if bad.any():
-            state = trainer.state
-            found = complete_checkpoints(trainer.args.output_dir)
+            state = self.state
+            found = complete_checkpoints(self.args.output_dir)
             kept = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was saved"
             raise NonFiniteLossError(
                 f"the training loss is NaN or infinite at optimizer step {state.global_step + 1} "
@@ -209,15 +208,12 @@ def stop_on_nonfinite_loss(trainer) -> None:
             )
         return loss
 
-    trainer.training_step = training_step
-
 
 def train_and_export(trainer, resume: str | None, tokenizer, model_args: ModelArguments) -> None:
     interrupt = SaveOnInterrupt()
     trainer.add_callback(interrupt)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(ProgressBar(Path(trainer.args.output_dir).name))
-    stop_on_nonfinite_loss(trainer)
     try:
         trainer.train(resume_from_checkpoint=resume)
     finally:

@@ -200,12 +200,11 @@ def test_summary_reports_times_accuracies_the_comparison_table_and_samples(tmp_p
         "n": 64,
         "models": {k: {kk: vv for kk, vv in v.items() if kk != "facts"} for k, v in models.items()},
     }
+    answers = [
+        {"prompt": f"Human: hi {i}", "baseline": {"text": " yo", "reward": 0.1, "judge": 0.2}} for i in range(5)
+    ]
     (tmp_path / "eval" / "ppo_eval.json").write_text(
-        json.dumps({**gains, "n": 40, "facts_n": 30, "models": models, "open": opened})
-    )
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "ppo_eval.log").write_text(
-        f"{'=' * 30} prompt 1/40 {'=' * 30}\nHuman: hi\n--- baseline (reward 0.1) ---\nyo\n\nmetric  value\n"
+        json.dumps({**gains, "n": 40, "facts_n": 30, "models": models, "open": opened, "answers": answers})
     )
     text = pipeline.summary(args, {"sft": 120.0, "rm": 180.0})
     assert "sft 2.0  rm 3.0  total 5.0 min" in text
@@ -220,7 +219,10 @@ def test_summary_reports_times_accuracies_the_comparison_table_and_samples(tmp_p
     assert sum("fact accuracy" in line for line in lines) == 1  # the open prompts have no answer key
     assert "gain under step 2's model +0.500 ± 0.100 (win 0.70); under judge +0.200 ± 0.050 (win 0.60)" in text
     assert "KL 1.200 (k3 0.800)" in text
-    assert "Human: hi" in text and "metric" not in text.split("Human: hi")[1]
+    assert (
+        f"{'=' * 30} prompt 3/40 {'=' * 30}\nHuman: hi 2\n--- baseline (reward 0.1000, judge 0.2000) ---\nyo" in text
+    )
+    assert "Human: hi 3" not in text  # three samples
 
 
 def test_a_bad_value_in_step_3s_config_stops_the_pipeline_before_step_1(monkeypatch, tmp_path, capsys):

@@ -47,7 +47,11 @@ def two_ppo_steps(models: dict, data, reuse: bool, **settings) -> tuple[list, in
         n = len(calls)
         losses = trainer.train_rlhf(exp)
         steps.append(
-            ([exp[k] for k in ("seq", "logprobs", "ref_logprobs", "values", "scores")], losses, len(calls) - n)
+            (
+                [getattr(exp, k) for k in ("seq", "logprobs", "ref_logprobs", "values", "scores")],
+                losses,
+                len(calls) - n,
+            )
         )
     hook.remove()
     return steps, trainer.trunk_depth

@@ -96,6 +96,19 @@ def load_tokenizers(args):
     return tokenizers["model"], tokenizers["reward"]
 
 
+def answer_samples(result: dict, k: int) -> list[str]:
+    """The first `k` held-out prompts of a result, each with every model's answer and scores."""
+    lines = []
+    for i, item in enumerate(result["answers"][:k]):
+        lines.append(f"{'=' * 30} prompt {i + 1}/{result['n']} {'=' * 30}\n{item['prompt'].strip()}")
+        for role, out in item.items():
+            if role != "prompt":
+                label = ", ".join(f"{judge} {score:.4f}" for judge, score in out.items() if judge != "text")
+                lines.append(f"--- {role} ({label}) ---\n{out['text'].strip()}")
+        lines.append("")
+    return lines
+
+
 def run_model(name, tokenizer, prompts, args, scored=None, kl_prompts: int = 0):
     """(its answers' token ids, per-token log-probabilities of `scored` answers, by default its
     own, to the first `kl_prompts` prompts: the held-out ones, where KL is reported)."""
@@ -228,12 +241,7 @@ def main(argv=None):
         else:
             result[name] = measures
 
-    for i in range(min(args.show, len(held_out))):
-        print(f"{'=' * 30} prompt {i + 1}/{len(held_out)} {'=' * 30}\n{held_out[i].strip()}")
-        for role in texts:
-            label = ", ".join(f"{judge} {scores[judge][role][i]:.4f}" for judge in scores)
-            print(f"--- {role} ({label}) ---\n{texts[role][i].strip()}")
-        print()
+    print("\n".join(answer_samples(result, args.show)))
     flat = [(k, v) for k, v in result.items() if not isinstance(v, (dict, list))]
     print_table(
         [

@@ -210,7 +210,8 @@ class RLHFEngine:
     def actor_for_generation(self):
         """The actor, with every ZeRO-3 shard gathered for the whole generate call (one
         all-gather instead of one per layer per token, which is both slow and prone to hangs
-        when ranks stop at different lengths)."""
+        when ranks stop at different lengths). TRL's unwrap_model_for_generation does the same for
+        a whole prepared module, which would gather the critic's shards too."""
         if self.zero_stage != 3:
             # (not under autocast, whose 16-bit copy of W + delta would lose the delta too)
             merge = self.accelerator.mixed_precision == "no" and self.args.speedup("merged_lora")
