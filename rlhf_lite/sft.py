@@ -14,6 +14,8 @@ losses, label smoothing, MoE auxiliary losses, soft-capped or scaled logits) goe
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
@@ -27,6 +29,22 @@ from .training import MetricsFile, StopOnNonFiniteLoss, lora_optimizer, prepare_
 
 
 class AnswerOnlySFTTrainer(StopOnNonFiniteLoss, SFTTrainer):
+    """SFTTrainer whose loss, on one CPU process, projects only the answer positions onto the
+    vocabulary (TRL's projects every position). It reports TRL's metrics over the same positions,
+    kept here and added to the logs in `log`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.answer_metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.answer_tokens = 0
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        prefix = "eval_" if mode == "eval" else ""
+        logs.update({prefix + k: sum(v) / len(v) for k, v in self.answer_metrics[mode].items()})
+        self.answer_metrics[mode].clear()
+        super().log(logs, start_time)
+
     def _plain_loss_applies(self, model, inputs: dict, return_outputs: bool) -> bool:
         config = self.accelerator.unwrap_model(model).config.get_text_config()
         return (
@@ -59,14 +77,15 @@ class AnswerOnlySFTTrainer(StopOnNonFiniteLoss, SFTTrainer):
         count = scored.sum() if num_items_in_batch is None else num_items_in_batch
         loss = F.cross_entropy(logits, targets, reduction="sum") / torch.as_tensor(count).clamp(min=1)
 
-        with torch.no_grad():  # TRL's metrics, over the same positions
+        with torch.no_grad():
             valid = max(int(scored.sum()), 1)
             logp = logits.log_softmax(-1)
-            self._metrics[mode]["entropy"].append(float(-(logp.exp() * logp).sum()) / valid)
-            self._metrics[mode]["mean_token_accuracy"].append(float((logits.argmax(-1) == targets).sum()) / valid)
+            metrics = self.answer_metrics[mode]
+            metrics["entropy"].append(float(-(logp.exp() * logp).sum()) / valid)
+            metrics["mean_token_accuracy"].append(float((logits.argmax(-1) == targets).sum()) / valid)
         if mode == "train":
-            self._total_train_tokens += int(inputs["attention_mask"].sum())
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            self.answer_tokens += int(inputs["attention_mask"].sum())
+        metrics["num_tokens"] = [self.answer_tokens]
         return loss
 
 

@@ -13,6 +13,7 @@ import torch
 
 from rlhf_lite import plan as P
 from rlhf_lite.errors import ConfigError
+from rlhf_lite.models import LoraSettings, ModelSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ def gpu(**kw) -> P.Hardware:
     ],
 )
 def test_parameter_counts_match_the_published_sizes(name, published):
-    count = P.count_model(P.ModelSpec(name, dtype="bf16"))
+    count = P.count_model(P.ModelSpec(ModelSettings(name, "bf16")))
     assert abs(count.params - published) / published < 0.01, count.params
     assert count.weight_bytes == 2 * count.params and count.trainable == count.params
 
@@ -66,13 +67,14 @@ def test_an_unknown_model_without_hub_is_a_config_error(monkeypatch, tmp_path):
 
 
 def test_lora_and_trainable_layers_are_counted_by_the_projects_own_code():
-    lora = P.count_model(P.ModelSpec("facebook/opt-1.3b", dtype="bf16", lora_r=128, lora_alpha=128))
+    lora = P.count_model(P.ModelSpec(ModelSettings("facebook/opt-1.3b", "bf16", lora=LoraSettings(128, 128))))
     # q, k, v, out (2048 -> 2048) and fc1/fc2 (2048 <-> 8192) in 24 blocks, fp32 adapters (PEFT).
     assert lora.trainable == 24 * 128 * (4 * (2048 + 2048) + 2 * (2048 + 8192))
     assert lora.trainable_bytes == 4 * lora.trainable and lora.weight_bytes == 2 * 1315758080 + 4 * lora.trainable
-    top = P.count_model(P.ModelSpec("embedded:smollm2-135m", trainable_layers=8))
+    top = P.count_model(P.ModelSpec(ModelSettings("embedded:smollm2-135m", trainable_layers=8)))
     assert top.graph_layers == 8 and 0.2 < top.trainable / top.params < 0.22
-    q8 = P.count_model(P.ModelSpec("facebook/opt-1.3b", dtype="bf16", lora_r=8, quant="8bit"))
+    q8 = ModelSettings("facebook/opt-1.3b", "bf16", load_in_8bit=True, lora=LoraSettings(8))
+    q8 = P.count_model(P.ModelSpec(q8))
     # int8 block weights + an fp32 scale per output row; the rest (embeddings, norms, biases, LoRA)
     # in fp32, as prepare_model_for_kbit_training leaves them
     linear = 24 * (4 * 2048 * 2048 + 2 * 2048 * 8192)
@@ -95,10 +97,14 @@ def test_the_4090_preset_fits_24_gb_in_every_step(opt_4090):
 
 def test_ppo_without_lora_and_checkpointing_does_not_fit_and_suggests_lora(opt_4090):
     s = opt_4090.settings["ppo"]
+
+    def changed(spec, **settings):
+        return dataclasses.replace(spec, settings=dataclasses.replace(spec.settings, **settings))
+
     full = dataclasses.replace(
         s,
-        actor=dataclasses.replace(s.actor, lora_r=0, checkpointing=False),
-        critic=dataclasses.replace(s.critic, checkpointing=False),
+        actor=changed(s.actor, lora=None, gradient_checkpointing=False),
+        critic=changed(s.critic, gradient_checkpointing=False),
     )
     plan = P.plan_ppo(full, gpu())
     assert not plan.fits
@@ -311,6 +317,10 @@ def test_block_formula_matches_what_autograd_saves(family, dtype, lora, tmp_path
         model = prepare_for_training(model, settings, reward=False).train()
         measured[layers] = saved_bytes(model, B, T)
     per_block = (measured[4] - measured[2]) / 2 / (B * T)
-    count = P.count_model(P.ModelSpec(str(tmp_path / f"{family}-2"), dtype=dtype, lora_r=lora, lora_alpha=lora))
+    count = P.count_model(
+        P.ModelSpec(
+            ModelSettings(str(tmp_path / f"{family}-2"), dtype, lora=LoraSettings(lora, lora) if lora else None)
+        )
+    )
     planned = P.block_saved_bytes(count, T, P.DTYPE_BYTES[dtype])
     assert planned == pytest.approx(per_block, rel=0.01), (per_block, planned)

@@ -48,7 +48,9 @@ def test_loss_gradients_and_metrics_match_trl(tmp_path, family):
         loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=None)
         loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        metrics = {k: trainer._metrics["train"][k][-1] for k in ("entropy", "mean_token_accuracy", "num_tokens")}
+        trainer.log({})
+        logged = trainer.state.log_history[-1]
+        metrics = {k: logged[k] for k in ("entropy", "mean_token_accuracy", "num_tokens")}
         results.append((loss.item(), grads, metrics))
     (loss_trl, grads_trl, metrics_trl), (loss_ours, grads_ours, metrics_ours) = results
     assert loss_ours == pytest.approx(loss_trl, rel=1e-5)

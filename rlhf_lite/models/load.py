@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import pickle
 
 import torch
+from accelerate import PartialState
 from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 from transformers import (
     AutoConfig,
@@ -83,7 +83,7 @@ def _quantization(settings: ModelSettings, dtype: torch.dtype | str) -> dict:
     kwargs: dict = {"quantization_config": quant}
     if torch.cuda.is_available():
         # Quantised weights cannot move after loading: put each process's copy on its own GPU.
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+        kwargs["device_map"] = {"": PartialState().local_process_index}
     return kwargs
 
 

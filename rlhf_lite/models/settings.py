@@ -73,6 +73,11 @@ class ModelSettings:
         if self.trainable_layers is not None and self.trainable_layers < 1:
             raise ConfigError(f"trainable_layers must be >= 1, got {self.trainable_layers}")
 
+    @property
+    def quantization(self) -> str:
+        """'8bit', '4bit' or 'none', as step 3's *_quantization flags spell it."""
+        return "8bit" if self.load_in_8bit else "4bit" if self.load_in_4bit else "none"
+
 
 def model_family(config: PretrainedConfig) -> str:
     """'opt', 'bloom', 'llama' (also for Llama-architecture models such as Mistral, Qwen2 and

@@ -28,34 +28,26 @@ LABELS = {
 def _describe(plan: StepPlan) -> str:
     s = plan.settings
     if plan.step == "ppo":
-
-        def one(x: ModelSpec):
-            bits = [x.dtype]
-            if x.lora_r:
-                bits.append(f"LoRA {x.lora_r}")
-            if x.quant != "none":
-                bits.append(x.quant)
-            if x.trainable_layers:
-                bits.append(f"top {x.trainable_layers} layers")
-            if x.checkpointing:
-                bits.append("ckpt")
-            return f"{x.path} ({', '.join(bits)})"
-
         return (
-            f"actor {one(s.actor)}, critic {one(s.critic)}, reward {one(s.reward)}; "
+            f"actor {_model_text(s.actor)}, critic {_model_text(s.critic)}, reward {_model_text(s.reward)}; "
             f"batch {s.generation_batch} gen / {s.training_batch} train, prompt {s.prompt_len} + answer "
             f"{s.answer_len} tokens" + (", EMA" if s.ema else "")
         )
-    m = s.model
+    pairs = " pairs" if plan.step == "rm" else ""
+    return f"{_model_text(s.model)}; batch {s.batch}{pairs} x {s.seq_len} tokens"
+
+
+def _model_text(spec: ModelSpec) -> str:
+    """A model as the plan's header shows it: path (dtype, LoRA, quantisation, freezing, checkpointing)."""
+    m = spec.settings
     bits = (
         [m.dtype]
-        + ([f"LoRA {m.lora_r}"] if m.lora_r else [])
-        + ([m.quant] if m.quant != "none" else [])
-        + (["ckpt"] if m.checkpointing else [])
-        + ([f"top {m.trainable_layers} layers"] if m.trainable_layers else [])
+        + ([f"LoRA {spec.lora_rank}"] if spec.lora_rank else [])
+        + ([m.quantization] if m.quantization != "none" else [])
+        + ([f"top {m.trainable_layers} layers"] if m.trainable_layers and spec.trained else [])
+        + (["ckpt"] if spec.checkpointing else [])
     )
-    pairs = " pairs" if plan.step == "rm" else ""
-    return f"{m.path} ({', '.join(bits)}); batch {s.batch}{pairs} x {s.seq_len} tokens"
+    return f"{m.name_or_path} ({', '.join(bits)})"
 
 
 def render(plans: list[StepPlan], preset: str) -> str:

@@ -9,25 +9,35 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .architectures import DTYPE_BYTES, Shape, architecture, shape_of
+
+if TYPE_CHECKING:
+    from ..models import ModelSettings
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model of a step, as the recipe loads it."""
+    """One model of a step, as the recipe loads it: its settings, whether it is a one-output
+    sequence classifier (reward model / critic), and whether the step trains it (a frozen model
+    loads without its LoRA, freezing and checkpointing settings)."""
 
-    path: str
-    reward: bool = False  # a one-output sequence classifier (reward model / critic)
-    dtype: str = "fp32"
-    lora_r: int = 0
-    lora_alpha: int = 16
-    lora_targets: tuple[str, ...] | None = None
-    quant: str = "none"  # none, 8bit, 4bit
-    trainable_layers: int | None = None
+    settings: ModelSettings
+    reward: bool = False
     trained: bool = True
-    checkpointing: bool = False
-    dropout: float | None = None  # overrides every dropout probability (None: the config's)
+
+    def __hash__(self) -> int:  # ModelSettings holds lists; count_model caches on the spec
+        return hash(repr(self))
+
+    @property
+    def lora_rank(self) -> int:
+        """The LoRA rank the step trains with (0: none, or a frozen model)."""
+        return self.settings.lora.r if self.settings.lora and self.trained else 0
+
+    @property
+    def checkpointing(self) -> bool:
+        return self.trained and self.settings.gradient_checkpointing
 
 
 @dataclass(frozen=True)
@@ -81,24 +91,24 @@ def count_model(spec: ModelSpec) -> ModelCount:
     from torch import nn
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from ..models import DTYPES, LoraSettings, ModelSettings, find_blocks, override_dropout, prepare_for_training
+    from ..models import DTYPES, ModelSettings, find_blocks, override_dropout, prepare_for_training
 
-    config = copy.deepcopy(architecture(spec.path))
-    if spec.dropout is not None:
-        override_dropout(config, spec.dropout)
-    dtype = _resolve_dtype(spec.dtype, config)
+    given = spec.settings
+    config = copy.deepcopy(architecture(given.name_or_path))
+    if given.dropout is not None:
+        override_dropout(config, given.dropout)
+    dtype = _resolve_dtype(given.dtype, config)
     if spec.reward:
         config.num_labels = 1
     auto = AutoModelForSequenceClassification if spec.reward else AutoModelForCausalLM
-    lora = (
-        LoraSettings(spec.lora_r, spec.lora_alpha, 0.0, list(spec.lora_targets) if spec.lora_targets else None)
-        if spec.lora_r and spec.trained
-        else None
-    )
     # Quantisation is accounted for below: bitsandbytes cannot build on `meta`.
     settings = ModelSettings(
-        spec.path, dtype, lora=lora, trainable_layers=spec.trainable_layers if spec.trained else None
+        given.name_or_path,
+        dtype,
+        lora=given.lora if spec.trained else None,
+        trainable_layers=given.trainable_layers if spec.trained else None,
     )
+    quant = given.quantization
     with quiet(), torch.device("meta"):
         model = auto.from_config(config, dtype=DTYPES[dtype])
         if spec.trained:
@@ -108,7 +118,7 @@ def count_model(spec: ModelSpec) -> ModelCount:
 
     blocks_name, blocks = find_blocks(model) or (None, [])
     quantized: set[int] = set()
-    if spec.quant != "none":
+    if quant != "none":
         # bitsandbytes replaces the Linear layers of the blocks (not the head or embeddings).
         for name, module in model.named_modules():
             if (
@@ -127,7 +137,7 @@ def count_model(spec: ModelSpec) -> ModelCount:
             for m in model.modules()
             if hasattr(m, "lora_A") and m.base_layer.weight.dtype == torch.float32
         )
-        if spec.quant == "none"
+        if quant == "none"
         else 0
     )
     for p in model.parameters():
@@ -135,10 +145,10 @@ def count_model(spec: ModelSpec) -> ModelCount:
         params += n
         if id(p) in quantized:
             rows = p.shape[0]
-            weight_bytes += n + 4 * rows if spec.quant == "8bit" else math.ceil(n * 0.516)
+            weight_bytes += n + 4 * rows if quant == "8bit" else math.ceil(n * 0.516)
             continue
         size = p.element_size()
-        if spec.quant != "none" and lora is not None and size == 2:
+        if quant != "none" and settings.lora is not None and size == 2:
             size = 4  # prepare_model_for_kbit_training upcasts the rest to fp32
         weight_bytes += n * size
         if p.requires_grad:

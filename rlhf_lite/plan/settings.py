@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,20 +105,10 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps:
         if step not in parsed:
             continue
         model_args, training, autocast = parsed[step]
-        if model_args.load_in_8bit and model_args.load_in_4bit:
-            raise ConfigError(f"{step}: choose load_in_8bit or load_in_4bit, not both")
-        spec = ModelSpec(
-            model_args.model_name_or_path,
-            reward=step == "rm",
-            dtype=model_args.dtype,
-            lora_r=model_args.lora_r if model_args.use_lora else 0,
-            lora_alpha=model_args.lora_alpha,
-            lora_targets=tuple(model_args.lora_target_modules) if model_args.lora_target_modules else None,
-            quant="8bit" if model_args.load_in_8bit else "4bit" if model_args.load_in_4bit else "none",
-            trainable_layers=model_args.trainable_layers,
-            checkpointing=bool(training.activation_checkpointing),
-            dropout=0.0 if getattr(training, "disable_dropout", False) else model_args.dropout,
-        )
+        model = model_args.settings(bool(training.activation_checkpointing))
+        if getattr(training, "disable_dropout", False):  # TRL's RewardConfig turns the model's dropout off
+            model = dataclasses.replace(model, dropout=0.0)
+        spec = ModelSpec(model, reward=step == "rm")
         cls = SFTSettings if step == "sft" else RMSettings
         optim = str(getattr(training.optim, "value", training.optim))
         fused = model_args.lora_learning_rate is None and "fused" in optim
@@ -135,46 +126,13 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps:
             out = Path(training.output_dir)
             return str(out) if (out / "config.json").is_file() else model_args.model_name_or_path
 
-        actor_path = default_path(args.actor_model_name_or_path, sft_training, sft_args)
-        critic_path = default_path(args.critic_model_name_or_path, rm_training, rm_args)
-        reward_path = args.reward_model_name_or_path or critic_path
-        targets = tuple(args.lora_module_name) if args.lora_module_name else None
-
-        def role(path, rank, quant, layers, ckpt, reward, trained=True, no_dropout=True):
-            return ModelSpec(
-                path,
-                reward=reward,
-                dtype=args.dtype,
-                lora_r=rank,
-                lora_alpha=int(args.lora_alpha_ratio * rank),
-                lora_targets=targets,
-                quant=quant,
-                trainable_layers=layers if trained else None,
-                trained=trained,
-                checkpointing=ckpt and trained,
-                dropout=0.0 if trained and no_dropout else None,
-            )
-
+        args.actor_model_name_or_path = default_path(args.actor_model_name_or_path, sft_training, sft_args)
+        args.critic_model_name_or_path = default_path(args.critic_model_name_or_path, rm_training, rm_args)
+        args.reward_model_name_or_path = args.reward_model_name_or_path or args.critic_model_name_or_path
         settings["ppo"] = PPOSettings(
-            actor=role(
-                actor_path,
-                args.actor_lora_dim,
-                args.actor_quantization,
-                args.actor_trainable_layers,
-                args.actor_gradient_checkpointing,
-                False,
-                no_dropout=args.disable_actor_dropout,
-            ),
-            critic=role(
-                critic_path,
-                args.critic_lora_dim,
-                args.critic_quantization,
-                args.critic_trainable_layers,
-                args.critic_gradient_checkpointing,
-                True,
-                no_dropout=args.disable_critic_dropout,
-            ),
-            reward=role(reward_path, 0, args.reward_quantization, None, False, True, trained=False),
+            actor=ModelSpec(args.model_settings("actor")),
+            critic=ModelSpec(args.model_settings("critic"), reward=True),
+            reward=ModelSpec(args.model_settings("reward"), reward=True, trained=False),
             generation_batch=args.per_device_generation_batch_size,
             training_batch=args.per_device_training_batch_size,
             prompt_len=args.max_prompt_seq_len,

@@ -173,13 +173,13 @@ def _zero3_gather(counts: list[ModelCount], hw: Hardware) -> int:
 def _model_row(role: str, m: ModelCount) -> dict:
     return {
         "role": role,
-        "path": m.spec.path,
+        "path": m.spec.settings.name_or_path,
         "params": m.params,
         "trainable": m.trainable,
         "weights_gb": round(m.weight_bytes / GB, 3),
-        "dtype": m.spec.dtype,
-        "quant": m.spec.quant,
-        "lora_r": m.spec.lora_r if m.spec.trained else 0,
+        "dtype": m.spec.settings.dtype,
+        "quant": m.spec.settings.quantization,
+        "lora_r": m.spec.lora_rank,
     }
 
 
@@ -214,7 +214,7 @@ def plan_sft(s: SFTSettings, hw: Hardware, step: str = "sft") -> StepPlan:
         "training": resident | {"gradients": t.gradients, "activations": act, "logits": logits},
         "optimizer step": resident | {"gradients": t.gradients, "optimizer": t.optimizer + t.step_temp},
     }
-    if s.model.quant != "none" and hw.device == "cpu":
+    if s.model.settings.quantization != "none" and hw.device == "cpu":
         plan.notes.append("8/4-bit loading needs bitsandbytes on a CUDA GPU")
     return _finish(plan, phases, hw)
 
@@ -226,7 +226,7 @@ def plan_rm(s: RMSettings, hw: Hardware) -> StepPlan:
 def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
     """Step 3 with the project's engine: actor (+LoRA), reference, critic, reward model."""
     actor, critic, reward = count_model(s.actor), count_model(s.critic), count_model(s.reward)
-    ref = None if s.actor.lora_r else count_model(dataclasses.replace(s.actor, trained=False, checkpointing=False))
+    ref = None if s.actor.lora_rank else count_model(dataclasses.replace(s.actor, trained=False))
     frozen = [x for x in (ref, reward) if x is not None]
     d = actor.compute_bytes
     Bg, Bt, P, A = s.generation_batch, s.training_batch, s.prompt_len, s.answer_len
@@ -293,7 +293,7 @@ def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
         train_logits += Bt * T * actor.shape.vocab * (d + 8)
     phases["training"] = resident | {"gradients": t.gradients, "activations": act, "logits": train_logits}
     phases["optimizer step"] = resident | {"gradients": t.gradients, "optimizer": t.optimizer + t.step_temp}
-    if any(x.quant != "none" for x in (s.actor, s.critic, s.reward)) and hw.device == "cpu":
+    if any(x.settings.quantization != "none" for x in (s.actor, s.critic, s.reward)) and hw.device == "cpu":
         plan.notes.append("8/4-bit loading needs bitsandbytes on a CUDA GPU")
     plan = _finish(plan, phases, hw)
     if gathered and plan.phase == "generation":

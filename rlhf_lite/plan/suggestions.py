@@ -6,11 +6,21 @@ import dataclasses
 
 from ..errors import RLHFLiteError
 from .architectures import GB
+from .counting import ModelSpec
 from .steps import PLANNERS, Hardware, StepPlan
 
 
 def _halve(n: int) -> int:
     return max(1, n // 2)
+
+
+def _tuned(m: ModelSpec, lora: int = 0, **settings) -> ModelSpec:
+    """`m` with LoRA of rank and alpha `lora` (0: as it is) and other ModelSettings changed."""
+    if lora:
+        from ..models import LoraSettings
+
+        settings["lora"] = LoraSettings(lora, lora)
+    return dataclasses.replace(m, settings=dataclasses.replace(m.settings, **settings))
 
 
 def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]]:
@@ -46,22 +56,21 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
             )
     if step in ("sft", "rm"):
         m = s.model
-        if not m.lora_r:
+        if not m.lora_rank:
             out.append(
                 (
                     "use_lora: true, lora_r: 128 (train LoRA adapters only)",
-                    rep(s, model=rep(m, lora_r=128, lora_alpha=128)),
+                    rep(s, model=_tuned(m, lora=128)),
                     hw,
                 )
             )
         if not m.checkpointing:
-            out.append(("activation_checkpointing: true", rep(s, model=rep(m, checkpointing=True)), hw))
-        if m.quant == "none" and hw.device == "cuda" and not (hw.deepspeed and hw.zero_stage == 3):
-            lora = {} if m.lora_r else {"lora_r": 128, "lora_alpha": 128}
+            out.append(("activation_checkpointing: true", rep(s, model=_tuned(m, gradient_checkpointing=True)), hw))
+        if m.settings.quantization == "none" and hw.device == "cuda" and not (hw.deepspeed and hw.zero_stage == 3):
             out.append(
                 (
-                    "load_in_8bit: true" + ("" if m.lora_r else " with use_lora: true"),
-                    rep(s, model=rep(m, quant="8bit", **lora)),
+                    "load_in_8bit: true" + ("" if m.lora_rank else " with use_lora: true"),
+                    rep(s, model=_tuned(m, lora=0 if m.lora_rank else 128, load_in_8bit=True)),
                     hw,
                 )
             )
@@ -76,33 +85,32 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
             )
         return out
     a, c, r = s.actor, s.critic, s.reward
-    if not a.lora_r:
+    if not a.lora_rank:
         out.append(
             (
                 "actor_lora_dim: 128 (LoRA actor; the reference becomes the actor without its adapter, "
                 "no second copy)",
-                rep(s, actor=rep(a, lora_r=128, lora_alpha=128)),
+                rep(s, actor=_tuned(a, lora=128)),
                 hw,
             )
         )
     if not a.checkpointing:
-        out.append(("actor_gradient_checkpointing: true", rep(s, actor=rep(a, checkpointing=True)), hw))
+        out.append(("actor_gradient_checkpointing: true", rep(s, actor=_tuned(a, gradient_checkpointing=True)), hw))
     if not c.checkpointing:
-        out.append(("critic_gradient_checkpointing: true", rep(s, critic=rep(c, checkpointing=True)), hw))
-    if not c.lora_r:
-        out.append(("critic_lora_dim: 128 (LoRA critic)", rep(s, critic=rep(c, lora_r=128, lora_alpha=128)), hw))
+        out.append(("critic_gradient_checkpointing: true", rep(s, critic=_tuned(c, gradient_checkpointing=True)), hw))
+    if not c.lora_rank:
+        out.append(("critic_lora_dim: 128 (LoRA critic)", rep(s, critic=_tuned(c, lora=128)), hw))
     if hw.device == "cuda" and not (hw.deepspeed and hw.zero_stage == 3):  # bitsandbytes + ZeRO-3: no
-        if a.quant == "none":
-            lora = {} if a.lora_r else {"lora_r": 128, "lora_alpha": 128}
+        if a.settings.quantization == "none":
             out.append(
                 (
-                    "actor_quantization: 8bit" + ("" if a.lora_r else " with actor_lora_dim: 128"),
-                    rep(s, actor=rep(a, quant="8bit", **lora)),
+                    "actor_quantization: 8bit" + ("" if a.lora_rank else " with actor_lora_dim: 128"),
+                    rep(s, actor=_tuned(a, lora=0 if a.lora_rank else 128, load_in_8bit=True)),
                     hw,
                 )
             )
-        if r.quant == "none":
-            out.append(("reward_quantization: 8bit", rep(s, reward=rep(r, quant="8bit")), hw))
+        if r.settings.quantization == "none":
+            out.append(("reward_quantization: 8bit", rep(s, reward=_tuned(r, load_in_8bit=True)), hw))
     if s.ema:
         out.append(("enable_ema: false (no EMA copy of the actor's trained weights)", rep(s, ema=False), hw))
     if s.generation_batch > 1 or s.training_batch > 1:

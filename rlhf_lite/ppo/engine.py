@@ -99,7 +99,7 @@ class ActorCritic(nn.Module):
 def make_accelerator(**kwargs) -> Accelerator:
     """An Accelerator that also counts the processes of a DeepSpeed launch on a CPU-only machine.
 
-    accelerate (1.15) picks a process-group backend for DeepSpeed only when it sees a GPU-like
+    accelerate picks a process-group backend for DeepSpeed only when it sees a GPU-like
     device; without one, DeepSpeed still starts every process, but accelerate tells each that it
     is process 0 of 1 (so all would write the outputs, and DeepSpeed's batch-size check fails).
     """
