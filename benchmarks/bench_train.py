@@ -546,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1, help="uncounted steps on each side before the rounds")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both sides (CPU)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     p.add_argument("--peak-size", type=int, default=None, help="side of the peak matmul (default: CPU 2048, GPU 8192)")
     p.add_argument(
         "--set",
@@ -584,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
             r[f"{side}_fraction_of_peak"] = round(r[f"{side}_achieved_gflops"] / peak, 4)
         r["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
 
-    results = with_unrun_cases(RESULTS, a.device, KINDS, results)
+    results = with_unrun_cases(a.results, a.device, KINDS, results)
     ratios = [results[k]["ratio_vs_torch"] for k in KINDS if k in results]
     report = {
         "benchmark": "bench_train",
@@ -626,8 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - start, 1),
     }
     print(json.dumps(report))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    a.results.parent.mkdir(parents=True, exist_ok=True)
+    a.results.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
