@@ -25,10 +25,22 @@ class ConfigError(RLHFLiteError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose mistakes are one line, as every other user mistake (see `cli`)."""
+    """argparse whose mistakes are one line, as every other user mistake (see `cli`). Its flags
+    are kebab-case and also taken in snake_case, as the recipes take theirs both ways."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args([_kebab(a) for a in args], namespace)
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _kebab(arg: str) -> str:
+    if not arg.startswith("--"):
+        return arg
+    flag, eq, value = arg.partition("=")
+    return flag.replace("_", "-") + eq + value
 
 
 def cli(main):

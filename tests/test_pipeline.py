@@ -87,6 +87,12 @@ def test_accelerate_config_overrides_the_deployment_type(monkeypatch, tmp_path):
     assert pipeline.launcher(pipeline.parse_args(["--deployment-type", "single_node"]))[4].endswith("zero3.yaml")
 
 
+def test_flags_are_taken_in_snake_case_too(tmp_path):
+    kebab = pipeline.parse_args(["--actor-model", "m", "--output-dir", str(tmp_path), "--no-eval"])
+    snake = pipeline.parse_args(["--actor_model", "m", f"--output_dir={tmp_path}", "--no_eval"])
+    assert vars(snake) == vars(kebab) and snake.actor_model == "m" and not snake.eval
+
+
 def test_steps_and_no_eval_choose_what_runs(monkeypatch, tmp_path):
     assert commands(["--steps", "--no-eval"], monkeypatch, tmp_path) == []
     fake_outputs(tmp_path / "out", "sft", "rm", "ppo/actor")
