@@ -76,7 +76,7 @@ def block_saved_bytes(m: ModelCount, T: int, d: int, autocast: bool = False, dev
             extra += len(adapted) * n * cast
         elif (m.full_layers or adapted) and not kept:
             extra += n * d
-        extra += len(adapted) * m.spec.lora_rank * lora_bytes
+        extra += len(adapted) * (m.spec.lora.r if m.spec.lora else 0) * lora_bytes
     return always + extra
 
 

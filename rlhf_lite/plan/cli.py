@@ -42,7 +42,7 @@ def _model_text(spec: ModelSpec) -> str:
     m = spec.settings
     bits = (
         [m.dtype]
-        + ([f"LoRA {spec.lora_rank}"] if spec.lora_rank else [])
+        + ([f"LoRA {spec.lora.r}"] if spec.lora else [])
         + ([m.quantization] if m.quantization != "none" else [])
         + ([f"top {m.trainable_layers} layers"] if m.trainable_layers and spec.trained else [])
         + (["ckpt"] if spec.checkpointing else [])

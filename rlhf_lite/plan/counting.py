@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .architectures import DTYPE_BYTES, Shape, architecture, shape_of
 
 if TYPE_CHECKING:
-    from ..models import ModelSettings
+    from ..models import LoraSettings, ModelSettings
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class ModelSpec:
         return hash(repr(self))
 
     @property
-    def lora_rank(self) -> int:
-        """The LoRA rank the step trains with (0: none, or a frozen model)."""
-        return self.settings.lora.r if self.settings.lora and self.trained else 0
+    def lora(self) -> LoraSettings | None:
+        """The LoRA adapters the step trains (None: none, or a frozen model)."""
+        return self.settings.lora if self.trained else None
 
     @property
     def checkpointing(self) -> bool:

@@ -179,7 +179,7 @@ def _model_row(role: str, m: ModelCount) -> dict:
         "weights_gb": round(m.weight_bytes / GB, 3),
         "dtype": m.spec.settings.dtype,
         "quant": m.spec.settings.quantization,
-        "lora_r": m.spec.lora_rank,
+        "lora_r": m.spec.lora.r if m.spec.lora else 0,
     }
 
 
@@ -226,7 +226,7 @@ def plan_rm(s: RMSettings, hw: Hardware) -> StepPlan:
 def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
     """Step 3 with the project's engine: actor (+LoRA), reference, critic, reward model."""
     actor, critic, reward = count_model(s.actor), count_model(s.critic), count_model(s.reward)
-    ref = None if s.actor.lora_rank else count_model(dataclasses.replace(s.actor, trained=False))
+    ref = None if s.actor.lora else count_model(dataclasses.replace(s.actor, trained=False))
     frozen = [x for x in (ref, reward) if x is not None]
     d = actor.compute_bytes
     Bg, Bt, P, A = s.generation_batch, s.training_batch, s.prompt_len, s.answer_len

@@ -14,12 +14,12 @@ def _halve(n: int) -> int:
     return max(1, n // 2)
 
 
-def _tuned(m: ModelSpec, lora: int = 0, **settings) -> ModelSpec:
-    """`m` with LoRA of rank and alpha `lora` (0: as it is) and other ModelSettings changed."""
-    if lora:
+def _tuned(m: ModelSpec, rank: int = 0, **settings) -> ModelSpec:
+    """`m` with LoRA of rank and alpha `rank` (0: as it is) and other ModelSettings changed."""
+    if rank:
         from ..models import LoraSettings
 
-        settings["lora"] = LoraSettings(lora, lora)
+        settings["lora"] = LoraSettings(rank, rank)
     return dataclasses.replace(m, settings=dataclasses.replace(m.settings, **settings))
 
 
@@ -56,11 +56,11 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
             )
     if step in ("sft", "rm"):
         m = s.model
-        if not m.lora_rank:
+        if not m.lora:
             out.append(
                 (
                     "use_lora: true, lora_r: 128 (train LoRA adapters only)",
-                    rep(s, model=_tuned(m, lora=128)),
+                    rep(s, model=_tuned(m, rank=128)),
                     hw,
                 )
             )
@@ -69,8 +69,8 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
         if m.settings.quantization == "none" and hw.device == "cuda" and not (hw.deepspeed and hw.zero_stage == 3):
             out.append(
                 (
-                    "load_in_8bit: true" + ("" if m.lora_rank else " with use_lora: true"),
-                    rep(s, model=_tuned(m, lora=0 if m.lora_rank else 128, load_in_8bit=True)),
+                    "load_in_8bit: true" + ("" if m.lora else " with use_lora: true"),
+                    rep(s, model=_tuned(m, rank=0 if m.lora else 128, load_in_8bit=True)),
                     hw,
                 )
             )
@@ -85,12 +85,12 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
             )
         return out
     a, c, r = s.actor, s.critic, s.reward
-    if not a.lora_rank:
+    if not a.lora:
         out.append(
             (
                 "actor_lora_dim: 128 (LoRA actor; the reference becomes the actor without its adapter, "
                 "no second copy)",
-                rep(s, actor=_tuned(a, lora=128)),
+                rep(s, actor=_tuned(a, rank=128)),
                 hw,
             )
         )
@@ -98,14 +98,14 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
         out.append(("actor_gradient_checkpointing: true", rep(s, actor=_tuned(a, gradient_checkpointing=True)), hw))
     if not c.checkpointing:
         out.append(("critic_gradient_checkpointing: true", rep(s, critic=_tuned(c, gradient_checkpointing=True)), hw))
-    if not c.lora_rank:
-        out.append(("critic_lora_dim: 128 (LoRA critic)", rep(s, critic=_tuned(c, lora=128)), hw))
+    if not c.lora:
+        out.append(("critic_lora_dim: 128 (LoRA critic)", rep(s, critic=_tuned(c, rank=128)), hw))
     if hw.device == "cuda" and not (hw.deepspeed and hw.zero_stage == 3):  # bitsandbytes + ZeRO-3: no
         if a.settings.quantization == "none":
             out.append(
                 (
-                    "actor_quantization: 8bit" + ("" if a.lora_rank else " with actor_lora_dim: 128"),
-                    rep(s, actor=_tuned(a, lora=0 if a.lora_rank else 128, load_in_8bit=True)),
+                    "actor_quantization: 8bit" + ("" if a.lora else " with actor_lora_dim: 128"),
+                    rep(s, actor=_tuned(a, rank=0 if a.lora else 128, load_in_8bit=True)),
                     hw,
                 )
             )
