@@ -19,6 +19,7 @@ import inspect
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,21 @@ def answer_mask(answers: torch.Tensor, eos_id: int) -> torch.Tensor:
     """1 on every generated token up to and including the first EOS, 0 after it."""
     is_eos = (answers == eos_id).int()
     return ((is_eos.cumsum(1) - is_eos) == 0).float()
+
+
+@dataclass
+class Rows:
+    """The sequences a forward pass runs on, with what the speed-ups need: the row groups that run
+    without the padding they share (padding.py), the experience's frozen-block outputs (trunk.py;
+    "actor" serves the reference too, "critic" the reward model) and which of the experience's
+    rows these are (None: all of them)."""
+
+    seq: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_len: int
+    groups: list[RowGroup]
+    trunk: dict[str, Recorded]
+    index: torch.Tensor | None = None
 
 
 def _accepts_position_ids(model) -> bool:
@@ -113,46 +129,34 @@ class PPOTrainer:
             inputs["position_ids"] = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
         return inputs
 
-    def _groups(self, attention_mask: torch.Tensor) -> list[RowGroup]:
+    def _rows(self, seq, attention_mask, prompt_len: int, trunk: dict | None = None, index=None) -> Rows:
+        """Rows to run forward passes on; without `trunk`, the first passes over them, which record
+        their frozen blocks' output."""
+        trunk = trunk or {"actor": Recorded(seq.shape), "critic": Recorded(seq.shape)}
         if not self.args.speedup("row_groups"):  # one group of every row and column
-            return [
-                RowGroup(torch.arange(len(attention_mask), device=attention_mask.device), 0, attention_mask.shape[1])
-            ]
-        # Under ZeRO-3 every forward gathers the weights with the other processes, so all of them
-        # must run as many: one group each (still without the padding all its rows share).
-        return row_groups(attention_mask, max_groups=1 if self.engine.zero_stage == 3 else MAX_GROUPS)
+            groups = [RowGroup(torch.arange(len(seq), device=seq.device), 0, seq.shape[1])]
+        else:
+            # Under ZeRO-3 every forward gathers the weights with the other processes, so all of
+            # them must run as many: one group each (still without the padding its rows share).
+            groups = row_groups(attention_mask, max_groups=1 if self.engine.zero_stage == 3 else MAX_GROUPS)
+        return Rows(seq, attention_mask, prompt_len, groups, trunk, index)
 
-    def _forward(
-        self,
-        role: str,
-        seq: torch.Tensor,
-        attention_mask: torch.Tensor,
-        prompt_len: int,
-        groups: list[RowGroup],
-        trunk: Recorded,
-        rows: torch.Tensor | None = None,
-        record: bool = False,
-    ) -> torch.Tensor:
+    def _forward(self, role: str, rows: Rows, record: bool = False) -> torch.Tensor:
         """`role`'s output for every row: the answer tokens' log-probabilities under the actor or
         the reference, the critic's values at the positions that predict them (both (B, A)) or
-        the reward model's scores (B,). Run group by group (`groups`, from `_groups`) on the
-        columns each group's tokens span (padding.py). `trunk` holds the frozen blocks' output of the experience `rows`
-        (default: all of it) are from: `record` captures it, otherwise it is replayed."""
+        the reward model's scores (B,). Run group by group on the columns each group's tokens
+        span; `record` captures the frozen blocks' output, otherwise it is replayed."""
         engine, model = self.engine, self.engine.model
-        module = {
-            "actor": engine.actor,
-            "reference": engine.reference,
-            "critic": engine.critic,
-            "reward": engine.reward,
-        }[role]
+        module = getattr(engine, role)
         depth = self.trunk_depth[{"reference": "actor"}.get(role, role)]
+        trunk = rows.trunk[{"reference": "actor", "reward": "critic"}.get(role, role)]
         kind = "reward" if role == "reward" else "actor"  # whose inputs (position ids or not)
 
         def run(g: RowGroup) -> torch.Tensor:
-            columns, P = slice(g.start, g.stop), prompt_len - g.start
-            s = seq[g.positions, columns]
-            inputs = self._inputs(s, attention_mask[g.positions, columns], kind)
-            where = g.positions if rows is None else rows[g.positions]
+            columns, P = slice(g.start, g.stop), rows.prompt_len - g.start
+            s = rows.seq[g.positions, columns]
+            inputs = self._inputs(s, rows.attention_mask[g.positions, columns], kind)
+            where = g.positions if rows.index is None else rows.index[g.positions]
             with (capture if record else replay)(module, depth, trunk, where, columns):
                 if role == "reward":
                     return engine.reward_scores(**inputs).float()
@@ -168,7 +172,7 @@ class PPOTrainer:
                 # temperature != 1, raw logits would make every ratio and KL off-policy.
                 return token_logprobs(logits[:, -answer_len - 1 : -1] / self.args.temperature, s[:, P:])
 
-        return stitch(groups, run, None if role == "reward" else seq.shape[1] - prompt_len)
+        return stitch(rows.groups, run, None if role == "reward" else rows.seq.shape[1] - rows.prompt_len)
 
     @torch.no_grad()
     def generate_experience(self, prompt_batch: dict) -> Experience | None:
@@ -203,19 +207,18 @@ class PPOTrainer:
 
         # The actor's and critic's passes record their frozen blocks' output for the reference's
         # and reward model's (and the updates') to reuse (trunk.py).
-        trunk = {"actor": Recorded(seq.shape), "critic": Recorded(seq.shape)}
-        groups = self._groups(attention_mask)
+        rows = self._rows(seq, attention_mask, P)
         with self._graph_kept("actor"):
-            logprobs = self._forward("actor", seq, attention_mask, P, groups, trunk["actor"], record=True)
-        ref_logprobs = self._forward("reference", seq, attention_mask, P, groups, trunk["actor"])
+            logprobs = self._forward("actor", rows, record=True)
+        ref_logprobs = self._forward("reference", rows)
         with self._graph_kept("critic"):
-            values = self._forward("critic", seq, attention_mask, P, groups, trunk["critic"], record=True)
+            values = self._forward("critic", rows, record=True)
         # The outputs with their graphs: the first update's forward passes (see _update).
         graph = {"step": self.global_step} | {
             role: out for role, out in (("actor", logprobs), ("critic", values)) if out.requires_grad
         }
         logprobs, values = logprobs.detach(), values.detach()
-        scores = self._forward("reward", seq, attention_mask, P, groups, trunk["critic"])
+        scores = self._forward("reward", rows)
         has_eos = (seq[:, P:] == self.eos_id).any(1)
         if self.args.no_eos_penalty:
             scores = scores - self.args.no_eos_penalty * (~has_eos).float()
@@ -236,7 +239,7 @@ class PPOTrainer:
             n_empty=n_empty,
             time_generation=generated - start,
             time_scoring=time.perf_counter() - generated,
-            trunk=trunk,
+            trunk=rows.trunk,
             graph=graph,
         )
 
@@ -318,25 +321,16 @@ class PPOTrainer:
         }
 
     def _update(self, exp: Experience, idx: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
-        a, model, P = self.args, self.engine.model, exp.prompt_len
-        seq, attention_mask, mask = exp.seq[idx], exp.attention_mask[idx], exp.mask[idx]
+        a, model, mask = self.args, self.engine.model, exp.mask[idx]
         # The scoring forward is this update's own when no step has changed the weights since and
         # this mini-batch holds every row: then only the backward pass remains to be done.
         graph, exp.graph = exp.graph, {}  # used once at most: no graph outlives its update
         if graph.get("step") != self.global_step or len(idx) != len(exp):
             graph = {}
-        trunk, groups = exp.trunk, self._groups(attention_mask)
-        logprobs = (
-            graph["actor"][idx]
-            if "actor" in graph
-            else self._forward("actor", seq, attention_mask, P, groups, trunk["actor"], rows=idx)
-        )
+        rows = self._rows(exp.seq[idx], exp.attention_mask[idx], exp.prompt_len, exp.trunk, idx)
+        logprobs = graph["actor"][idx] if "actor" in graph else self._forward("actor", rows)
         actor_loss, actor_stats = policy_loss(logprobs, exp.logprobs[idx], advantages[idx], mask, a.cliprange)
-        values = (
-            graph["critic"][idx]
-            if "critic" in graph
-            else self._forward("critic", seq, attention_mask, P, groups, trunk["critic"], rows=idx)
-        )
+        values = graph["critic"][idx] if "critic" in graph else self._forward("critic", rows)
         critic_loss, critic_stats = value_loss(values, exp.values[idx], returns[idx], mask, a.cliprange_value)
         loss = actor_loss + critic_loss
         ptx_loss = None
