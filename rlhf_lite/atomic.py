@@ -20,12 +20,10 @@ def write_text(path: str | Path, text: str) -> None:
 
 def replace_dir(staging: Path, final: Path) -> None:
     """Rename `staging` to `final`; an existing `final` is set aside first and deleted only after."""
-    if not final.exists():
-        os.replace(staging, final)
-        return
     aside = final.with_name(f".old-{final.name}")
     shutil.rmtree(aside, ignore_errors=True)
-    os.replace(final, aside)
+    if final.exists():
+        os.replace(final, aside)
     os.replace(staging, final)
     shutil.rmtree(aside, ignore_errors=True)
 

@@ -1,34 +1,24 @@
-"""Batches of token-id lists: in order or by length, padded into tensors on either side.
+"""Batches of token-id lists by length, padded here (not by the tokenizer, so results do not
+depend on its `padding_side`) into tensors on either side."""
 
-Padding is done here, not by the tokenizer, so results do not depend on its `padding_side`.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
 
 from .progress import Progress
 
 
-def batches(items: Sequence, size: int, desc: str | None = None, progress: bool = True) -> Iterator[list]:
-    """Consecutive chunks of `size` items, with a progress bar over the chunks."""
+def length_batches(ids: list[list[int]], size: int, desc: str) -> Iterator[list[int]]:
+    """Batches of positions into `ids`, shortest first: similar lengths share a batch, which halves
+    the padding of typical chat data. Callers put results back by position."""
     if size < 1:
         raise ValueError(f"batch size must be positive, got {size}")
-    starts = range(0, len(items), size)
-    with Progress(len(starts), desc or "batches", disable=not progress or not starts, leave=False) as bar:
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    starts = range(0, len(order), size)
+    with Progress(len(starts), desc, disable=not starts, leave=False) as bar:
         for start in starts:
-            yield list(items[start : start + size])
+            yield order[start : start + size]
             bar.update()
-
-
-def length_batches(
-    ids: list[list[int]], size: int, desc: str | None = None, progress: bool = True
-) -> Iterator[list[int]]:
-    """Batches of positions into `ids`, shortest sequences first: similar lengths share a batch,
-    which halves the padding of typical chat data. Callers put results back by position."""
-    return batches(sorted(range(len(ids)), key=lambda i: len(ids[i])), size, desc, progress)
 
 
 def pad_batch(ids: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:

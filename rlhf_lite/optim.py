@@ -1,7 +1,5 @@
 """Optimizer parameter groups, one rule for steps 1-2 (Trainer) and step 3 (our engine)."""
 
-from __future__ import annotations
-
 from torch import nn
 
 
@@ -11,9 +9,6 @@ def param_groups(module: nn.Module, lr: float, lora_lr: float | None, weight_dec
     groups: dict = {}
     for name, p in module.named_parameters():
         if p.requires_grad:
-            key = (
-                lora_lr if lora_lr is not None and "lora_" in name else lr,
-                0.0 if p.ndim < 2 else weight_decay,
-            )  # no decay on biases and norms
+            key = (lora_lr if lora_lr is not None and "lora_" in name else lr, 0.0 if p.ndim < 2 else weight_decay)
             groups.setdefault(key, []).append(p)
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]

@@ -5,12 +5,9 @@
     python -m rlhf_lite.pipeline --actor-model facebook/opt-1.3b --reward-model facebook/opt-350m \\
         --deployment-type single_gpu                              # DeepSpeed-Chat's flags
 
-Each step runs its recipe in a child process (through `accelerate launch` when an accelerate
-config applies), with the preset's YAML and the overrides below; the evaluations write JSON to
-outputs/<preset>/eval/ and a summary closes the run.
+Each step's recipe runs with the preset's YAML in a child process (under `accelerate launch` when a
+config applies); the evaluations write JSON to outputs/<preset>/eval/ and a summary closes the run.
 """
-
-from __future__ import annotations
 
 import argparse
 import json
@@ -33,25 +30,14 @@ DEPLOYMENTS = {"single_gpu": "single_gpu", "single_node": "zero3", "multi_node":
 
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m rlhf_lite.pipeline", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--preset",
-        default=None,
-        help="a folder of recipes/configs (default: demo, or opt-1.3b-4090 when --actor-model is given)",
-    )
+    p.add_argument("--preset", help="a folder of recipes/configs (default: demo, or opt-1.3b-4090 with --actor-model)")
     p.add_argument("--steps", type=int, nargs="*", choices=sorted(STEPS), default=[1, 2, 3])
     p.add_argument("--actor-model", help="step 1's base model (overrides the preset's)")
     p.add_argument("--reward-model", help="step 2's base model (overrides the preset's)")
-    p.add_argument(
-        "--deployment-type", choices=sorted(DEPLOYMENTS), help="single_gpu, single_node (8 GPUs, ZeRO-3) or multi_node"
-    )
+    p.add_argument("--deployment-type", choices=sorted(DEPLOYMENTS), help="single_node: 8 GPUs, ZeRO-3")
     p.add_argument("--accelerate-config", help="accelerate_configs/<name>.yaml (overrides --deployment-type)")
     p.add_argument("--output-dir", help="default outputs/<preset>")
-    p.add_argument(
-        "--eval",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="run the evaluations after the steps (default on)",
-    )
+    p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=True, help="evaluate after the steps")
     return p
 
 
@@ -84,28 +70,11 @@ def step_overrides(args, name: str) -> list[str]:
     return extra
 
 
-def check_configs(args) -> None:
-    """Parse every step's configuration (types and ranges) before the first step starts: a mistake
-    in step 3's YAML must not wait for steps 1 and 2 to show."""
-    from .plan import load_preset
-
-    names = tuple(STEPS[s] for s in args.steps)
-    try:
-        load_preset(args.preset, {name: step_overrides(args, name) for name in STEPS.values()}, names)
-    except RLHFLiteError as e:
-        raise ConfigError(f"{preset_file(args.preset, 'sft').parent}: {e}") from None
-
-
 def step_command(args, step: int) -> list[str]:
     name, out = STEPS[step], args.output_dir
-    cmd = [
-        *launcher(args),
-        "-m",
-        f"rlhf_lite.{name}",  # `accelerate launch -m` as `python -m`
-        "--config",
-        str(preset_file(args.preset, name)),
-        *step_overrides(args, name),
-    ]
+    config = str(preset_file(args.preset, name))
+    # `accelerate launch -m` as `python -m`
+    cmd = [*launcher(args), "-m", f"rlhf_lite.{name}", "--config", config, *step_overrides(args, name)]
     if name == "ppo":
         for step_dir, number in (("sft", 1), ("rm", 2)):
             if not (out / step_dir / "config.json").is_file():
@@ -117,77 +86,36 @@ def step_command(args, step: int) -> list[str]:
     return cmd
 
 
-def judge_command(args) -> list[str] | None:
-    """Training of the preset's judge (judge.yaml: step 2's recipe on pairs step 2 never saw),
-    the independent reward model the evaluations score with; None if the preset has none."""
-    config = preset_file(args.preset, "judge")
-    if not config.is_file():
-        return None
-    return [
-        sys.executable,
-        "-m",
-        "rlhf_lite.rm",
-        "--config",
-        str(config),
-        "--output_dir",
-        str(args.output_dir / "judge"),
-    ]
-
-
 def eval_commands(args) -> dict[str, list[str]]:
     """The evaluations whose inputs exist: name -> command (each writes eval/<name>.json)."""
-    out, ev = args.output_dir, args.output_dir / "eval"
+    out = args.output_dir
     step2 = read_yaml(preset_file(args.preset, "rm"))
     # the reward model's held-out pairs, read as step 2 read them
-    data = [
-        "--data",
-        (step2.get("datasets") or ["demo"])[0],
-        *(["--data-dir", step2["data_dir"]] if step2.get("data_dir") else []),
-        *(["--split", step2["eval_split"]] if step2.get("eval_split") else []),
-        # a reward model trained on longer texts than the evaluations' default is scored on as long
-        *(["--max-length", str(step2["max_length"])] if step2.get("max_length", 0) > 512 else []),
-    ]
+    data = ["--data", (step2.get("datasets") or ["demo"])[0]]
+    if step2.get("data_dir"):
+        data += ["--data-dir", step2["data_dir"]]
+    if step2.get("eval_split"):
+        data += ["--split", step2["eval_split"]]
+    if step2.get("max_length", 0) > 512:  # a reward model trained on longer texts is scored on as long
+        data += ["--max-length", str(step2["max_length"])]
     base = args.actor_model or read_yaml(preset_file(args.preset, "sft")).get("model_name_or_path")
-    script = lambda name: [sys.executable, "-m", f"rlhf_lite.eval.{name}"]  # noqa: E731
-    have = lambda step: (out / step / "config.json").is_file()  # noqa: E731
+    have = lambda step: (out / step / "config.json").is_file()
     judge = ["--judge", str(out / "judge")] if have("judge") else []
     cmds = {}
     ppo = have("sft") and have("rm") and have("ppo/actor")
     for rm in ("rm", "judge"):
         if have(rm) and not ppo:  # ppo_eval reports both reward models' accuracies itself
-            cmds[f"{rm}_eval"] = [*script("rm_eval"), "--model", str(out / rm), *data]
+            cmds[f"{rm}_eval"] = ["rm_eval", "--model", str(out / rm), *data]
     if ppo:
-        cmds["ppo_eval"] = [
-            *script("ppo_eval"),
-            "--baseline",
-            str(out / "sft"),
-            "--model",
-            str(out / "ppo" / "actor"),
-            "--reward",
-            str(out / "rm"),
-            *judge,
-            "--base",
-            base,
-            *data,
-            "--open-prompts",
-            "--max-new-tokens",
-            "40",
-            "--batch-size",
-            "32",
-            "--show",
-            "3",
-        ]
+        models = ["--baseline", str(out / "sft"), "--model", str(out / "ppo" / "actor"), "--reward", str(out / "rm")]
+        settings = ["--open-prompts", "--max-new-tokens", "40", "--batch-size", "32", "--show", "3"]
+        cmds["ppo_eval"] = ["ppo_eval", *models, *judge, "--base", base, *data, *settings]
     elif have("sft"):  # without a PPO actor: base vs SFT on the open prompts
-        cmds["prompt_eval"] = [
-            *script("prompt_eval"),
-            "--baseline",
-            base,
-            "--finetuned",
-            str(out / "sft"),
-            *judge,
-            "--open",
-        ]
-    return {name: [*cmd, "--output", str(ev / f"{name}.json")] for name, cmd in cmds.items()}
+        cmds["prompt_eval"] = ["prompt_eval", "--baseline", base, "--finetuned", str(out / "sft"), *judge, "--open"]
+    return {
+        name: [sys.executable, "-m", f"rlhf_lite.eval.{script}", *rest, "--output", str(out / "eval" / f"{name}.json")]
+        for name, (script, *rest) in cmds.items()
+    }
 
 
 TITLES = {
@@ -203,8 +131,7 @@ TITLES = {
 
 
 def run(name: str, cmd: list[str], log: Path) -> float:
-    """Run one child process with its output in `log` and its progress drawn as one bar on the
-    console (progress.Follower); returns its wall time."""
+    """Run one child process, its output in `log` and its progress drawn as one bar; its wall time."""
     print(f"{name}: {TITLES.get(name, name)} (log: {log})", flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     events = log.with_suffix(".progress")
@@ -270,28 +197,27 @@ def comparison_table(ppo: dict) -> list[str]:
             for key, name in (("reward", "step 2's model"), ("judge", "judge"))
             if f"{key}_gain" in part
         ]
-        kl = (
-            f"; KL {part['kl_to_baseline']:.3f} (k3 {part['kl_k3_to_baseline']:.3f})"
-            if "kl_to_baseline" in part
-            else ""
-        )
+        kl = ""
+        if "kl_to_baseline" in part:
+            kl = f"; KL {part['kl_to_baseline']:.3f} (k3 {part['kl_k3_to_baseline']:.3f})"
         lines.append(f"PPO vs SFT, {title}: gain under {'; under '.join(gains)}{kl}")
     return lines
 
 
 def summary(args, times: dict[str, float]) -> str:
     ev = args.output_dir / "eval"
-    read = lambda name: json.loads((ev / f"{name}.json").read_text()) if (ev / f"{name}.json").is_file() else None  # noqa: E731
-    lines = [f"\n=== summary ({args.preset}, outputs in {args.output_dir})"]
-    lines.append(
-        "  ".join(f"{name} {t / 60:.1f}" for name, t in times.items()) + f"  total {sum(times.values()) / 60:.1f} min"
-    )
-    ppo = read("ppo_eval")
+    read = lambda name: json.loads((ev / f"{name}.json").read_text()) if (ev / f"{name}.json").is_file() else None
+    minutes = "  ".join(f"{name} {t / 60:.1f}" for name, t in times.items())
+    lines = [
+        f"\n=== summary ({args.preset}, outputs in {args.output_dir})",
+        f"{minutes}  total {sum(times.values()) / 60:.1f} min",
+    ]
+    ppo = read("ppo_eval") or {}
     for name, key, what in (
         ("rm_eval", "reward_accuracy", "reward model (step 2)"),
         ("judge_eval", "judge_accuracy", "judge"),
     ):
-        result = read(name) or {"accuracy": (ppo or {}).get(key), "n": (ppo or {}).get("n")}
+        result = read(name) or {"accuracy": ppo.get(key), "n": ppo.get("n")}
         if result["accuracy"] is not None:
             lines.append(f"{what} accuracy on held-out pairs: {result['accuracy']:.3f} (n={result['n']})")
     if ppo:
@@ -305,13 +231,22 @@ def summary(args, times: dict[str, float]) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logs, times = args.output_dir / "logs", {}
-    if args.steps:
-        check_configs(args)
+    if args.steps:  # parse every step's configuration first: a mistake in step 3's must not wait for 1 and 2
+        from .plan import load_preset
+
+        try:
+            overrides = {name: step_overrides(args, name) for name in STEPS.values()}
+            load_preset(args.preset, overrides, tuple(STEPS[s] for s in args.steps))
+        except RLHFLiteError as e:
+            raise ConfigError(f"{preset_file(args.preset, 'sft').parent}: {e}") from None
     try:
         for step in args.steps:
             times[STEPS[step]] = run(STEPS[step], step_command(args, step), logs / f"{STEPS[step]}.log")
-        if args.eval and (judge := judge_command(args)):
-            times["judge"] = run("judge", judge, logs / "judge.log")
+        # the judge (judge.yaml: step 2's recipe on pairs step 2 never saw), which the evaluations score with
+        judge, judge_dir = preset_file(args.preset, "judge"), str(args.output_dir / "judge")
+        if args.eval and judge.is_file():
+            cmd = [sys.executable, "-m", "rlhf_lite.rm", "--config", str(judge), "--output_dir", judge_dir]
+            times["judge"] = run("judge", cmd, logs / "judge.log")
         if args.eval:
             for name, cmd in eval_commands(args).items():
                 times[name] = run(name, cmd, logs / f"{name}.log")

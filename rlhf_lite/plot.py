@@ -7,8 +7,6 @@ against `step`, written to RUN_DIR/plots/ (with --out: DIR, or DIR/<run name>/ f
 A step logged twice (a resumed run) keeps its latest value.
 """
 
-from __future__ import annotations
-
 import json
 import math
 from pathlib import Path
@@ -31,8 +29,7 @@ def _number(value) -> bool:
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, list[tuple[float, float]]]:
-    """{metric: [(step, value), ...] sorted by step} of every plotted metric the run logged
-    (at least one, else DataError)."""
+    """{metric: [(step, value), ...] sorted by step} of every plotted metric the run logged."""
     path = Path(run_dir) / METRICS_FILE
     if not Path(run_dir).is_dir():
         raise DataError(f"run folder '{run_dir}' does not exist")
@@ -58,37 +55,6 @@ def read_metrics(run_dir: str | Path) -> dict[str, list[tuple[float, float]]]:
     return {key: sorted(points.items()) for key, points in series.items()}
 
 
-def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Write one PNG per metric group found in the run; returns their paths."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("plotting needs matplotlib: pip install matplotlib") from None
-    series = read_metrics(run_dir)
-    out = Path(out_dir) if out_dir else Path(run_dir) / "plots"
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for group, keys in GROUPS.items():
-        present = [k for k in keys if k in series]
-        if not present:
-            continue
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for key in present:
-            steps, values = zip(*series[key])
-            ax.plot(steps, values, label=key, marker="o" if len(steps) < 30 else None, markersize=3)
-        ax.set(title=f"{Path(run_dir).resolve().name}: {group.replace('_', ' ')}", xlabel="step")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        written.append(out / f"{group}.png")
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
-    return written
-
-
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m rlhf_lite.plot", description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="output folder of a training run")
@@ -98,17 +64,37 @@ def parser() -> ArgumentParser:
 
 def main(argv=None) -> list[Path]:
     args = parser().parse_args(argv)
-    for run in args.runs:  # every folder is checked before anything is drawn
-        read_metrics(run)
+    series = [read_metrics(run) for run in args.runs]  # every folder is checked before anything is drawn
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("plotting needs matplotlib: pip install matplotlib") from None
     names = [Path(run).resolve().name for run in args.runs]
     written = []
     for i, (run, name) in enumerate(zip(args.runs, names)):
-        out = args.out
-        if out and len(args.runs) > 1:  # a folder per run, named after it
-            out = Path(out) / (name if names.count(name) == 1 else f"{name}-{i}")
-        for path in plot_run(run, out):
-            print(path)
-            written.append(path)
+        out = Path(args.out) if args.out else Path(run) / "plots"
+        if args.out and len(args.runs) > 1:  # a folder per run, named after it
+            out /= name if names.count(name) == 1 else f"{name}-{i}"
+        out.mkdir(parents=True, exist_ok=True)
+        for group, keys in GROUPS.items():
+            present = [k for k in keys if k in series[i]]
+            if not present:
+                continue
+            fig, ax = plt.subplots(figsize=(7, 4))
+            for key in present:
+                steps, values = zip(*series[i][key])
+                ax.plot(steps, values, label=key, marker="o" if len(steps) < 30 else None, markersize=3)
+            ax.set(title=f"{name}: {group.replace('_', ' ')}", xlabel="step")
+            ax.grid(alpha=0.3)
+            ax.legend()
+            fig.tight_layout()
+            written.append(out / f"{group}.png")
+            fig.savefig(written[-1], dpi=100)
+            plt.close(fig)
+            print(written[-1])
     return written
 
 

@@ -1,40 +1,33 @@
-"""The configurations the package ships, found inside it (an installed rlhf-lite has them too):
-configs/presets/<preset>/<step>.yaml and hardware.yaml, configs/accelerate/<name>.yaml and the
-DeepSpeed files these name, configs/deepspeed/<name>.json. The checkout's recipes/configs,
-accelerate_configs and ds_configs are links to them."""
+"""The configurations the package ships: configs/presets/<preset>/<step>.yaml, configs/accelerate/
+<name>.yaml and configs/deepspeed/<name>.json (the checkout's recipes/configs etc. link to them)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import yaml
 
 from .errors import ConfigError
 
 CONFIGS = Path(__file__).parent / "configs"
 
 
-def presets() -> list[str]:
-    return sorted(p.name for p in (CONFIGS / "presets").iterdir() if p.is_dir())
-
-
 def preset_file(preset: str, name: str) -> Path:
     """configs/presets/<preset>/<name>.yaml (which may not exist); an unknown preset is an error."""
     folder = CONFIGS / "presets" / preset
     if not preset or not folder.is_dir():
-        raise ConfigError(f"unknown preset '{preset}'; known: {', '.join(presets())}")
+        known = sorted(p.name for p in (CONFIGS / "presets").iterdir() if p.is_dir())
+        raise ConfigError(f"unknown preset '{preset}'; known: {', '.join(known)}")
     return folder / f"{name}.yaml"
 
 
 def read_yaml(path: Path) -> dict:
-    import yaml
-
     return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
 
 
 def accelerate_config(name: str, folder: Path) -> Path:
     """configs/accelerate/<name>.yaml, written into `folder` with its DeepSpeed file's absolute path
     (accelerate reads that path from the working directory)."""
-    import yaml
-
     path = CONFIGS / "accelerate" / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))

@@ -1,16 +1,6 @@
-"""Progress of long work: a bar with the live metric where a person watches, events where a
-parent process does.
-
-Run alone (`python recipes/sft.py ...`), a step draws its own tqdm bar. Run by the pipeline, its
-output goes to a log file and it appends JSON events to the file named by RLHF_LITE_PROGRESS
-instead; the pipeline reads them and draws one bar per step on the console (`follow`).
-
-    bar = Progress(total=16, desc="ppo")
-    bar.update(1, reward=0.12, kl=0.3)
-    bar.close()
-"""
-
-from __future__ import annotations
+"""Progress of long work: a tqdm bar with the live metrics where a person watches; run by the
+pipeline (output to a log file), JSON events appended to the file RLHF_LITE_PROGRESS names, which
+the pipeline's `Follower` draws as one bar per step on the console."""
 
 import json
 import os
@@ -20,10 +10,6 @@ import sys
 from tqdm.auto import tqdm
 
 ENV = "RLHF_LITE_PROGRESS"
-
-
-def _fmt(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 class Progress:
@@ -46,16 +32,14 @@ class Progress:
     def update(self, n: int = 1, **metrics) -> None:
         """Advance by `n` and show `metrics` (name -> number or text) beside the bar."""
         self.n += n
-        self.postfix.update({k: _fmt(v) for k, v in metrics.items()})
+        self.postfix.update({k: f"{v:.3g}" if isinstance(v, float) else str(v) for k, v in metrics.items()})
         if self.bar is not None:
             if metrics:
                 self.bar.set_postfix(self.postfix, refresh=False)
             self.bar.update(n)
         elif metrics:  # the log file keeps what the parent's bar shows
-            print(
-                f"{self.desc} {self.n}/{self.total}: " + ", ".join(f"{k} {v}" for k, v in self.postfix.items()),
-                flush=True,
-            )
+            shown = ", ".join(f"{k} {v}" for k, v in self.postfix.items())
+            print(f"{self.desc} {self.n}/{self.total}: {shown}", flush=True)
         self._emit()
 
     def close(self) -> None:
@@ -63,7 +47,7 @@ class Progress:
             self.bar.close()
         self._emit(closed=True)
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> "Progress":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -76,18 +60,17 @@ def write(text: str, file=None) -> None:
 
 
 class Follower:
-    """The parent's side: reads the events a child appends to `path` and draws them as one bar
-    (on a terminal) whose description is `name`; off a terminal it prints only the final state."""
+    """The parent's side: draws the events a child appends to `path` as one bar named `name` on a
+    terminal; off a terminal it draws nothing and `close` tells the final state."""
 
-    def __init__(self, path: str, name: str, stream=None):
+    def __init__(self, path: str, name: str):
         self.path, self.name, self.offset, self.last = path, name, 0, None
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
+        self.live = sys.stderr.isatty()
         # the terminal's width once (a terminal that reports none, such as `script`'s, gets 80)
         self.bar = tqdm(
             total=None,
             desc=name,
-            file=self.stream,
+            file=sys.stderr,
             ncols=shutil.get_terminal_size().columns,
             disable=not self.live,
             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
@@ -108,15 +91,11 @@ class Follower:
             except ValueError:
                 continue
             self.last = event
-            self._show(event)
-
-    def _show(self, event: dict) -> None:
-        desc = self.name if event["desc"] == self.name else f"{self.name}: {event['desc']}"
-        self.bar.set_description_str(desc, refresh=False)
-        self.bar.total = event.get("total")
-        self.bar.n = event.get("n", 0)
-        self.bar.set_postfix(event.get("postfix") or {}, refresh=False)
-        self.bar.refresh()
+            desc = self.name if event["desc"] == self.name else f"{self.name}: {event['desc']}"
+            self.bar.set_description_str(desc, refresh=False)
+            self.bar.total, self.bar.n = event.get("total"), event.get("n", 0)
+            self.bar.set_postfix(event.get("postfix") or {}, refresh=False)
+            self.bar.refresh()
 
     def close(self) -> str:
         """Close the bar; returns a one-line account of the last state (n/total, metrics)."""

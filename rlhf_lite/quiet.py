@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 
 
 @contextlib.contextmanager
-def logger_silenced(name: str, when: bool = True, level: int = logging.ERROR):
-    """Within the block, the library logger `name` passes only records of `level` and above."""
+def logger_silenced(name: str, when: bool = True):
+    """Within the block, the library logger `name` passes only errors."""
     log = logging.getLogger(name)
     before = log.level
     if when:
-        log.setLevel(level)
+        log.setLevel(logging.ERROR)
     try:
         yield
     finally:
         log.setLevel(before)
-
-
-@contextlib.contextmanager
-def warning_silenced(message: str, category: type[Warning] = Warning):
-    """Within the block, warnings whose text matches the regular expression `message` are dropped."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=message, category=category)
-        yield

@@ -1,9 +1,5 @@
-"""The valid range of every numeric setting, checked before any data or model is read.
-
-One table, by setting name, serves the recipes' dataclass fields (`check_fields`, run by
-`args.parse`) and the command lines' options (`option`, an argparse type): a value outside its
-range stops the command with one line that names the setting, its range and the value.
-"""
+"""The valid range of every numeric setting, checked before any data or model is read, for the
+recipes' dataclass fields (`check_fields`) and the command lines' options (`option`)."""
 
 from __future__ import annotations
 
@@ -37,15 +33,11 @@ class Range:
         return low_ok and high_ok
 
     def __str__(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        if self.low is not None and self.high is not None:
-            text = (
-                f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-            )
+        text = "an integer" if self.integer else "a number"
+        if self.high is not None:  # every range with a high bound has a low one
+            text += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
         elif self.low is not None:
-            text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
-        else:
-            text = kind
+            text += f" {'>' if self.low_open else '>='} {self.low:g}"
         return " or ".join([*(f"{v:g}" for v in self.also), text])
 
     def outside(self) -> list[float]:
@@ -66,53 +58,24 @@ NON_NEGATIVE = Range(0)
 FRACTION = Range(0, 1, high_open=True)  # dropout, betas: 1 would be degenerate
 UNIT = Range(0, 1)
 LEARNING_RATE = Range(0, 1)  # 0 freezes a model (a critic warm-up); above 1 is a typo for 1e-x
-TOP_P = Range(0, 1, low_open=True)
-SEED = Range(0, 2**32 - 1, integer=True)
 
 RANGES: dict[str, Range] = {
     # batches, lengths, epochs
-    **dict.fromkeys(
-        (
-            "per_device_train_batch_size",
-            "per_device_eval_batch_size",
-            "gradient_accumulation_steps",
-            "eval_accumulation_steps",
-            "per_device_generation_batch_size",
-            "per_device_training_batch_size",
-            "generation_batches",
-            "ppo_epochs",
-            "max_length",
-            "max_prompt_seq_len",
-            "max_answer_seq_len",
-            "batch_size",
-            "max_new_tokens",
-            "n",
-            "beams",
-            "max_history_tokens",
-        ),
-        COUNT,
-    ),
+    **dict.fromkeys(("per_device_train_batch_size", "per_device_eval_batch_size", "batch_size", "n", "beams"), COUNT),
+    **dict.fromkeys(("gradient_accumulation_steps", "eval_accumulation_steps", "generation_batches"), COUNT),
+    **dict.fromkeys(("per_device_generation_batch_size", "per_device_training_batch_size", "ppo_epochs"), COUNT),
+    **dict.fromkeys(("max_length", "max_prompt_seq_len", "max_answer_seq_len", "max_new_tokens"), COUNT),
+    "max_history_tokens": COUNT,
     "min_new_tokens": NON_NEGATIVE_INT,
     "num_train_epochs": POSITIVE,
     "max_steps": Range(1, integer=True, also=(-1,)),
     # optimisation
-    **dict.fromkeys(
-        (
-            "learning_rate",
-            "actor_learning_rate",
-            "critic_learning_rate",
-            "lora_learning_rate",
-            "actor_lora_learning_rate",
-            "critic_lora_learning_rate",
-        ),
-        LEARNING_RATE,
-    ),
+    **dict.fromkeys(("learning_rate", "actor_learning_rate", "critic_learning_rate"), LEARNING_RATE),
+    **dict.fromkeys(("lora_learning_rate", "actor_lora_learning_rate", "critic_lora_learning_rate"), LEARNING_RATE),
     **dict.fromkeys(("weight_decay", "actor_weight_decay", "critic_weight_decay"), UNIT),
     **dict.fromkeys(("adam_beta1", "adam_beta2", "label_smoothing_factor"), FRACTION),
-    "adam_epsilon": POSITIVE,
-    "max_grad_norm": NON_NEGATIVE,
-    **dict.fromkeys(("warmup_steps", "num_warmup_steps"), NON_NEGATIVE),
-    "neftune_noise_alpha": POSITIVE,
+    **dict.fromkeys(("adam_epsilon", "neftune_noise_alpha"), POSITIVE),
+    **dict.fromkeys(("max_grad_norm", "warmup_steps", "num_warmup_steps"), NON_NEGATIVE),
     "torch_empty_cache_steps": COUNT,
     # models
     **dict.fromkeys(("lora_r", "trainable_layers", "actor_trainable_layers", "critic_trainable_layers"), COUNT),
@@ -123,32 +86,28 @@ RANGES: dict[str, Range] = {
     # sampling
     "temperature": POSITIVE,
     "top_k": NON_NEGATIVE_INT,
-    "top_p": TOP_P,
+    "top_p": Range(0, 1, low_open=True),
     # PPO
     **dict.fromkeys(("init_kl_coef", "no_eos_penalty", "ptx_coef"), NON_NEGATIVE),
     **dict.fromkeys(("target_kl", "clip_reward_value", "cliprange_value"), POSITIVE),
     "empty_answer_score": Range(),  # any number (clipped to ±clip_reward_value like every score)
-    "cliprange": Range(0, 1, low_open=True, high_open=True),
+    **dict.fromkeys(("cliprange", "ema_beta"), Range(0, 1, low_open=True, high_open=True)),
     "kl_horizon": COUNT,
     **dict.fromkeys(("gamma", "lam"), UNIT),
-    "ema_beta": Range(0, 1, low_open=True, high_open=True),
     # data
     "dataset_weights": POSITIVE,  # each of them
     "data_share": Range(0, 2, integer=True),
     "frozen_block_cache_gb": NON_NEGATIVE,
     # bookkeeping (the Trainer's steps may be a ratio of the run when below 1)
     **dict.fromkeys(("logging_steps", "save_steps", "eval_steps"), POSITIVE),
-    "save_total_limit": COUNT,
+    **dict.fromkeys(("save_total_limit", "pad_to_multiple_of"), COUNT),
     "PPOArguments.logging_steps": COUNT,
     "PPOArguments.save_steps": NON_NEGATIVE_INT,  # 0: only the final checkpoint
     "PPOArguments.save_total_limit": NON_NEGATIVE_INT,  # 0: keep every checkpoint
     "eval_delay": NON_NEGATIVE,
     **dict.fromkeys(("print_answers_interval", "dataloader_num_workers", "show"), NON_NEGATIVE_INT),
-    **dict.fromkeys(("seed", "data_seed", "data_split_seed"), SEED),
-    **dict.fromkeys(
-        ("dataloader_prefetch_factor", "dataset_num_proc", "ddp_bucket_cap_mb", "ddp_timeout", "pad_to_multiple_of"),
-        COUNT,
-    ),
+    **dict.fromkeys(("seed", "data_seed", "data_split_seed"), Range(0, 2**32 - 1, integer=True)),
+    **dict.fromkeys(("dataloader_prefetch_factor", "dataset_num_proc", "ddp_bucket_cap_mb", "ddp_timeout"), COUNT),
     "local_rank": Range(-1, integer=True),
     # the planner's hardware
     "gpu_mem_gb": POSITIVE,
@@ -159,24 +118,17 @@ RANGES: dict[str, Range] = {
 
 def range_of(cls: type, name: str) -> Range | None:
     """The range of field `name` of dataclass `cls` (a class-specific entry first)."""
-    for klass in cls.__mro__:
-        if f"{klass.__name__}.{name}" in RANGES:
-            return RANGES[f"{klass.__name__}.{name}"]
-    return RANGES.get(name)
+    return next((RANGES[k] for c in cls.__mro__ if (k := f"{c.__name__}.{name}") in RANGES), RANGES.get(name))
 
 
 def numeric_fields(cls: type) -> list[dataclasses.Field]:
-    """The fields of dataclass `cls` that may hold numbers (or lists of them), read from the
-    class annotations (argparse-based parsers rewrite `Field.type`, e.g. `int | str` to `str`)."""
-    annotations = {}
-    for klass in reversed(cls.__mro__):
-        annotations.update(klass.__dict__.get("__annotations__", {}))
+    """The fields of dataclass `cls` that may hold numbers, by annotation (parsers rewrite `Field.type`)."""
+    annotations = {k: v for c in reversed(cls.__mro__) for k, v in c.__dict__.get("__annotations__", {}).items()}
     return [f for f in dataclasses.fields(cls) if re.search(r"\b(int|float)\b", str(annotations.get(f.name, f.type)))]
 
 
 def _number(value):
-    """`value`, or the number a text field holds (`int | str` fields arrive as text); None for
-    other text, which the library that owns the field checks."""
+    """The number `value` holds (`int | str` fields arrive as text); None for other text."""
     if not isinstance(value, str):
         return value
     try:

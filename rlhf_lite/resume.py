@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from accelerate import PartialState
 
 from . import atomic
 from .metrics import METRICS_FILE
@@ -28,11 +29,6 @@ def step_of(path: Path) -> int:
     return int(CHECKPOINT.match(path.name).group(1))
 
 
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """The Trainer's checkpoint-N folders whose save finished, oldest first."""
-    return checkpoints(output_dir, _trainer_saved)
-
-
 def _trainer_saved(checkpoint: Path) -> bool:
     # trainer_state.json comes after the weights, optimizer, scheduler and RNG states; a process
     # killed while writing it leaves JSON that does not parse.
@@ -43,16 +39,18 @@ def _trainer_saved(checkpoint: Path) -> bool:
     return isinstance(state, dict) and state.get("global_step") == step_of(checkpoint)
 
 
-def resume_point(output_dir: str | Path) -> str | None:
-    """The last complete checkpoint of a run that stopped (None: start from the beginning).
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    return checkpoints(output_dir, _trainer_saved)
 
-    The main process also tidies what a crash left: checkpoint folders whose save was cut short
-    (the Trainer would otherwise pick the newest one, however incomplete, and fail on it or
-    write into it) and metrics.jsonl rows logged after the checkpoint (they are logged again)."""
+
+def resume_point(output_dir: str | Path) -> str | None:
+    """The last complete checkpoint of a run that stopped (None: start from the beginning). The main
+    process also removes what a crash left: checkpoints whose save was cut short (the Trainer would
+    pick the newest, however incomplete) and metrics.jsonl rows logged after the checkpoint."""
     out = Path(output_dir)
     complete = complete_checkpoints(out)
     last = complete[-1] if complete else None
-    if int(os.environ.get("RANK", "0")) == 0:
+    if PartialState().is_main_process:
         for partial in [p for p in out.iterdir() if CHECKPOINT.match(p.name) and p not in complete]:
             print(f"removing {partial}: its save did not finish (no readable {TRAINER_STATE})", file=sys.stderr)
             shutil.rmtree(partial, ignore_errors=True)

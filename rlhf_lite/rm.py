@@ -2,16 +2,9 @@
 
     python -m rlhf_lite.rm --config recipes/configs/demo/rm.yaml [--field value ...]
 
-`last_token` (TRL's): -log sigmoid(r_chosen - r_rejected) on the score of each sequence's last
-token. `divergence` (DeepSpeed-Chat's): the same, averaged over every position from the first
-token where chosen and rejected differ to the end of the longer one, which gives the model a
-signal on the whole answer rather than on one token. Both are pure functions below; the trainer
-only captures the per-token scores, through a forward hook on the score head, the one place a
-sequence-classification model still has them before pooling.
-
-When only the top blocks train (`trainable_layers`), the frozen blocks below them give every
-training sequence the same output in every epoch: the trainer records it in the first epoch and
-replays it in the later ones (trunk.py), so those run only the trained blocks.
+`last_token` (TRL's): -log sigmoid(r_chosen - r_rejected) on each sequence's last token; `divergence`
+(DeepSpeed-Chat's): the same averaged from the first differing token to the end of the longer one.
+With `trainable_layers` the frozen blocks' outputs are recorded in epoch 1 and replayed (trunk.py).
 """
 
 from __future__ import annotations
@@ -33,29 +26,23 @@ from .training import MetricsFile, StopOnNonFiniteLoss, lora_optimizer, prepare_
 from .trunk import Recorded, capture, frozen_depth, replay
 
 
-def divergence_loss(
-    values_c: torch.Tensor,
-    values_r: torch.Tensor,
-    ids_c: torch.Tensor,
-    ids_r: torch.Tensor,
-    mask_c: torch.Tensor,
-    mask_r: torch.Tensor,
-) -> torch.Tensor:
-    """DeepSpeed-Chat's pairwise loss over the diverging span.
-
-    values_*: (B, T) per-token scores; ids_*, mask_*: (B, T) right-padded token ids and
-    attention masks of the chosen and rejected sequences.
-    """
-    T = values_c.shape[1]
-    pos = torch.arange(T, device=values_c.device).expand_as(values_c)
-    len_c, len_r = mask_c.sum(1), mask_r.sum(1)
-    end = torch.maximum(len_c, len_r)
+def divergence_loss(values_c, values_r, ids_c, ids_r, mask_c, mask_r) -> torch.Tensor:
+    """DeepSpeed-Chat's pairwise loss over the diverging span. All (B, T): per-token scores,
+    right-padded token ids and attention masks of the chosen and rejected sequences."""
+    pos = torch.arange(values_c.shape[1], device=values_c.device).expand_as(values_c)
+    end = torch.maximum(mask_c.sum(1), mask_r.sum(1))
     differ = ((ids_c != ids_r) | (mask_c != mask_r)) & (pos < end[:, None])
     # identical pairs (no divergence) fall back to the last position, as in DeepSpeed-Chat
     first = torch.where(differ.any(1), differ.float().argmax(1), end - 1)
     span = (pos >= first[:, None]) & (pos < end[:, None])
     per_token = -F.logsigmoid(values_c - values_r)
     return ((per_token * span).sum(1) / span.sum(1)).mean()
+
+
+def _pair_lengths(dataset) -> list[int]:
+    # The Trainer reads lengths from "input_ids", which preference rows do not have; a pair is
+    # padded to its longer side.
+    return [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
 
 
 class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
@@ -75,10 +62,8 @@ class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
                     p.data = p.data.float()
 
     def _cached_depth(self, budget_gb: float) -> int:
-        """How many bottom blocks to record once and replay: 0 when nothing would be replayed (one
-        epoch), when blocks are partitioned (ZeRO-3) or dropout makes passes differ, or when the
-        recorded outputs would not fit `budget_gb` of host memory."""
-        args = self.args
+        """How many bottom blocks to record once and replay: 0 for one epoch, ZeRO-3 (partitioned
+        blocks), dropout (passes differ) or outputs that would not fit `budget_gb` of host memory."""
         depth = frozen_depth(self.model)
         zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
         if (
@@ -87,11 +72,10 @@ class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
             or zero3
             or has_dropout(self.model)
             or self.train_dataset is None
-            or (args.num_train_epochs <= 1 and args.max_steps <= 0)
+            or (self.args.num_train_epochs <= 1 and self.args.max_steps <= 0)
         ):
             return 0
-        data = self.train_dataset
-        tokens = 2 * sum(max(len(c), len(r)) for c, r in zip(data["chosen_ids"], data["rejected_ids"]))
+        tokens = 2 * sum(_pair_lengths(self.train_dataset))
         param = next(p for p in self.model.parameters() if p.is_floating_point())
         need_gb = tokens * self.model.config.hidden_size * param.element_size() / 2**30
         if need_gb > budget_gb:
@@ -105,8 +89,8 @@ class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
 
     @contextlib.contextmanager
     def _frozen_blocks(self, model, inputs):
-        """Inside the block, a training forward over `inputs` records the frozen blocks' output of
-        each sequence, or, when every sequence has one, replays them instead of running those blocks."""
+        """A training forward over `inputs` records the frozen blocks' output of each sequence or,
+        when every sequence has one, replays them instead of running those blocks."""
         if not (self.trunk_depth and model.training):
             yield
             return
@@ -132,39 +116,31 @@ class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
         for i, (k, n) in enumerate(zip(keys, spans)):
             self.trunk[k] = record.hidden[i, :n].clone()
 
-    @staticmethod
-    def _length_sampler(dataset, batch_size: int, generator=None) -> LengthGroupedSampler:
-        # The Trainer reads lengths from "input_ids", which preference rows do not have; a pair
-        # is padded to its longer side.
-        lengths = [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
-        return LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
-
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_train_sampler(train_dataset)
         dataset = self.train_dataset if train_dataset is None else train_dataset
-        return self._length_sampler(dataset, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return LengthGroupedSampler(batch, lengths=_pair_lengths(dataset))
 
     def _get_eval_sampler(self, eval_dataset):
         if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_eval_sampler(eval_dataset)
-        return self._length_sampler(
-            eval_dataset, self.args.eval_batch_size, torch.Generator().manual_seed(self.args.seed)
+        generator = torch.Generator().manual_seed(self.args.seed)
+        return LengthGroupedSampler(
+            self.args.eval_batch_size, lengths=_pair_lengths(eval_dataset), generator=generator
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         with self._frozen_blocks(model, inputs):
-            return self._loss(model, inputs, return_outputs, num_items_in_batch)
-
-    def _loss(self, model, inputs, return_outputs, num_items_in_batch):
-        if self.reward_loss == "last_token":
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        captured = {}
-        hook = score_head(model).register_forward_hook(lambda m, i, out: captured.update(v=out))
-        try:  # the parent's forward pass also records accuracy, margin and reward statistics
-            _, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-        finally:
-            hook.remove()
+            if self.reward_loss == "last_token":
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            captured = {}
+            hook = score_head(model).register_forward_hook(lambda m, i, out: captured.update(v=out))
+            try:  # the parent's forward pass also records accuracy, margin and reward statistics
+                _, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            finally:
+                hook.remove()
         values_c, values_r = captured["v"].squeeze(-1).float().chunk(2)
         ids_c, ids_r = inputs["input_ids"].chunk(2)
         mask_c, mask_r = inputs["attention_mask"].chunk(2)

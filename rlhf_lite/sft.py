@@ -2,14 +2,9 @@
 
     python -m rlhf_lite.sft --config recipes/configs/demo/sft.yaml [--field value ...]
 
-The loss does not project prompt and padding positions onto the vocabulary. TRL's SFTTrainer
-always computes its loss through a chunked "fused LM head". Without Triton (on a CPU) that falls
-back to PyTorch which scores every position, prompt and padding included, recomputes the head's
-matmul in the backward pass and makes several fp32 passes over tokens x vocabulary for its
-metrics: the demo's SFT steps ran at ~0.8x a hand-written loop (benchmarks/bench_train.py). Here
-the head runs only on the positions that carry a label, and the loss, normalisation and logged
-metrics are TRL's. Anything this does not cover (a GPU, several processes, DeepSpeed, custom
-losses, label smoothing, MoE auxiliary losses, soft-capped or scaled logits) goes through TRL's own path.
+On one CPU process the loss projects only the answer positions onto the vocabulary (TRL's fused
+LM head, without Triton, scores every position: ~0.8x a hand-written loop, benchmarks/bench_train.py),
+with TRL's normalisation and metrics; anything else (GPU, DeepSpeed, custom losses...) takes TRL's path.
 """
 
 from __future__ import annotations
@@ -29,9 +24,8 @@ from .training import MetricsFile, StopOnNonFiniteLoss, lora_optimizer, prepare_
 
 
 class AnswerOnlySFTTrainer(StopOnNonFiniteLoss, SFTTrainer):
-    """SFTTrainer whose loss, on one CPU process, projects only the answer positions onto the
-    vocabulary (TRL's projects every position). It reports TRL's metrics over the same positions,
-    kept here and added to the logs in `log`."""
+    """SFTTrainer whose loss, where it can, projects only the answer positions onto the vocabulary;
+    TRL's metrics over the same positions are kept here and added to the logs in `log`."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -96,7 +90,7 @@ def main(argv=None):
     resume = prepare_run(training, script, model_args)
 
     tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=training.trust_remote_code)
-    to_examples = lambda rows, label: [  # noqa: E731
+    to_examples = lambda rows, label: [
         {"prompt": r["prompt"], "completion": r["chosen"]}
         for r in drop_long_prompts(tokenizer, rows, training.max_length, label)
     ]

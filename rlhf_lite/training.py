@@ -1,13 +1,6 @@
-"""What the SFT and reward-model recipes share around TRL's trainers.
-
-Loading the step's rows, the LoRA learning-rate split, metrics.jsonl, resuming and the final
-export: each a small function so a recipe reads top to bottom.
-
-Reliability around the Trainer: a run resumes from its last *complete* `checkpoint-N` (the
-Trainer writes `trainer_state.json` last, so a folder without a readable one is a save that was
-cut short, and is removed); Ctrl-C finishes the optimizer step under way, saves a checkpoint and
-exits with status 130; a NaN/inf training loss stops the run before its update is applied.
-"""
+"""What the SFT and reward-model recipes share around TRL's trainers: a run resumes from its last
+complete `checkpoint-N`; Ctrl-C saves a checkpoint after the step under way and exits with status
+130; a NaN/inf training loss stops the run before its update is applied."""
 
 from __future__ import annotations
 
@@ -19,6 +12,7 @@ from pathlib import Path
 
 import datasets
 import torch
+import torch.distributed as dist
 from transformers import TrainerCallback, set_seed
 from transformers.trainer_callback import ProgressCallback
 
@@ -51,10 +45,9 @@ def step_rows(script: ScriptArguments, part: int, need_pairs: bool):
 
 
 def prepare_run(training, *dataclasses_) -> str | None:
-    """Claim the output folder for this run; the checkpoint to resume from, if any.
-
-    Also seeds every RNG: the Trainer seeds only once the model exists, so the weights a
-    recipe creates while loading it (a reward head, LoRA adapters) would differ run to run."""
+    """Claim the output folder for this run; the checkpoint to resume from, if any."""
+    # The Trainer seeds only once the model exists, so the weights a recipe creates while loading
+    # it (a reward head, LoRA adapters) would differ run to run.
     set_seed(training.seed)
     # TRL prepares a dataset in five `map` passes, each drawing a bar over a fraction of a second.
     datasets.disable_progress_bars()
@@ -86,7 +79,7 @@ class MetricsFile(TrainerCallback):
 
 class ProgressBar(TrainerCallback):
     """The training bar with the live metrics, in place of transformers' ProgressCallback (which
-    also prints every logged dict to the console: metrics.jsonl and TensorBoard hold those)."""
+    also prints every logged dict: metrics.jsonl and TensorBoard hold those)."""
 
     SHOWN = {"loss": "loss", "accuracy": "accuracy", "mean_token_accuracy": "token_acc"}
 
@@ -113,23 +106,20 @@ class ProgressBar(TrainerCallback):
 
 
 class DeferredInterrupt:
-    """Within `with DeferredInterrupt() as interrupt:` a first Ctrl-C (SIGINT) only sets
-    `interrupt.requested`, so the loop can finish the update under way and save a checkpoint at
-    its next step boundary; a second Ctrl-C raises KeyboardInterrupt at once (the last complete
-    checkpoint then stays the latest). Outside the main thread, or where SIGINT is ignored (a
-    background job), it does nothing."""
+    """Within `with DeferredInterrupt() as interrupt:` a first Ctrl-C only sets `interrupt.requested`
+    (the loop saves a checkpoint at its next step boundary), a second raises KeyboardInterrupt. Outside
+    the main thread, or where SIGINT is ignored (a background job), it does nothing."""
 
     def __init__(self):
         self.requested = False
-        self._installed, self._previous = False, None
+        self._previous = None  # the handler to put back while ours is installed
 
     def __enter__(self) -> DeferredInterrupt:
         if (
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
         ):
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            self._previous = signal.signal(signal.SIGINT, self._handle) or signal.SIG_DFL
         return self
 
     def __exit__(self, *exc) -> None:
@@ -147,14 +137,12 @@ class DeferredInterrupt:
         )
 
     def restore(self) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
-            self._installed = False
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
     def on_any_process(self, device=None) -> bool:
         """`requested` in any process (every process must stop at the same step: a collective)."""
-        import torch.distributed as dist
-
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return self.requested
         flag = torch.tensor([float(self.requested)], device=device)
@@ -162,19 +150,17 @@ class DeferredInterrupt:
         return bool(flag.item())
 
 
-class SaveOnInterrupt(TrainerCallback):
+class SaveOnInterrupt(DeferredInterrupt, TrainerCallback):
     """Ctrl-C lets the optimizer step under way finish, then saves a checkpoint and stops
-    training (see DeferredInterrupt); `stopped_at` is then the step it stopped after."""
+    training; `stopped_at` is then the step it stopped after."""
 
-    def __init__(self):
-        self.interrupt = DeferredInterrupt()
-        self.stopped_at: int | None = None
+    stopped_at: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.interrupt.__enter__()
+        self.__enter__()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.interrupt.on_any_process(args.device):
+        if self.on_any_process(args.device):
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
@@ -184,7 +170,7 @@ class SaveOnInterrupt(TrainerCallback):
             control.should_save = control.should_evaluate = False
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.interrupt.restore()
+        self.restore()
 
 
 class StopOnNonFiniteLoss:
@@ -198,45 +184,39 @@ class StopOnNonFiniteLoss:
         if self.accelerator.num_processes > 1:  # every process must stop, not wait for the others
             bad = self.accelerator.gather(bad)
         if bad.any():
-            state = self.state
             found = complete_checkpoints(self.args.output_dir)
             kept = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was saved"
             raise NonFiniteLossError(
-                f"the training loss is NaN or infinite at optimizer step {state.global_step + 1} "
-                f"(epoch {state.epoch or 0:.2f}); the update was not applied and no model was exported "
+                f"the training loss is NaN or infinite at optimizer step {self.state.global_step + 1} "
+                f"(epoch {self.state.epoch or 0:.2f}); the update was not applied and no model was exported "
                 f"({kept}). Lower learning_rate, check the data, or train in fp32."
             )
         return loss
 
 
 def train_and_export(trainer, resume: str | None, tokenizer, model_args: ModelArguments) -> None:
+    """Train, then save the model as a standard HF folder in output_dir (LoRA merged by default)."""
     interrupt = SaveOnInterrupt()
     trainer.add_callback(interrupt)
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(ProgressBar(Path(trainer.args.output_dir).name))
+    out = Path(trainer.args.output_dir)
+    trainer.add_callback(ProgressBar(out.name))
     try:
         trainer.train(resume_from_checkpoint=resume)
     finally:
-        interrupt.interrupt.restore()
+        interrupt.restore()
     state = trainer.state
     if interrupt.stopped_at is not None and state.global_step < state.max_steps:
         if trainer.is_world_process_zero():
             print(
                 f"interrupted: the state after optimizer step {state.global_step} is in "
-                f"{Path(trainer.args.output_dir) / f'checkpoint-{state.global_step}'}; run the same "
-                "command again to resume",
+                f"{out / f'checkpoint-{state.global_step}'}; run the same command again to resume",
                 file=sys.stderr,
             )
         raise SystemExit(130)
     evaluated = any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history)
     if trainer.args.eval_strategy != "no" and not evaluated:  # the last step may have been evaluated
         trainer.log(trainer.evaluate())
-    export(trainer, tokenizer, model_args)
-
-
-def export(trainer, tokenizer, model_args: ModelArguments) -> None:
-    """Save the trained model as a standard HF folder in output_dir (LoRA merged by default)."""
-    out = Path(trainer.args.output_dir)
     staging = out / ".final"
     trainer.save_model(str(staging))  # every rank takes part: ZeRO-3 gathers the weights here
     if trainer.is_world_process_zero():

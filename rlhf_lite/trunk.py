@@ -1,22 +1,13 @@
 """Reusing the frozen bottom blocks ("trunk") of a model whose top blocks alone are trained.
 
-With `trainable_layers` (or LoRA on the top layers only) the actor's bottom blocks never change
-and are the reference model's, and the critic's are the reward model's when both start from one
-checkpoint. Their output for an experience is therefore computed once, in the actor's (critic's)
-scoring pass, and replayed: the reference (reward) forward runs only the blocks above it, and so
-do the PPO updates, every epoch. On the demo preset (8 of 30 blocks trained) this removes well
-over half the block passes of scoring and training. Reward-model training (rm.py) records
-each training sequence's in its first epoch and replays it in the later ones.
-
-`capture` records the output of block `depth - 1` during a normal forward; `replay` runs a forward
-in which blocks 0..depth-1 are replaced by stand-ins returning that recorded output, so the
-model's own code (embeddings, masks, positions, the blocks above, the head) runs unchanged.
+The actor's frozen bottom blocks are the reference's, and the critic's the reward model's when
+both start from one checkpoint: their output is computed once per experience and replayed by the
+other model and every PPO update (rm.py replays it in the epochs after the first). `capture`
+records block `depth - 1`'s output; `replay` swaps blocks 0..depth-1 for stand-ins returning it.
 """
 
-from __future__ import annotations
-
 import contextlib
-from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -32,20 +23,13 @@ def frozen_depth(model: nn.Module) -> int:
         return 0
     block_of = {id(p): i for i, block in enumerate(blocks) for p in block.parameters()}
     embeddings = {id(p) for p in model.get_input_embeddings().parameters()}
-    trained = []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if id(p) in embeddings or "embed" in name or "project_in" in name:
-            return 0
-        if id(p) in block_of:
-            trained.append(block_of[id(p)])
-    return min(trained, default=len(blocks))
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if any(id(p) in embeddings or "embed" in name or "project_in" in name for name, p in trained):
+        return 0
+    return min((block_of[id(p)] for _, p in trained if id(p) in block_of), default=len(blocks))
 
 
 class _StandIn(nn.Module):
-    """Stands in for a bottom block: returns what the top frozen block returned (its input is ignored)."""
-
     def __init__(self, output):
         super().__init__()
         self.output = output
@@ -54,25 +38,22 @@ class _StandIn(nn.Module):
         return self.output
 
 
+@dataclass
 class Recorded:
-    """The output of a model's top frozen block for a batch of `shape` = (B, T) tokens, filled by
-    `capture` over all of it or a group of rows and columns at a time (padding.row_groups)."""
+    """The top frozen block's output for (B, T) = `shape` tokens, filled by `capture` (maybe by parts)."""
 
-    def __init__(self, shape: tuple[int, int]):
-        self.shape = shape
-        self.hidden: torch.Tensor | None = None  # (B, T, hidden size), allocated by the first capture
-        self.as_tuple = False  # whether the block returns a tuple (older transformers blocks)
+    shape: tuple[int, int]
+    hidden: torch.Tensor | None = None  # (B, T, hidden size), allocated by the first capture
+    as_tuple: bool = False  # whether the block returns a tuple (older transformers blocks)
 
 
 Rows = torch.Tensor | slice
 
 
 @contextlib.contextmanager
-def capture(
-    model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(None), columns: slice = slice(None)
-) -> Iterator[None]:
-    """Inside the block, a forward of `model` over `rows` x `columns` of the recorded batch writes
-    the output of its block `depth - 1` there. No-op when depth is 0."""
+def capture(model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(None), columns: slice = slice(None)):
+    """Inside the block, forwards of `model` over `rows` x `columns` of the batch record block
+    `depth - 1`'s output there."""
     if depth == 0:
         yield
         return
@@ -92,19 +73,16 @@ def capture(
 
 
 @contextlib.contextmanager
-def replay(
-    model: nn.Module, depth: int, record: Recorded | None, rows: Rows = slice(None), columns: slice = slice(None)
-) -> Iterator[None]:
-    """Inside the block, forwards of `model` (over `rows` x `columns` of the recorded batch) skip
-    blocks 0..depth-1 and take the recorded output as theirs. No-op when depth is 0 or nothing
-    was recorded."""
-    if depth == 0 or record is None or record.hidden is None:
+def replay(model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(None), columns: slice = slice(None)):
+    """Inside the block, forwards of `model` over `rows` x `columns` of the batch skip blocks
+    0..depth-1 and take the recorded output as theirs (if any)."""
+    if depth == 0 or record.hidden is None:
         yield
         return
     hidden = record.hidden[rows][:, columns]
     stand_in = _StandIn((hidden,) if record.as_tuple else hidden)
     blocks = decoder_blocks(model)
-    originals = [blocks[i] for i in range(depth)]
+    originals = list(blocks[:depth])
     for i in range(depth):
         blocks[i] = stand_in
     try:

@@ -7,7 +7,8 @@ import sys
 
 from ..errors import ArgumentParser, RLHFLiteError
 from ..ranges import option
-from . import ADAPTERS, DatasetSpec, load_plugins, load_rows
+from . import ADAPTERS, DatasetSpec, load_rows
+from .adapters import load_plugins
 
 
 def parser() -> ArgumentParser:
@@ -16,12 +17,10 @@ def parser() -> ArgumentParser:
     for cmd, doc in (("show", "print unified rows"), ("check", "validate and count kept/dropped rows")):
         p = sub.add_parser(cmd, help=doc)
         p.add_argument("name", help="hub name, registered name or local file/folder")
-        p.add_argument(
-            "--split", default=None, help="train, eval or a raw split name (show: train; check: every split)"
-        )
-        p.add_argument("--path", help="data folder/file for a registered layout (local/jsonfile)")
+        p.add_argument("--split", help="train, eval or a raw split name (show: train; check: both)")
+        p.add_argument("--path", help="data folder/file for a registered layout")
         p.add_argument("--adapter", help="force this registered layout")
-        p.add_argument("--data-dir", help="folder holding <hub name> mirrors (RLHF_LITE_DATA_DIR)")
+        p.add_argument("--data-dir", help="folder of <hub name> mirrors (RLHF_LITE_DATA_DIR)")
         p.add_argument("--plugin", action="append", default=[], help="module or .py file registering adapters")
         p.add_argument("--seed", type=option("seed"), default=1234)
         if cmd == "show":
@@ -32,15 +31,12 @@ def parser() -> ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-
+    if args.cmd == "list":
+        for name, a in sorted(ADAPTERS.items()):
+            kind = "pairs" if a.pairs else "SFT" if a.pairs is False else "either"
+            print(f"{name:42s} {kind:6s} columns: {', '.join(sorted(a.columns))}")
+        return 0
     try:
-        if args.cmd == "list":
-            for name, a in sorted(ADAPTERS.items()):
-                print(
-                    f"{name:42s} {'pairs' if a.pairs else 'SFT' if a.pairs is False else 'either':6s}"
-                    f" columns: {', '.join(sorted(a.columns))}"
-                )
-            return 0
         load_plugins(args.plugin)
         spec = DatasetSpec(args.name, path=args.path, adapter=args.adapter)
         if args.cmd == "show":
@@ -54,7 +50,7 @@ def main(argv=None) -> int:
             rows, report = load_rows(spec, split, data_dir=args.data_dir, seed=args.seed)
             print(report.summary())
             bad |= not rows
-        return 1 if bad else 0
+        return int(bad)
     except RLHFLiteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,111 +1,57 @@
-"""Dataset adapters: one small function per source layout, turning a raw row into a unified row.
-
-An adapter only picks fields out of a raw row; `rows.normalize` then applies the prompt/answer
-convention and the checks, so every source is cleaned the same way. To add a source::
-
-    from rlhf_lite.data import register, SkipRow
-
-    @register("me/my-qa", columns=("question", "good", "bad"))
-    def my_qa(row):
-        return {"prompt": row["question"], "chosen": row["good"], "rejected": row["bad"]}
-
-The `columns` let a local file in that layout be recognised without naming the adapter.
-"""
+"""Dataset adapters: one function per source layout picks the unified row's fields out of a raw row
+(`rows.normalize` then cleans every source the same way); see the README to add one."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
-import inspect
 import re
+import runpy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from .rows import SkipRow
-
-Convert = Callable[[dict], dict]
+from .rows import ASSISTANT, SkipRow
 
 
 @dataclass(frozen=True)
 class Adapter:
     name: str
-    convert: Convert
+    convert: Callable[[dict], dict]
     columns: frozenset[str]  # the raw columns that identify this layout in local data
     pairs: bool | None  # rows carry a rejected answer; None: if the data has a 'rejected' column
     eval_split: str | None  # hub split held out for evaluation; None: carve 10% of train
     hub_config: str | None = None
 
-    @property
-    def fingerprint(self) -> str:
-        """Changes whenever the adapter's code does, so cached rows are rebuilt."""
-        return hashlib.sha256(inspect.getsource(self.convert).encode()).hexdigest()[:16]
-
 
 ADAPTERS: dict[str, Adapter] = {}
 
 
-def register(
-    *names: str,
-    columns: tuple[str, ...],
-    pairs: bool | None = True,
-    eval_split: str | None = "test",
-    hub_config: str | None = None,
-):
+def register(*names, columns, pairs=True, eval_split="test", hub_config=None):
     """Register `convert` under one or more dataset names (hub ids or any name you like)."""
 
-    def wrap(convert: Convert) -> Convert:
-        for name in names:
-            ADAPTERS[name] = Adapter(name, convert, frozenset(columns), pairs, eval_split, hub_config)
+    def wrap(convert):
+        ADAPTERS.update({n: Adapter(n, convert, frozenset(columns), pairs, eval_split, hub_config) for n in names})
         return convert
 
     return wrap
 
 
-def get_adapter(name: str) -> Adapter:
-    if name not in ADAPTERS:
-        raise DataError(
-            f"unknown dataset '{name}'. Known datasets: {', '.join(sorted(ADAPTERS))}; "
-            "or give a local file/directory, or register an adapter (see README)."
-        )
-    return ADAPTERS[name]
-
-
-def adapter_for_columns(columns: set[str], where: str) -> Adapter:
-    """The adapter whose identifying columns fit best (most specific match wins)."""
-    fits = [a for a in ADAPTERS.values() if a.columns <= columns]
-    if not fits:
-        layouts = sorted({", ".join(sorted(a.columns)) for a in ADAPTERS.values()})
-        raise DataError(
-            f"{where}: columns {sorted(columns)} match no known layout. Known layouts: {' | '.join(layouts)}"
-        )
-    return max(fits, key=lambda a: len(a.columns))
-
-
 def load_plugins(plugins: list[str]) -> None:
     """Import user adapter modules, given as module names or paths to .py files."""
     for plugin in plugins:
-        if plugin.endswith(".py"):
-            path = Path(plugin)
-            if not path.is_file():
-                raise DataError(f"adapter plugin file not found: {plugin}")
-            spec = importlib.util.spec_from_file_location(f"rlhf_lite_plugin_{path.stem}", path)
-            spec.loader.exec_module(importlib.util.module_from_spec(spec))
-        else:
+        if not plugin.endswith(".py"):
             importlib.import_module(plugin)
+        elif Path(plugin).is_file():
+            runpy.run_path(plugin)
+        else:
+            raise DataError(f"adapter plugin file not found: {plugin}")
 
 
-# ---------------------------------------------------------------- English preference pairs
+PAIRS = ("prompt", "chosen", "rejected")
 
 
-@register(
-    "Dahoas/rm-static",
-    "Dahoas/full-hh-rlhf",
-    "zwh9029/rm-static-m2m100-zh-jianti",
-    columns=("prompt", "chosen", "rejected"),
-)
+@register("Dahoas/rm-static", "Dahoas/full-hh-rlhf", "zwh9029/rm-static-m2m100-zh-jianti", columns=PAIRS)
 def prompt_chosen_rejected(row):
     # rm-static style rows already hold the dialogue and the two next assistant turns.
     return row
@@ -114,25 +60,17 @@ def prompt_chosen_rejected(row):
 # DeepSpeed-Chat's custom format; without a 'rejected' field it is an SFT-only set.
 # "demo" is the bilingual set the project ships in that format (rlhf_lite/data/demo/).
 register("local/jsonfile", "demo", "rlhf-lite/demo", columns=("prompt", "chosen"), pairs=None)(prompt_chosen_rejected)
+# Its prompts are bare instructions, which rows.dialogue wraps.
+register("Dahoas/synthetic-instruct-gptj-pairwise", columns=PAIRS, eval_split=None)(prompt_chosen_rejected)
 
 
-@register("Dahoas/synthetic-instruct-gptj-pairwise", columns=("prompt", "chosen", "rejected"), eval_split=None)
-def synthetic_instruct(row):
-    return row  # a bare instruction; rows.dialogue wraps it
-
-
-@register("yitingxie/rlhf-reward-datasets", columns=("prompt", "chosen", "rejected"))
+@register("yitingxie/rlhf-reward-datasets", columns=PAIRS)
 def yitingxie(row):
     # The prompt stops before "Assistant:" and each answer repeats it: keep the last turn only.
     return {
         "prompt": row["prompt"] + "Assistant:",
-        "chosen": _last_turn(row["chosen"]),
-        "rejected": _last_turn(row["rejected"]),
+        **{k: row[k].split("Assistant:")[-1] if isinstance(row[k], str) else row[k] for k in ("chosen", "rejected")},
     }
-
-
-def _last_turn(text):
-    return text.split("Assistant:")[-1] if isinstance(text, str) else text
 
 
 _CITATION = re.compile(r" ?[(\[][^)\]]*?[)\]]")
@@ -156,12 +94,8 @@ def webgpt(row):
 
 @register("stanfordnlp/SHP", columns=("history", "human_ref_A", "human_ref_B", "labels"), eval_split="validation")
 def shp(row):
-    a_wins = int(row["labels"]) == 1
-    return {
-        "prompt": row["history"],
-        "chosen": row["human_ref_A"] if a_wins else row["human_ref_B"],
-        "rejected": row["human_ref_B"] if a_wins else row["human_ref_A"],
-    }
+    better, worse = ("A", "B") if int(row["labels"]) == 1 else ("B", "A")
+    return {"prompt": row["history"], "chosen": row[f"human_ref_{better}"], "rejected": row[f"human_ref_{worse}"]}
 
 
 @register("Anthropic/hh-rlhf", columns=("chosen", "rejected"))
@@ -170,18 +104,16 @@ def hh_transcripts(row):
     chosen, rejected = row["chosen"], row["rejected"]
     if not isinstance(chosen, str) or not isinstance(rejected, str):
         return row  # rows.normalize reports the wrong type
-    cut_c, cut_r = chosen.rfind("\n\nAssistant:"), rejected.rfind("\n\nAssistant:")
+    cut_c, cut_r = chosen.rfind(ASSISTANT), rejected.rfind(ASSISTANT)
     if cut_c < 0 or cut_r < 0:
         raise SkipRow("transcript has no '\\n\\nAssistant:' turn")
-    end = len("\n\nAssistant:")
     if chosen[:cut_c] != rejected[:cut_r]:
         raise SkipRow("chosen and rejected transcripts have different histories")
-    return {"prompt": chosen[: cut_c + end], "chosen": chosen[cut_c + end :], "rejected": rejected[cut_r + end :]}
+    cut_c, cut_r = cut_c + len(ASSISTANT), cut_r + len(ASSISTANT)
+    return {"prompt": chosen[:cut_c], "chosen": chosen[cut_c:], "rejected": rejected[cut_r:]}
 
 
-# ---------------------------------------------------------------- Chinese
-
-
+# Chinese
 @register("wangrui6/Zhihu-KOL", columns=("INSTRUCTION", "RESPONSE"), pairs=False, eval_split=None)
 def zhihu_kol(row):
     return {"prompt": row["INSTRUCTION"], "chosen": row["RESPONSE"]}

@@ -1,16 +1,178 @@
-"""From dataset names to the unified rows one pipeline step trains or evaluates on."""
+"""From dataset names to the unified rows a pipeline step uses. Local data is read here, not by
+`datasets.load_dataset`, so that every problem names its file and line; rows are cached as JSON under
+the hash of every source file and of the adapters' code (DeepSpeed-Chat's key, a name, goes stale)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import csv
+import hashlib
+import inspect
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..atomic import staged_dir
+from ..cache_dir import cache_root
 from ..errors import ConfigError, DataError
-from . import cache, sources
-from .adapters import ADAPTERS, Adapter, adapter_for_columns, get_adapter
+from .adapters import ADAPTERS, Adapter
 from .rows import Report, SkipRow, normalize
 from .split import blend, split_indices, take_part
 
 EVAL_HOLDOUT = "9,1"  # sources without an eval split keep a seeded 10% of train for it
+_CODE = [Path(__file__).with_name(n) for n in ("rows.py", "adapters.py", "load.py")]
+BUILTIN_DIRS = dict.fromkeys(("demo", "rlhf-lite/demo"), Path(__file__).parent / "demo")
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
+EVAL_NAMES = ("eval", "test", "validation", "valid", "dev")
+_SPLIT_IN_NAME = re.compile(r"^(train|test|validation|valid|dev|eval)(?=$|[-_.])")
+
+
+@dataclass
+class RawSplit:
+    rows: Sequence[dict]
+    where: Callable[[int], str]  # row index -> "file line N" for messages
+    columns: set[str]
+
+
+@dataclass
+class Location:
+    label: str
+    path: Path | None = None  # None: load `label` from the hub
+    files: list[Path] = field(default_factory=list)
+
+
+def locate(name: str, path: str | None = None, data_dir: str | None = None) -> Location:
+    data_dir = data_dir or os.environ.get("RLHF_LITE_DATA_DIR")
+    for cand in filter(None, [path, BUILTIN_DIRS.get(name), name, data_dir and os.path.join(data_dir, name)]):
+        if os.path.exists(cand):
+            p = Path(cand)
+            return Location(label=str(p), path=p, files=_data_files(p))
+    if path:
+        raise DataError(f"dataset '{name}': path '{path}' does not exist")
+    if name == "local/jsonfile":
+        raise DataError(
+            "dataset 'local/jsonfile' needs a path: a folder holding train.json and "
+            "eval.json (or data/train.json, data/eval.json), or a single file"
+        )
+    if name.startswith((".", "/", "~")) or name.endswith(DATA_SUFFIXES):
+        raise DataError(f"dataset path '{name}' does not exist")
+    return Location(label=name)
+
+
+def _saved(path: Path) -> bool:  # written by datasets' save_to_disk
+    return (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+
+
+def _data_files(path: Path) -> list[Path]:
+    """The data files of a folder: those named for a split (train*, test*, eval*, ...) if any."""
+    if path.is_file():
+        return [path]
+    if _saved(path):
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(path).parts)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES and not hidden(p))
+    named = [f for f in files if _SPLIT_IN_NAME.match(f.name)]
+    if not files:
+        raise DataError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) in this directory")
+    return named or files
+
+
+def read(loc: Location) -> dict[str, RawSplit]:
+    if loc.path is None:
+        from datasets import load_dataset
+
+        try:
+            dd = load_dataset(loc.label, ADAPTERS[loc.label].hub_config if loc.label in ADAPTERS else None)
+        except Exception as e:  # the hub client raises many unrelated types; all mean "not reachable"
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            known = "" if loc.label in ADAPTERS else f" Known datasets: {', '.join(sorted(ADAPTERS))}."
+            raise DataError(
+                f"dataset '{loc.label}' is not a local path and could not be loaded from the hub "
+                f"({reason}).{known} Offline? Mirror it to <data_dir>/{loc.label} and set "
+                "data_dir or RLHF_LITE_DATA_DIR."
+            ) from None
+        return _splits(dd, loc.label)
+    if _saved(loc.path):
+        from datasets import Dataset, DatasetDict, load_from_disk
+
+        try:
+            saved = load_from_disk(str(loc.path))
+        except (OSError, ValueError) as e:
+            raise DataError(f"{loc.path}: cannot be loaded with datasets.load_from_disk: {e}") from None
+        return _splits(DatasetDict(train=saved) if isinstance(saved, Dataset) else saved, str(loc.path))
+    by_split: dict[str, list[Path]] = {}
+    for f in loc.files:
+        m = _SPLIT_IN_NAME.match(f.name) if loc.path.is_dir() else None
+        by_split.setdefault(m.group(1) if m else "train", []).append(f)
+    return {split: _concat([_read_file(f) for f in files]) for split, files in by_split.items()}
+
+
+def _splits(dd, label: str) -> dict[str, RawSplit]:
+    return {s: RawSplit(ds, lambda i, s=s: f"{label}[{s}] row {i}", set(ds.column_names)) for s, ds in dd.items()}
+
+
+def _concat(parts: list[RawSplit]) -> RawSplit:
+    if len(parts) == 1:
+        return parts[0]
+    rows = [row for part in parts for row in part.rows]
+    owners = [(part, i) for part in parts for i in range(len(part.rows))]
+    return RawSplit(rows, lambda i: owners[i][0].where(owners[i][1]), set().union(*(p.columns for p in parts)))
+
+
+def _read_file(f: Path) -> RawSplit:
+    if f.suffix in (".json", ".jsonl"):
+        return _read_json(f)
+    try:
+        if f.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(f)
+            return RawSplit(table.to_pylist(), lambda i: f"{f} row {i}", set(table.column_names))
+        if f.suffix == ".csv":
+            rows = list(csv.DictReader(io.StringIO(_decode(f), newline="")))
+            return RawSplit(rows, lambda i: f"{f}:{i + 2}", set(rows[0]) if rows else set())  # line 1: the header
+        if f.suffix == ".arrow":
+            from datasets import Dataset
+
+            ds = Dataset.from_file(str(f))
+            return RawSplit(ds, lambda i: f"{f} row {i}", set(ds.column_names))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{f}: cannot be read as {f.suffix[1:]}: {e}") from None
+    raise DataError(f"{f}: unsupported file type (use one of {', '.join(DATA_SUFFIXES)})")
+
+
+def _read_json(f: Path) -> RawSplit:
+    text = _decode(f)
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{f}:{e.lineno}: malformed JSON: {e.msg} (column {e.colno})") from None
+        where = lambda i: f"{f} item {i}"
+    else:  # JSON Lines
+        rows, lines = [], []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{f}:{n}: malformed JSON line: {e.msg} (column {e.colno})") from None
+                lines.append(n)
+        where = lambda i: f"{f}:{lines[i]}"
+    return RawSplit(rows, where, set().union(*(r.keys() for r in rows if isinstance(r, dict))))
+
+
+def _decode(f: Path) -> str:
+    data = f.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(f"{f}:{line}: not valid UTF-8 (byte {data[e.start]:#04x})") from None
 
 
 @dataclass
@@ -39,21 +201,29 @@ class DatasetSpec:
         raise ConfigError(f"dataset entry {value!r} must be a name or a mapping with 'name'")
 
 
-def _adapter_for(spec: DatasetSpec, loc: sources.Location, splits) -> Adapter:
-    if spec.adapter:
-        return get_adapter(spec.adapter)
-    if spec.name in ADAPTERS:
-        return ADAPTERS[spec.name]
+def _adapter_for(spec: DatasetSpec, loc: Location, splits) -> Adapter:
     # A local mirror such as ".../Dahoas/rm-static" keeps the hub name in its path.
     tail = "/".join(loc.path.resolve().parts[-2:]) if loc.path else ""
-    if tail in ADAPTERS:
-        return ADAPTERS[tail]
-    if loc.path is None:
-        get_adapter(spec.name)  # raises the "unknown dataset" error listing the known names
-    columns = set().union(*(s.columns for s in splits.values()))
+    name = spec.adapter or next((n for n in (spec.name, tail) if n in ADAPTERS), None)
+    if name or loc.path is None:
+        name = name or spec.name
+        if name not in ADAPTERS:
+            raise DataError(
+                f"unknown dataset '{name}'. Known datasets: {', '.join(sorted(ADAPTERS))}; "
+                "or give a local file/directory, or register an adapter (see README)."
+            )
+        return ADAPTERS[name]
     if not any(len(s.rows) for s in splits.values()):
         raise DataError(f"{loc.label}: holds no rows (its data files are empty)")
-    return adapter_for_columns(columns, loc.label)
+    # The adapter whose identifying columns fit best (most specific match wins).
+    columns = set().union(*(s.columns for s in splits.values()))
+    fits = [a for a in ADAPTERS.values() if a.columns <= columns]
+    if not fits:
+        layouts = sorted({", ".join(sorted(a.columns)) for a in ADAPTERS.values()})
+        raise DataError(
+            f"{loc.label}: columns {sorted(columns)} match no known layout. Known layouts: {' | '.join(layouts)}"
+        )
+    return max(fits, key=lambda a: len(a.columns))
 
 
 def _pick_split(splits: dict, adapter: Adapter, split: str, seed: int, label: str):
@@ -62,53 +232,39 @@ def _pick_split(splits: dict, adapter: Adapter, split: str, seed: int, label: st
         return splits[split], None
     if split not in ("train", "eval"):
         raise DataError(f"{label}: no split '{split}' (has: {', '.join(sorted(splits))})")
-    eval_name = (
-        adapter.eval_split
-        if adapter.eval_split in splits
-        else next((s for s in sources.EVAL_NAMES if s in splits), None)
-    )
+    eval_name = next((s for s in (adapter.eval_split, *EVAL_NAMES) if s in splits), None)
     if split == "eval" and eval_name:
         return splits[eval_name], None
     if "train" not in splits:
         raise DataError(f"{label}: no 'train' split (has: {', '.join(sorted(splits))})")
-    if eval_name:
-        return splits["train"], None
-    n = len(splits["train"].rows)
-    return splits["train"], split_indices(n, EVAL_HOLDOUT, 0 if split == "train" else 1, seed)
+    keep = None if eval_name else split_indices(len(splits["train"].rows), EVAL_HOLDOUT, int(split == "eval"), seed)
+    return splits["train"], keep
 
 
-def load_rows(
-    spec,
-    split: str = "train",
-    *,
-    data_dir: str | None = None,
-    seed: int = 1234,
-    cache_dir: str | None = None,
-    use_cache: bool = True,
-) -> tuple[list[dict], Report]:
+def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None, use_cache=True) -> tuple[list, Report]:
     """Unified, checked rows of one dataset split, plus the report of what was dropped."""
     spec = DatasetSpec.parse(spec)
-    loc = sources.locate(
-        spec.name, spec.path, data_dir, ADAPTERS[spec.name].hub_config if spec.name in ADAPTERS else None
-    )
-    splits = None
-    if loc.path is None:
-        splits = sources.read(loc)  # the hub's fingerprint is only known once loaded
-    key = cache.make_key(
-        {
-            "spec": [spec.name, spec.path, spec.adapter],
-            "split": split,
-            "seed": seed,
-            "files": [(str(f.resolve()), cache.file_digest(f)) for f in loc.files],
-            "hub": sources.hub_fingerprint(splits) if splits else None,
-            "adapters": sorted((a.name, a.fingerprint, sorted(a.columns)) for a in ADAPTERS.values()),
-        }
-    )
-    if use_cache and (hit := cache.load(key, cache_dir)):
-        rows, meta = hit
-        return rows, Report.from_json(meta["report"])
+    loc = locate(spec.name, spec.path, data_dir)
+    splits = None if loc.path else read(loc)  # the hub's fingerprint is only known once loaded
+    key = {
+        "rows": [spec.name, spec.path, spec.adapter, split, seed],
+        # the data files and the code that reads them
+        "files": [(str(f.resolve()), hashlib.sha256(f.read_bytes()).hexdigest()) for f in [*loc.files, *_CODE]],
+        # datasets' own content fingerprint of each hub split (changes with the downloaded files)
+        "hub": {s: getattr(r.rows, "_fingerprint", "") for s, r in splits.items()} if splits else None,
+        # a plugin's adapter code may change too
+        "adapters": sorted((a.name, inspect.getsource(a.convert), sorted(a.columns)) for a in ADAPTERS.values()),
+    }
+    entry = cache_root(cache_dir) / "data" / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    if use_cache:
+        with contextlib.suppress(OSError, ValueError):  # a missing or damaged entry is rebuilt
+            meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+            with open(entry / "rows.jsonl", encoding="utf-8") as fh:
+                rows = [json.loads(line) for line in fh]
+            if len(rows) == meta.get("n_rows"):
+                return rows, Report(**meta["report"])
 
-    splits = splits or sources.read(loc)
+    splits = splits or read(loc)
     adapter = _adapter_for(spec, loc, splits)
     raw, keep = _pick_split(splits, adapter, split, seed, loc.label)
     pairs = adapter.pairs if adapter.pairs is not None else "rejected" in raw.columns
@@ -125,27 +281,19 @@ def load_rows(
         except (KeyError, TypeError, ValueError, IndexError) as e:
             report.skip(f"does not fit the {adapter.name} layout ({type(e).__name__}: {e})", raw.where(int(i)))
     report.kept = len(rows)
-    if use_cache:
-        cache.store(key, rows, {"report": report.to_json()}, cache_dir)
+    if use_cache:  # a cache we cannot write (or text JSON cannot encode) is only slower, not wrong
+        with contextlib.suppress(OSError, ValueError), staged_dir(entry) as tmp:
+            rows_text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            (tmp / "rows.jsonl").write_text(rows_text, encoding="utf-8")
+            (tmp / "meta.json").write_text(json.dumps({"report": vars(report), "n_rows": len(rows)}))
     return rows, report
 
 
 def load_step_rows(
-    specs: list,
-    split: str,
-    *,
-    part: int | None = None,
-    data_split: str = "2,4,4",
-    seed: int = 1234,
-    need_pairs: bool = False,
-    data_dir: str | None = None,
-    cache_dir: str | None = None,
-) -> tuple[list[dict], list[Report]]:
-    """The blended rows of several datasets for one step.
-
-    On the train split, `part` picks the step's share of `data_split` (0: SFT, 1: reward model,
-    2: PPO). Evaluation uses the whole eval split of every dataset.
-    """
+    specs, split, *, part=None, data_split="2,4,4", seed=1234, need_pairs=False, data_dir=None, cache_dir=None
+) -> tuple[list, list[Report]]:
+    """The blended rows of several datasets for one step: on the train split, `part` picks the
+    step's share of `data_split` (0: SFT, 1: reward model, 2: PPO); eval takes every eval row."""
     parts, reports = [], []
     for spec in map(DatasetSpec.parse, specs):
         rows, report = load_rows(spec, split, data_dir=data_dir, seed=seed, cache_dir=cache_dir)

@@ -1,10 +1,6 @@
-"""The unified row every adapter produces, its normalisation, and the report of what was skipped.
-
-A unified row is ``{"prompt", "chosen", "rejected"}`` in DeepSpeed-Chat's convention: the prompt
-is a dialogue ``"\\n\\nHuman: ...\\n\\nAssistant:"`` and each answer starts with one space, so
-``prompt + chosen`` is exactly the text the models see. SFT-only sources have no ``rejected``.
-Rows that cannot be used are dropped and counted with a reason, never passed on half-broken.
-"""
+"""The unified row ``{"prompt", "chosen", "rejected"}`` (no ``rejected`` in SFT-only sources) in
+DeepSpeed-Chat's convention: the prompt is a dialogue ``"\\n\\nHuman: ...\\n\\nAssistant:"`` and each answer
+starts with one space, so ``prompt + chosen`` is exactly the text the models see."""
 
 from __future__ import annotations
 
@@ -22,18 +18,13 @@ class SkipRow(Exception):
 
 
 def dialogue(text: str) -> str:
-    """A prompt in the Human/Assistant convention; plain questions are wrapped, dialogues tidied.
-
-    Idempotent, so adapters may pass either a bare question or an already formatted dialogue.
-    """
+    """A prompt in the Human/Assistant convention (idempotent): bare questions are wrapped."""
     text = text.strip()
     if "Human:" not in text:
         return f"{HUMAN} {text}{ASSISTANT}"
     if text.startswith("Human:"):
         text = "\n\n" + text  # strip() took the leading blank line the convention wants
-    if not text.endswith("Assistant:"):
-        text += ASSISTANT
-    return text
+    return text if text.endswith("Assistant:") else text + ASSISTANT
 
 
 def answer(text: str) -> str:
@@ -74,23 +65,18 @@ class Report:
     dropped: Counter = field(default_factory=Counter)
     first_at: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.dropped = Counter(self.dropped)  # a plain dict when read back from the cache
+
     def skip(self, reason: str, where: str) -> None:
         self.dropped[reason] += 1
         self.first_at.setdefault(reason, where)
 
     @property
     def total_dropped(self) -> int:
-        return sum(self.dropped.values())
+        return self.dropped.total()
 
     def summary(self) -> str:
         lines = [f"{self.source}: kept {self.kept}, dropped {self.total_dropped}"]
-        for reason, n in self.dropped.most_common():
-            lines.append(f"  - {n} x {reason} (first at {self.first_at[reason]})")
+        lines += [f"  - {n} x {reason} (first at {self.first_at[reason]})" for reason, n in self.dropped.most_common()]
         return "\n".join(lines)
-
-    def to_json(self) -> dict:
-        return {"source": self.source, "kept": self.kept, "dropped": dict(self.dropped), "first_at": self.first_at}
-
-    @classmethod
-    def from_json(cls, d: dict) -> Report:
-        return cls(d["source"], d["kept"], Counter(d["dropped"]), dict(d["first_at"]))

@@ -1,9 +1,5 @@
-"""Deterministic, disjoint splitting of a dataset across the three steps, and weighted mixing.
-
-As in DeepSpeed-Chat's `data_split` ("2,4,4"): one seeded permutation of a dataset's rows is
-cut into consecutive fractions, so step 1, 2 and 3 never see the same row and a rerun with the
-same seed sees the same rows.
-"""
+"""DeepSpeed-Chat's `data_split` ("2,4,4"): one seeded permutation of a dataset's rows is cut into
+consecutive fractions, so the steps never see the same row and a rerun sees the same rows; weighted mixing."""
 
 from __future__ import annotations
 
@@ -12,23 +8,17 @@ import numpy as np
 from ..errors import ConfigError, DataError
 
 
-def parse_split(data_split: str) -> list[float]:
+def split_indices(n: int, data_split: str, part: int, seed: int) -> np.ndarray:
+    """Indices of rows in part `part` (0-based) of a seeded permutation of range(n)."""
     try:
         parts = [float(x) for x in str(data_split).split(",")]
     except ValueError:
         raise ConfigError(f"data_split '{data_split}' must be comma-separated numbers, like '2,4,4'") from None
-    if not parts or any(p < 0 for p in parts) or sum(parts) <= 0:
+    if any(p < 0 for p in parts) or sum(parts) <= 0:
         raise ConfigError(f"data_split '{data_split}' needs non-negative parts with a positive sum")
-    total = sum(parts)
-    return [p / total for p in parts]
-
-
-def split_indices(n: int, data_split: str, part: int, seed: int) -> np.ndarray:
-    """Indices of rows in part `part` (0-based) of a seeded permutation of range(n)."""
-    fractions = parse_split(data_split)
-    if not 0 <= part < len(fractions):
-        raise ConfigError(f"data_split '{data_split}' has {len(fractions)} parts; part {part} asked for")
-    bounds = np.round(np.cumsum([0.0] + fractions) * n).astype(int)
+    if not 0 <= part < len(parts):
+        raise ConfigError(f"data_split '{data_split}' has {len(parts)} parts; part {part} asked for")
+    bounds = np.round(np.cumsum([0.0] + [p / sum(parts) for p in parts]) * n).astype(int)
     bounds[-1] = n
     order = np.random.RandomState(seed).permutation(n)
     return np.sort(order[bounds[part] : bounds[part + 1]])
@@ -44,18 +34,13 @@ def take_part(rows: list, data_split: str, part: int, seed: int, label: str) -> 
 
 
 def blend(parts: list[tuple[list, float]], seed: int) -> list:
-    """Mix datasets by weight: weight w takes round(w * n) rows of a dataset of n rows.
-
-    w < 1 subsamples, w > 1 repeats the dataset (whole copies, then a sample for the rest).
-    The mixture is shuffled with the seed so datasets interleave.
-    """
+    """Mix datasets by weight: weight w takes round(w * n) rows of a dataset of n rows (w > 1 repeats
+    it whole, then samples the rest); the mixture is shuffled with the seed so datasets interleave."""
     rng = np.random.RandomState(seed)
     mixed = []
     for rows, weight in parts:
         if weight < 0:
             raise ConfigError(f"dataset weight must be >= 0, got {weight}")
-        want = int(round(weight * len(rows)))
-        copies, rest = divmod(want, len(rows)) if rows else (0, 0)
-        mixed += list(rows) * copies
-        mixed += [rows[i] for i in np.sort(rng.permutation(len(rows))[:rest])]
+        copies, rest = divmod(int(round(weight * len(rows))), len(rows)) if rows else (0, 0)
+        mixed += list(rows) * copies + [rows[i] for i in np.sort(rng.permutation(len(rows))[:rest])]
     return [mixed[i] for i in rng.permutation(len(mixed))]

@@ -1,7 +1,4 @@
-"""What the evaluation command lines share: their data options, reading rows, prompt and pair
-files, printing tables and writing JSON."""
-
-from __future__ import annotations
+"""What the evaluation command lines share: data options, rows, prompt and pair files, tables, JSON."""
 
 import json
 import sys
@@ -16,9 +13,8 @@ from ..ranges import option
 
 
 def load_eval_rows(args, need_pairs: bool = False) -> list[dict]:
-    """The first `args.n` unified rows (all when None) of dataset `args.data`'s split `args.split`,
-    or of one step's share of its train split, cut as the recipes cut it (`args.data_share`; the
-    options of add_eval_data_arguments)."""
+    """The first `args.n` rows (all when None) of `args.data`'s split `args.split`, or of one step's
+    share of its train split as the recipes cut it (`args.data_share`)."""
     if args.data_share is not None and args.split != "train":
         raise ConfigError(
             f"--data-share picks a step's share of the train split, not of '{args.split}': add --split train"
@@ -38,7 +34,7 @@ def load_eval_rows(args, need_pairs: bool = False) -> list[dict]:
     return rows[: args.n] if args.n else rows
 
 
-def _read_json_or_lines(path: str | Path, what: str) -> tuple[list, Path]:
+def _read_json_or_lines(path: str | Path, what: str) -> list:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{what} file '{path}' does not exist")
@@ -48,18 +44,17 @@ def _read_json_or_lines(path: str | Path, what: str) -> tuple[list, Path]:
         raise DataError(f"cannot read {what} file '{path}': {e}") from e
     try:
         if p.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()], p
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
         if p.suffix == ".json":
-            return json.loads(text), p
+            return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{what} file '{path}' is not valid JSON: {e}") from e
-    return [line for line in text.splitlines() if line.strip()], p
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def read_prompts(path: str | Path) -> list[str]:
-    """Prompts from a .json list of strings, or one per line of a text file; bare questions
-    are wrapped into the Human/Assistant dialogue."""
-    items, _ = _read_json_or_lines(path, "prompts")
+    """Prompts from a .json list of strings or one per line of a text file, as dialogues."""
+    items = _read_json_or_lines(path, "prompts")
     if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
         raise DataError(f"prompts file '{path}' must be a JSON list of strings or one prompt per line")
     prompts = [dialogue(x) for x in items if x.strip()]
@@ -69,10 +64,9 @@ def read_prompts(path: str | Path) -> list[str]:
 
 
 def read_pairs(path: str | Path) -> list[dict]:
-    """{prompt, chosen, rejected} rows from a .json list or a .jsonl file, normalized to the
-    Human/Assistant convention (answers start with a space)."""
-    items, p = _read_json_or_lines(path, "pairs")
-    if p.suffix not in (".json", ".jsonl") or not isinstance(items, list):
+    """Normalized {prompt, chosen, rejected} rows from a .json list or a .jsonl file."""
+    items = _read_json_or_lines(path, "pairs")
+    if Path(path).suffix not in (".json", ".jsonl") or not isinstance(items, list):
         raise DataError(
             f"pairs file '{path}' must be a .json list or .jsonl file of {{prompt, chosen, rejected}} objects"
         )
@@ -91,7 +85,7 @@ def read_pairs(path: str | Path) -> list[dict]:
 
 def print_table(rows: list[tuple], header: tuple | None = None) -> None:
     """Left-aligned columns on stdout; floats with 4 decimals."""
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
     lines = ([tuple(map(str, header))] if header else []) + [tuple(map(cell, r)) for r in rows]
     widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(max(map(len, lines)))]
     for k, line in enumerate(lines):
@@ -101,32 +95,26 @@ def print_table(rows: list[tuple], header: tuple | None = None) -> None:
 
 
 def write_json(path: str | Path | None, result: dict) -> None:
-    """Write `result` to `path` (parents created) when a path is given."""
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def add_eval_data_arguments(p, what: str) -> None:
-    """The options the evaluation scripts share: which rows, how long, where to write."""
     p.add_argument("--split", default="eval", help="eval (default), train or a raw split name")
-    p.add_argument(
-        "--data-share",
-        type=option("data_share"),
-        help=(
-            "with --split train: only this step's share of it (0 SFT, 1 reward model, 2 PPO), as the "
-            "recipes cut it, for example a judge scored on the pairs step 2 trained on"
-        ),
-    )
-    p.add_argument("--data-split", default=ScriptArguments.data_split, help="the recipes' data_split")
-    p.add_argument(
-        "--data-split-seed",
-        type=option("data_split_seed"),
-        default=ScriptArguments.data_split_seed,
-        help="the recipes' data_split_seed",
-    )
+    p.add_argument("--data-share", type=option("data_share"), help="with --split train: only this step's share")
+    p.add_argument("--data-split", default=ScriptArguments.data_split)
+    p.add_argument("--data-split-seed", type=option("data_split_seed"), default=ScriptArguments.data_split_seed)
     p.add_argument("--data-dir", help="folder of hub dataset mirrors")
     p.add_argument("-n", type=option("n"), help=f"use the first N {what} only")
     p.add_argument("--max-length", type=option("max_length"), default=512, help="tokens of prompt + answer + EOS")
     p.add_argument("--batch-size", type=option("batch_size"), default=8)
     p.add_argument("--output", help="also write the result to this JSON file")
+
+
+def add_generation_arguments(p, sample_help: str) -> None:
+    p.add_argument("--max-new-tokens", type=option("max_new_tokens"), default=64)
+    p.add_argument("--sample", action="store_true", help=sample_help)
+    p.add_argument("--temperature", type=option("temperature"), default=0.7)
+    p.add_argument("--top-p", type=option("top_p"), default=0.9)
+    p.add_argument("--seed", type=option("seed"), default=42, help="for --sample")

@@ -1,13 +1,6 @@
 """How degenerate a set of generated answers is: what a policy that pleases its reward model
 without getting better tends to do (answer in two tokens, repeat itself, echo the question, never
-stop). Pure functions over token ids and text, each tested against hand-counted examples.
-
-    degeneration(prompts, answer_ids, texts, eos_id)
-    -> {"distinct_1", "distinct_2", "repeated_3gram_rate", "echo_share", "short_share",
-        "mean_length", "eos_share", "n"}
-"""
-
-from __future__ import annotations
+stop). Pure functions over token ids and text."""
 
 import re
 import unicodedata
@@ -31,12 +24,6 @@ def repeated_ngram_rate(answer: Sequence[int], n: int = 3) -> float:
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-def _normal(text: str) -> str:
-    """Lower case, full-width forms folded, punctuation and spaces removed."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return re.sub(r"[\W_]+", "", text)
-
-
 def last_question(prompt: str) -> str:
     """The text of the prompt's last Human turn."""
     turn = prompt.rsplit(HUMAN, 1)[-1]
@@ -47,7 +34,7 @@ def echoes(prompt: str, answer: str) -> bool:
     """Whether `answer` repeats the question instead of answering it: the question is in the
     answer, or the answer is a piece of the question at least half its length (ignoring case,
     spaces and punctuation)."""
-    q, a = _normal(last_question(prompt)), _normal(answer)
+    q, a = (re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", t).lower()) for t in (last_question(prompt), answer))
     return bool(q and a) and (q in a or (len(a) >= max(4, len(q) / 2) and a in q))
 
 

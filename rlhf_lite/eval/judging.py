@@ -1,14 +1,6 @@
-"""Judging models by what they did not optimize: the pieces every comparison of a trained model
-with its baseline shares.
-
-* `paired_gain`: the mean gain of one model over another under a reward model, its standard error
-  over prompts and the win rate (what a gain must beat to be more than prompt noise).
-* `fact_correct` / `fact_accuracy`: exact-match answers against an answer key.
-* `open_prompts`: the fixed bilingual prompts unlike any training data ("does it still chat?");
-  the first six of each language are DeepSpeed-Chat's.
-"""
-
-from __future__ import annotations
+"""Judging models by what they did not optimize: paired reward gains with their standard error,
+exact-match facts against an answer key, and the fixed bilingual open prompts (the first six of
+each language are DeepSpeed-Chat's)."""
 
 import json
 import re
@@ -65,12 +57,8 @@ def read_facts(path: str | Path) -> dict[str, str]:
         raise DataError(f"answer key '{path}' must be a JSON list of {{prompt, answer}} objects")
     key = {}
     for i, item in enumerate(items):
-        if not (
-            isinstance(item, dict)
-            and isinstance(item.get("prompt"), str)
-            and isinstance(item.get("answer"), str)
-            and item["answer"].strip()
-        ):
+        texts = isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("prompt", "answer"))
+        if not (texts and item["answer"].strip()):
             raise DataError(f"answer key '{path}', row {i}: needs a text 'prompt' and a non-empty text 'answer'")
         key[dialogue(item["prompt"])] = item["answer"]
     return key

@@ -41,16 +41,8 @@ def main(argv=None):
     except OverflowError:
         ppl = float("inf")
     result = {"ppl": ppl, "loss": loss, "n": len(rows)}
-    print_table(
-        [
-            ("model", args.model),
-            ("data", f"{args.data} [{args.split}]"),
-            ("rows", len(rows)),
-            ("answer tokens", tokens),
-            ("loss", loss),
-            ("perplexity", ppl),
-        ]
-    )
+    setup = [("model", args.model), ("data", f"{args.data} [{args.split}]"), ("rows", len(rows))]
+    print_table(setup + [("answer tokens", tokens), ("loss", loss), ("perplexity", ppl)])
     write_json(args.output, result)
     return result
 

@@ -3,13 +3,9 @@
     python evaluate/prompt_eval.py --baseline embedded:smollm2-135m --finetuned out/sft \
         [--language en|zh | --open | --prompts FILE] [--judge out/judge] [--sample] [--beams 4] [--output gen.json]
 
-The prompts: DeepSpeed-Chat's six of --language (default), every fixed open prompt of both
-languages (--open, rlhf_lite/data/open_prompts.json), or --prompts FILE (one per line, or a .json
-list; bare questions are wrapped into the Human/Assistant dialogue). Greedy always; --sample adds
-a sampled answer (--temperature, --top-p, --seed) and --beams N a beam-search one. Each model's
-answers get degeneration measures (distinct-1/2, repeated 3-grams, echoes of the question, answers
-under 3 tokens, mean length, share ending with EOS) and, with --judge, the judge reward model's
-mean score. The models are loaded one after the other, each with its own tokenizer.
+The prompts: DeepSpeed-Chat's six of --language, every fixed open prompt (--open) or --prompts
+FILE. Greedy always; --sample adds a sampled answer and --beams N a beam-search one. Each model's
+answers (with its own tokenizer) get degeneration measures and, with --judge, its mean score.
 """
 
 import torch
@@ -18,7 +14,7 @@ from ..data.rows import answer
 from ..errors import ArgumentParser, cli
 from ..models import ModelSettings, check_model_kind, load_causal_lm, load_reward_model, load_tokenizer
 from ..ranges import option
-from .cli import print_table, read_prompts, write_json
+from .cli import add_generation_arguments, print_table, read_prompts, write_json
 from .degeneration import degeneration
 from .judging import LANGUAGES, open_prompts
 from .scoring import eval_device, generate_ids, score_texts
@@ -35,12 +31,8 @@ def parser() -> ArgumentParser:
     which.add_argument("--open", action="store_true", help="every fixed open prompt, English and Chinese")
     which.add_argument("--prompts", help="file of prompts instead (.txt one per line, or .json list)")
     p.add_argument("--judge", help="a reward model that scores every answer")
-    p.add_argument("--max-new-tokens", type=option("max_new_tokens"), default=64)
     p.add_argument("--batch-size", type=option("batch_size"), default=8)
-    p.add_argument("--sample", action="store_true", help="also sample an answer")
-    p.add_argument("--temperature", type=option("temperature"), default=0.7)
-    p.add_argument("--top-p", type=option("top_p"), default=0.9)
-    p.add_argument("--seed", type=option("seed"), default=42, help="for --sample")
+    add_generation_arguments(p, "also sample an answer")
     p.add_argument("--beams", type=option("beams"), help="also a beam-search answer with N beams")
     p.add_argument("--output", help="also write the generations to this JSON file")
     return p
@@ -50,31 +42,18 @@ def answers(name: str, prompts: list[str], args) -> dict[str, dict]:
     """{mode: {"texts", "measures"}} of the model `name`."""
     tokenizer = load_tokenizer(name, padding_side="left")
     model = eval_device(load_causal_lm(ModelSettings(name), tokenizer))
+    modes = {"greedy": {}}
+    if args.sample:
+        modes["sample"] = dict(do_sample=True, temperature=args.temperature, top_p=args.top_p)
+    if args.beams:
+        modes["beam"] = dict(num_beams=args.beams)
     out = {}
-    modes = {
-        "greedy": {},
-        **({"sample": dict(do_sample=True, temperature=args.temperature, top_p=args.top_p)} if args.sample else {}),
-        **({"beam": dict(num_beams=args.beams)} if args.beams else {}),
-    }
     for mode, settings in modes.items():
         torch.manual_seed(args.seed)
-        ids = generate_ids(
-            model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, **settings
-        )
+        ids = generate_ids(model, tokenizer, prompts, args.batch_size, max_new_tokens=args.max_new_tokens, **settings)
         texts = [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
         out[mode] = {"texts": texts, "measures": degeneration(prompts, ids, texts, tokenizer.eos_token_id)}
     return out
-
-
-def judge_scores(path: str, prompts: list[str], generated: dict) -> None:
-    """Add the judge's mean score to every model's and mode's measures (and per answer)."""
-    tokenizer = load_tokenizer(path)
-    model = eval_device(load_reward_model(ModelSettings(path), tokenizer))
-    for modes in generated.values():
-        for result in modes.values():
-            texts = [p + answer(t) + (tokenizer.eos_token or "") for p, t in zip(prompts, result["texts"])]
-            result["judge"] = score_texts(model, tokenizer, texts)
-            result["measures"]["judge"] = sum(result["judge"]) / len(result["judge"])
 
 
 def main(argv=None):
@@ -88,8 +67,14 @@ def main(argv=None):
     if args.judge:
         check_model_kind(args.judge, "reward_model")
     generated = {role: answers(getattr(args, role), prompts, args) for role in ROLES}
-    if args.judge:
-        judge_scores(args.judge, prompts, generated)
+    if args.judge:  # the judge's score of every answer, and their mean
+        tokenizer = load_tokenizer(args.judge)
+        model = eval_device(load_reward_model(ModelSettings(args.judge), tokenizer))
+        eos = tokenizer.eos_token or ""
+        for modes in generated.values():
+            for r in modes.values():
+                r["judge"] = score_texts(model, tokenizer, [p + answer(t) + eos for p, t in zip(prompts, r["texts"])])
+                r["measures"]["judge"] = sum(r["judge"]) / len(r["judge"])
     result = {
         "prompts": [
             {

@@ -11,7 +11,7 @@ from ..encoding import drop_long_prompts
 from ..errors import ArgumentParser, cli
 from ..models import ModelSettings, load_reward_model, load_tokenizer
 from .cli import add_eval_data_arguments, load_eval_rows, print_table, read_pairs, write_json
-from .scoring import eval_device, pair_metrics, pair_texts, score_texts
+from .scoring import eval_device, pair_metrics, pair_scores
 
 
 def parser() -> ArgumentParser:
@@ -26,18 +26,12 @@ def parser() -> ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if args.pairs:
-        rows = read_pairs(args.pairs)[: args.n]
-    else:
-        rows = load_eval_rows(args, need_pairs=True)
+    rows = read_pairs(args.pairs)[: args.n] if args.pairs else load_eval_rows(args, need_pairs=True)
     tokenizer = load_tokenizer(args.model)
     if not args.pairs:
         rows = drop_long_prompts(tokenizer, rows, args.max_length, args.split)
     model = eval_device(load_reward_model(ModelSettings(args.model), tokenizer))
-    chosen, rejected = (
-        score_texts(model, tokenizer, pair_texts(tokenizer, rows, key), args.max_length, args.batch_size)
-        for key in ("chosen", "rejected")
-    )
+    chosen, rejected = pair_scores(model, tokenizer, rows, args.max_length, args.batch_size)
     result = pair_metrics(chosen, rejected)
     if args.pairs:
         result["pairs"] = [

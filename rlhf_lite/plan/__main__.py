@@ -1,6 +1,6 @@
 import sys
 
 from ..errors import cli
-from .cli import main
+from . import main
 
 sys.exit(cli(main))

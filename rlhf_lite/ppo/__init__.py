@@ -1,26 +1,11 @@
 """Step 3: our PPO engine with DeepSpeed-Chat's API (see trainer.py for the loop)."""
 
-from .checkpoint import export_models, latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import PPOArguments
-from .data import PromptBatches, encode_prompts, ptx_batches
-from .engine import ActorCritic, RLHFEngine
-from .experience import Experience
-from .trainer import NonFiniteError, PPOTrainer, answer_mask, total_updates
-
-__all__ = [
-    "ActorCritic",
-    "Experience",
-    "NonFiniteError",
-    "PPOArguments",
-    "PPOTrainer",
-    "PromptBatches",
-    "RLHFEngine",
-    "answer_mask",
-    "encode_prompts",
-    "export_models",
-    "latest_checkpoint",
-    "load_checkpoint",
-    "ptx_batches",
-    "save_checkpoint",
-    "total_updates",
-]
+from .checkpoint import export_models as export_models
+from .config import PPOArguments as PPOArguments
+from .data import PromptBatches as PromptBatches
+from .data import encode_prompts as encode_prompts
+from .engine import RLHFEngine as RLHFEngine
+from .trainer import NonFiniteError as NonFiniteError
+from .trainer import PPOTrainer as PPOTrainer
+from .trainer import answer_mask as answer_mask
+from .trainer import total_updates as total_updates

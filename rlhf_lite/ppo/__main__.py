@@ -13,27 +13,17 @@ from ..metrics import append_metrics
 from ..models import load_tokenizer
 from ..progress import Progress, write
 from ..training import DeferredInterrupt, step_rows
-from . import (
-    NonFiniteError,
-    PPOArguments,
-    PPOTrainer,
-    PromptBatches,
-    RLHFEngine,
-    encode_prompts,
-    export_models,
-    latest_checkpoint,
-    load_checkpoint,
-    ptx_batches,
-    save_checkpoint,
-    total_updates,
-)
-from .engine import make_accelerator
+from .checkpoint import export_models, latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import PPOArguments
+from .data import PromptBatches, encode_prompts, ptx_batches
+from .engine import RLHFEngine, make_accelerator
+from .trainer import NonFiniteError, PPOTrainer, total_updates
 
 
 def main(argv=None):
     (args,) = parse([PPOArguments], "ppo", argv)
     args.fill_model_paths(preset_name(sys.argv[1:] if argv is None else argv))
-    accelerator = make_accelerator(
+    acc = make_accelerator(
         log_with="tensorboard" if args.report_to == "tensorboard" else None, project_dir=args.output_dir
     )
     rows, _ = step_rows(args, part=2, need_pairs=False)
@@ -41,55 +31,49 @@ def main(argv=None):
     set_seed(args.seed)
 
     tokenizer = load_tokenizer(args.actor_model_name_or_path, trust_remote_code=args.trust_remote_code)
-    prompts = PromptBatches(
-        encode_prompts(tokenizer, rows, args.max_prompt_seq_len),
-        args,
-        tokenizer.pad_token_id,
-        accelerator.process_index,
-        accelerator.num_processes,
-        accelerator.device,
-    )
-    engine = RLHFEngine(
-        args.actor_model_name_or_path,
-        args.critic_model_name_or_path,
-        tokenizer,
-        total_updates(len(prompts), args),
-        args,
-        accelerator,
-    )
+    ids = encode_prompts(tokenizer, rows, args.max_prompt_seq_len)
+    prompts = PromptBatches(ids, args, tokenizer.pad_token_id, acc.process_index, acc.num_processes, acc.device)
+    iters = total_updates(len(prompts), args)
+    engine = RLHFEngine(args.actor_model_name_or_path, args.critic_model_name_or_path, tokenizer, iters, args, acc)
     trainer = PPOTrainer(engine, args)
     checkpoint = latest_checkpoint(args.output_dir) if resume else None
     state = load_checkpoint(trainer, checkpoint) if checkpoint else {"batches_done": 0, "reward_ema": None}
     if args.ptx_datasets:
         trainer.ptx_batches = ptx_batches(
-            args, tokenizer, args.per_device_training_batch_size, accelerator.device, skip=trainer.global_step
+            args, tokenizer, args.per_device_training_batch_size, acc.device, skip=trainer.global_step
         )
-    accelerator.init_trackers("runs")
+    acc.init_trackers("runs")
 
     buffer, done, shown = [], state["batches_done"], {}
     trained = done  # batches whose experience has been trained on
-    bar = Progress(len(prompts), "ppo", initial=done, disable=not accelerator.is_main_process)
+    bar = Progress(len(prompts), "ppo", initial=done, disable=not acc.is_main_process)
     try:
         with DeferredInterrupt() as interrupt:
             for step, batch in prompts.batches(done):
                 exp = trainer.generate_experience(batch)
-                buffer += [exp] if exp is not None else []
                 if exp is None:
                     write(f"batch {step + 1}: every answer was only EOS; nothing to train on", sys.stderr)
+                else:
+                    buffer.append(exp)
                 done = step + 1
                 if done % args.generation_batches and done < len(prompts):
                     continue
                 if buffer:
                     trainer.train_rlhf(buffer)
-                    trained = done
-                    shown = log(trainer, state, done, args, accelerator, len(prompts))
-                    if args.print_answers_interval and done % args.print_answers_interval == 0:
-                        print_answers(tokenizer, buffer[-1], done, accelerator)
+                    shown = log(trainer, state, done, args, acc, len(prompts))
+                    every = args.print_answers_interval
+                    if every and done % every == 0 and acc.is_main_process:
+                        exp, P = buffer[-1], buffer[-1].prompt_len
+                        prompt, answer = (
+                            tokenizer.decode(t, skip_special_tokens=True).strip()
+                            for t in (exp.seq[0, :P], exp.seq[0, P:])
+                        )
+                        write(f"--- step {done} | score {exp.scores[0]:.3f}\n{prompt}\n>>> {answer}")
                 buffer, trained = [], done
                 if args.save_steps and done % args.save_steps == 0:
                     save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
                 bar.update(done - bar.n, **shown)
-                if done < len(prompts) and interrupt.on_any_process(accelerator.device):
+                if done < len(prompts) and interrupt.on_any_process(acc.device):
                     raise KeyboardInterrupt  # Ctrl-C: stop where everything generated has been trained on
     except (NonFiniteError, KeyboardInterrupt) as err:
         # The failed update was not applied: keep what was trained, resumable from `trained`. After
@@ -102,28 +86,20 @@ def main(argv=None):
     bar.close()
     save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
     export_models(engine, trainer, args.output_dir, args.merge_lora)
-    accelerator.end_training()
+    acc.end_training()
 
 
-def log(trainer, state, done, args, accelerator, total) -> dict:
+def log(trainer, state, done, args, acc, total) -> dict:
     """Record the update's statistics; returns what the progress bar shows."""
     stats = trainer.stats
     score = stats["reward/score"]
     state["reward_ema"] = score if state["reward_ema"] is None else 0.9 * state["reward_ema"] + 0.1 * score
     stats["reward/score_ema"] = state["reward_ema"]
     if done % args.logging_steps == 0 or done == total:
-        accelerator.log(stats, step=done)
-        if accelerator.is_main_process:
+        acc.log(stats, step=done)
+        if acc.is_main_process:
             append_metrics(args.output_dir, {"step": done, **stats})
     return {"reward": score, "kl": stats["kl/sequence_k3"]}
-
-
-def print_answers(tokenizer, exp, done, accelerator):
-    if accelerator.is_main_process:
-        P = exp.prompt_len
-        prompt = tokenizer.decode(exp.seq[0, :P], skip_special_tokens=True).strip()
-        answer = tokenizer.decode(exp.seq[0, P:], skip_special_tokens=True).strip()
-        write(f"--- step {done} | score {exp.scores[0]:.3f}\n{prompt}\n>>> {answer}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,5 @@
-"""Step 3's checkpoints (resume) and final models (actor/, critic/, actor_ema/).
-
-A checkpoint is `checkpoint-<batches done>/`: accelerate's state of the actor-critic module,
-optimizer, scheduler and every process's RNG, plus `trainer_state.json` (optimizer steps, KL
-controller, reward EMA) and the EMA weights. It is written under a temporary name and renamed
-when complete, so a crash while saving leaves the previous checkpoint as the latest (and what it
-left half-written is removed by the next save).
-"""
-
-from __future__ import annotations
+"""Step 3's checkpoints, `checkpoint-<batches done>/` (accelerate's state, trainer_state.json, EMA
+weights; renamed from a temporary name once complete), and final models (actor/, critic/, actor_ema/)."""
 
 import json
 import shutil
@@ -32,14 +24,13 @@ def saved(checkpoint: Path) -> bool:  # a checkpoint gets its name only once com
 
 def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int, extra: dict, keep: int = 1) -> Path:
     acc, out = trainer.accelerator, Path(out_dir)
-    final = out / f"checkpoint-{batches_done}"
-    tmp = out / f".tmp-checkpoint-{batches_done}"
+    final, tmp = out / f"checkpoint-{batches_done}", out / f".tmp-checkpoint-{batches_done}"
     if acc.is_main_process:  # what an earlier crash while saving left behind
         for stale in [*out.glob(".tmp-checkpoint-*"), *out.glob(".old-checkpoint-*")]:
             shutil.rmtree(stale, ignore_errors=True)
     acc.wait_for_everyone()
     # every process: DeepSpeed writes its own shards. accelerate warns that it left out the tied
-    # copy of the LM head (as from_pretrained expects: the model ties it again on loading)
+    # LM head, which the model ties again on loading
     with logger_silenced("accelerate.utils.other"):
         acc.save_state(str(tmp))
     acc.wait_for_everyone()  # ... and its RNG state, which must be in before `tmp` is renamed
@@ -57,8 +48,8 @@ def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int,
 
 
 def load_checkpoint(trainer: PPOTrainer, path: str | Path) -> dict:
-    """Restore everything `save_checkpoint` wrote; returns its trainer_state.json. The run's
-    metrics.jsonl loses the rows logged after the checkpoint: the resumed run logs them again."""
+    """Restore what `save_checkpoint` wrote and return its trainer_state.json; metrics.jsonl loses
+    the rows logged after it (the resumed run logs them again)."""
     path = Path(path)
     trainer.accelerator.load_state(str(path))
     state = json.loads((path / STATE_FILE).read_text())
@@ -66,26 +57,23 @@ def load_checkpoint(trainer: PPOTrainer, path: str | Path) -> dict:
         rewind_metrics(path.parent, state["batches_done"])
     trainer.load_state_dict(state["trainer"])
     if trainer.ema is not None and (path / EMA_FILE).exists():
-        saved = load_file(path / EMA_FILE)
+        ema = load_file(path / EMA_FILE)
         for i, t in enumerate(trainer.ema):
-            t.copy_(saved[f"ema.{i}"])
+            t.copy_(ema[f"ema.{i}"])
     return state
 
 
 def export_models(engine: RLHFEngine, trainer: PPOTrainer, out_dir: str | Path, merge_lora: bool = True) -> None:
     """actor/ and critic/ (and actor_ema/) as standard Hugging Face folders."""
-    acc, out = engine.accelerator, Path(out_dir)
-    roles = [("actor", "actor"), ("critic", "critic")]
-    if trainer.ema is not None:
-        roles.append(("actor_ema", "actor"))
-    for folder, role in roles:
+    acc = engine.accelerator
+    for folder in ["actor", "critic"] + (["actor_ema"] if trainer.ema is not None else []):
+        role = folder.removesuffix("_ema")
         if folder == "actor_ema":
             trainer.swap_ema()
         state = acc.get_state_dict(engine.model)  # every process: ZeRO-3 gathers the shards here
         if acc.is_main_process:
-            prefix = f"{role}."
-            weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            save_model(getattr(engine, role), engine.tokenizer, out / folder, merge_lora, state_dict=weights)
+            weights = {k[len(role) + 1 :]: v for k, v in state.items() if k.startswith(f"{role}.")}
+            save_model(getattr(engine, role), engine.tokenizer, Path(out_dir) / folder, merge_lora, state_dict=weights)
         if folder == "actor_ema":
             trainer.swap_ema()
         acc.wait_for_everyone()

@@ -22,99 +22,58 @@ SPEEDUPS = ("row_groups", "frozen_blocks", "rollout_graphs", "merged_lora")
 @dataclass
 class PPOArguments(ScriptArguments):
     # ---- models (default: what steps 1 and 2 of the same preset wrote)
-    actor_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "the SFT model (default outputs/<preset>/sft)"}
-    )
-    critic_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "the critic's starting point, a reward model (default outputs/<preset>/rm)"}
-    )
-    reward_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "the frozen reward model (default: the critic's path)"}
-    )
+    actor_model_name_or_path: str | None = field(default=None, metadata={"help": "default outputs/<preset>/sft"})
+    critic_model_name_or_path: str | None = field(default=None, metadata={"help": "default outputs/<preset>/rm"})
+    reward_model_name_or_path: str | None = field(default=None, metadata={"help": "default: the critic's path"})
     output_dir: str | None = field(default=None, metadata={"help": "default outputs/<preset>/ppo"})
     dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto"})
-    actor_quantization: str = field(
-        default="none",
-        metadata={
-            "choices": QUANTIZATIONS,
-            "help": "load the actor (and so the reference) in 8 or 4 bits; needs actor LoRA",
-        },
-    )
-    critic_quantization: str = field(
-        default="none",
-        metadata={"choices": QUANTIZATIONS, "help": "load the critic in 8 or 4 bits; needs critic LoRA"},
-    )
+    actor_quantization: str = field(default="none", metadata={"choices": QUANTIZATIONS, "help": "needs actor LoRA"})
+    critic_quantization: str = field(default="none", metadata={"choices": QUANTIZATIONS, "help": "needs critic LoRA"})
     reward_quantization: str = field(default="none", metadata={"choices": QUANTIZATIONS})
-    actor_lora_dim: int = field(default=0, metadata={"help": "LoRA rank of the actor (0: train all weights)"})
-    critic_lora_dim: int = field(default=0, metadata={"help": "LoRA rank of the critic (0: all weights)"})
+    actor_lora_dim: int = field(default=0, metadata={"help": "LoRA rank (0: train all weights)"})
+    critic_lora_dim: int = field(default=0, metadata={"help": "LoRA rank (0: train all weights)"})
     lora_alpha_ratio: float = field(default=2.0, metadata={"help": "LoRA alpha = ratio * rank"})
     lora_dropout: float = 0.0
-    lora_module_name: list[str] | None = field(
-        default=None, metadata={"help": "modules to adapt; default: the family's attention and MLP projections"}
-    )
-    actor_trainable_layers: int | None = field(
-        default=None, metadata={"help": "train only the actor's top N blocks (+ final norm); default: all"}
-    )
-    critic_trainable_layers: int | None = field(
-        default=None,
-        metadata={"help": "train only the critic's top N blocks (+ final norm and value head); default: all"},
-    )
+    lora_module_name: list[str] | None = field(default=None, metadata={"help": "default: attention and MLP"})
+    actor_trainable_layers: int | None = field(default=None, metadata={"help": "train only the top N blocks"})
+    critic_trainable_layers: int | None = field(default=None, metadata={"help": "train only the top N blocks"})
     actor_gradient_checkpointing: bool = False
     critic_gradient_checkpointing: bool = False
     disable_actor_dropout: bool = True
     disable_critic_dropout: bool = True
     trust_remote_code: bool = False
     merge_lora: bool = field(default=True, metadata={"help": "save actor/critic with LoRA merged"})
-
     # ---- data and batches
     per_device_generation_batch_size: int = field(default=4, metadata={"help": "prompts per generation"})
     per_device_training_batch_size: int = field(default=4, metadata={"help": "experiences per PPO update"})
-    generation_batches: int = field(
-        default=1, metadata={"help": "generation batches buffered before the PPO updates run on all of them"}
-    )
+    generation_batches: int = field(default=1, metadata={"help": "generation batches per PPO training round"})
     ppo_epochs: int = field(default=1, metadata={"help": "passes over each experience buffer"})
     num_train_epochs: int = 1
     max_steps: int = field(default=-1, metadata={"help": "stop after this many generation batches"})
-    max_prompt_seq_len: int = field(
-        default=256, metadata={"help": "prompts longer than this (in tokens) are dropped and counted"}
-    )
+    max_prompt_seq_len: int = field(default=256, metadata={"help": "longer prompts are dropped and counted"})
     max_answer_seq_len: int = 256
     min_new_tokens: int = 1
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 1234
-
     # ---- optimisation
     actor_learning_rate: float = 9.65e-6
     critic_learning_rate: float = 5e-6
-    actor_lora_learning_rate: float | None = field(
-        default=None, metadata={"help": "learning rate of the actor's LoRA weights (default: actor_learning_rate)"}
-    )
+    actor_lora_learning_rate: float | None = field(default=None, metadata={"help": "default: actor_learning_rate"})
     critic_lora_learning_rate: float | None = None
     actor_weight_decay: float = 0.0
     critic_weight_decay: float = 0.0
     lr_scheduler_type: str = "cosine"
     num_warmup_steps: float = field(default=0, metadata={"help": "optimizer steps, or a ratio if < 1"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "0 disables clipping"})
-
     # ---- PPO
     init_kl_coef: float = 0.1
-    target_kl: float | None = field(
-        default=None, metadata={"help": "adaptive KL coefficient aiming at this KL per answer (None: fixed)"}
-    )
+    target_kl: float | None = field(default=None, metadata={"help": "adaptive KL coefficient (None: fixed)"})
     kl_horizon: int = 10000
     clip_reward_value: float = 5.0
-    no_eos_penalty: float = field(
-        default=0.0, metadata={"help": "subtracted from the score of answers that never produced EOS"}
-    )
-    empty_answer_score: float | None = field(
-        default=None,
-        metadata={
-            "help": "score of answers that are only EOS, trained on like any other (with min_new_tokens 0); "
-            "None drops them and counts them, as DeepSpeed-Chat does"
-        },
-    )
+    no_eos_penalty: float = field(default=0.0, metadata={"help": "subtracted from scores of answers without EOS"})
+    empty_answer_score: float | None = field(default=None, metadata={"help": "score of only-EOS answers (None: drop)"})
     cliprange: float = 0.2
     cliprange_value: float = 0.2
     gamma: float = 1.0
@@ -122,20 +81,14 @@ class PPOArguments(ScriptArguments):
     whiten_advantages: bool = False
     enable_ema: bool = False
     ema_beta: float = 0.992
-    disable_speedups: list[str] | None = field(
-        default=None, metadata={"help": f"turn off speed-ups that leave the numbers equal: {', '.join(SPEEDUPS)}"}
-    )
-    ptx_datasets: list[str] | None = field(
-        default=None,
-        metadata={"help": "datasets for the pretraining mix (language-modelling loss on prompt + chosen)"},
-    )
+    disable_speedups: list[str] | None = field(default=None, metadata={"help": ", ".join(SPEEDUPS)})
+    ptx_datasets: list[str] | None = field(default=None, metadata={"help": "datasets for the pretraining mix"})
     ptx_coef: float = 27.8
-
     # ---- bookkeeping
     logging_steps: int = 1
     save_steps: int = 50
     save_total_limit: int = 1
-    print_answers_interval: int = field(default=0, metadata={"help": "print sample answers every N steps (0: never)"})
+    print_answers_interval: int = field(default=0, metadata={"help": "print sample answers every N steps"})
     report_to: str = field(default="tensorboard", metadata={"help": "tensorboard or none"})
 
     def __post_init__(self) -> None:
@@ -165,10 +118,8 @@ class PPOArguments(ScriptArguments):
             raise ConfigError(f"report_to must be tensorboard or none, got '{self.report_to}'")
 
     def fill_model_paths(self, preset: str) -> None:
-        """Default actor / critic: what steps 1 and 2 of `preset` wrote. A missing one stops the
-        run before anything loads, with the command that makes it."""
-        steps = {"actor": ("sft", 1), "critic": ("rm", 2)}
-        for role, (step, number) in steps.items():
+        """Default actor / critic: what steps 1 and 2 of `preset` wrote; a missing one stops the run."""
+        for role, step, number in (("actor", "sft", 1), ("critic", "rm", 2)):
             attr = f"{role}_model_name_or_path"
             if getattr(self, attr) is None:
                 path = Path("outputs") / preset / step
@@ -184,15 +135,11 @@ class PPOArguments(ScriptArguments):
             self.reward_model_name_or_path = self.critic_model_name_or_path
 
     def speedup(self, name: str) -> bool:
-        """Whether speed-up `name` (SPEEDUPS) is on; it applies only where it leaves the numbers equal."""
         return name not in (self.disable_speedups or ())
 
     def reuses_rollout_forward(self, role: str, zero_stage: int = 0) -> bool:
-        """Whether `role`'s ('actor' or 'critic') scoring forward, kept with its autograd graph, is
-        also the forward of the first PPO update after the rollout. It is when that update sees
-        the same weights, the same rows and no dropout: one experience (generation_batches 1) in
-        one mini-batch, the models untouched in between, and no ZeRO-3 (whose hooks re-partition
-        the weights between passes)."""
+        """Whether `role`'s scoring forward, graph kept, can be the first update's: same weights, same
+        rows (one experience, one mini-batch), no dropout and no ZeRO-3 (it re-partitions the weights)."""
         lora_dropout = self.lora_dropout if getattr(self, f"{role}_lora_dim") else 0.0
         return (
             self.speedup("rollout_graphs")
@@ -205,17 +152,14 @@ class PPOArguments(ScriptArguments):
 
     def model_settings(self, role: str) -> ModelSettings:
         """ModelSettings of 'actor', 'critic' or 'reward'."""
-        path = getattr(self, f"{role}_model_name_or_path")
-        quant = getattr(self, f"{role}_quantization")
         rank = getattr(self, f"{role}_lora_dim", 0)
-        lora = (
-            LoraSettings(rank, int(self.lora_alpha_ratio * rank), self.lora_dropout, self.lora_module_name)
-            if rank
-            else None
-        )
+        quant = getattr(self, f"{role}_quantization")
+        lora = None
+        if rank:
+            lora = LoraSettings(rank, int(self.lora_alpha_ratio * rank), self.lora_dropout, self.lora_module_name)
         trained = role != "reward"
         return ModelSettings(
-            path,
+            getattr(self, f"{role}_model_name_or_path"),
             self.dtype,
             quant == "8bit",
             quant == "4bit",

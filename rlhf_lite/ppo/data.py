@@ -1,7 +1,4 @@
-"""Step 3's inputs: left-padded prompt batches in a seeded, resumable order, and the batches
-of the pretraining mix (PTX)."""
-
-from __future__ import annotations
+"""Step 3's inputs: left-padded prompt batches in a seeded, resumable order, and the pretraining mix."""
 
 import sys
 from collections.abc import Iterator
@@ -16,8 +13,7 @@ from .config import PPOArguments
 
 
 def encode_prompts(tokenizer, rows: list[dict], max_prompt_seq_len: int) -> list[list[int]]:
-    """Token ids of each prompt. Prompts longer than max_prompt_seq_len are dropped and counted,
-    as DeepSpeed-Chat does: a truncated prompt would ask a different question."""
+    """Token ids of each prompt; longer ones are dropped and counted (truncated, it would ask another question)."""
     ids = tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
     return keep_short_prompts(
         ids, [len(x) for x in ids], max_prompt_seq_len, "ppo", f"max_prompt_seq_len {max_prompt_seq_len}"
@@ -26,24 +22,14 @@ def encode_prompts(tokenizer, rows: list[dict], max_prompt_seq_len: int) -> list
 
 class PromptBatches:
     """Generation batches of prompts: a new seeded order each epoch, each process its own slice.
-
-    `batches(start)` resumes at global batch number `start`, so a restarted run sees exactly the
-    prompts an uninterrupted one would have seen.
-    """
+    `batches(start)` resumes at global batch `start` with the prompts an uninterrupted run sees."""
 
     def __init__(
-        self,
-        prompts: list[list[int]],
-        args: PPOArguments,
-        pad_id: int,
-        process_index: int = 0,
-        num_processes: int = 1,
-        device: torch.device | str = "cpu",
+        self, prompts: list[list[int]], args: PPOArguments, pad_id: int, process_index=0, num_processes=1, device="cpu"
     ):
         self.prompts, self.args, self.pad_id, self.device = prompts, args, pad_id, device
         self.rank, self.world = process_index, num_processes
-        global_batch = args.per_device_generation_batch_size * num_processes
-        self.per_epoch = len(prompts) // global_batch
+        self.per_epoch = len(prompts) // (args.per_device_generation_batch_size * num_processes)
         if self.per_epoch == 0:
             raise DataError(
                 f"{len(prompts)} prompts are fewer than one generation batch "
@@ -57,20 +43,20 @@ class PromptBatches:
         return self.total
 
     def batches(self, start: int = 0) -> Iterator[tuple[int, dict]]:
-        bs, order, order_epoch = self.args.per_device_generation_batch_size, None, None
+        bs = self.args.per_device_generation_batch_size
         for step in range(start, self.total):
             epoch, i = divmod(step, self.per_epoch)
-            if epoch != order_epoch:  # one seeded shuffle per epoch, whatever step it resumes at
-                generator = torch.Generator().manual_seed(self.args.seed + epoch)
-                order, order_epoch = torch.randperm(len(self.prompts), generator=generator), epoch
+            if step == start or i == 0:  # one seeded shuffle per epoch, whatever step it resumes at
+                order = torch.randperm(
+                    len(self.prompts), generator=torch.Generator().manual_seed(self.args.seed + epoch)
+                )
             first = (i * self.world + self.rank) * bs
             ids, mask = pad_batch([self.prompts[j] for j in order[first : first + bs].tolist()], self.pad_id, "left")
             yield step, {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
 
 def ptx_batches(args: PPOArguments, tokenizer, batch_size: int, device, skip: int = 0) -> Iterator[dict]:
-    """Endless language-modelling batches of prompt + chosen (+ EOS) from `ptx_datasets`; the
-    first `skip` batches (those a resumed run already trained on) are passed over."""
+    """Endless language-modelling batches of prompt + chosen + EOS, past the first `skip` (resumed)."""
     rows, reports = load_step_rows(args.ptx_datasets, "train", seed=args.seed, data_dir=args.data_dir)
     for report in reports:
         if report.total_dropped:

@@ -1,14 +1,8 @@
 """The PPO maths of DeepSpeed-Chat's step 3, as small pure functions.
 
-Conventions: every per-token tensor is (B, T) and covers the ANSWER only (the generated tokens,
-already sliced after the prompt). `mask` (B, T) is 1.0 on real answer tokens, EOS included, and
-0.0 on the padding after the answer; each row has at least one real token. Masked positions may
-hold garbage, so every function zeroes them before use and returns zeros there. The reward
-model's score is a sequence-level number: it lands on each row's last real token, on top of the
-per-token KL penalty against the frozen reference policy.
+Per-token tensors are (B, T) over the answer only; `mask` is 1.0 on real answer tokens (EOS
+included, at least one per row). Masked positions may hold garbage: every function zeroes them.
 """
-
-from __future__ import annotations
 
 from collections.abc import Iterable
 
@@ -22,68 +16,45 @@ def _clean(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
-    """Mean of `x` over the entries where `mask` is 1 (over all dims when `dim` is None)."""
-    if dim is None:
-        return _clean(x, mask).sum() / mask.sum()
     return _clean(x, mask).sum(dim) / mask.sum(dim)
 
 
 def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True) -> Tensor:
-    """(x - mean) / sqrt(var + 1e-8) with statistics over the masked entries; zeros at padding.
-
-    With `shift_mean=False` the mean is added back, so only the scale changes (what PPO wants for
-    rewards, whose sign carries meaning).
-    """
+    """(x - mean) / sqrt(var + 1e-8) over the masked entries; `shift_mean=False` adds the mean back."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)  # biased (divide by N), as DeepSpeed-Chat and TRL do
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
-    if not shift_mean:
-        whitened = whitened + mean
-    return _clean(whitened, mask)
+    return _clean(whitened if shift_mean else whitened + mean, mask)
 
 
 def token_logprobs(logits: Tensor, labels: Tensor) -> Tensor:
     """log softmax(logits)[label]: logits (B, T, V), labels (B, T) -> (B, T) float32."""
     # gather - logsumexp never holds a second (B, T, V) tensor, unlike log_softmax(...).gather.
     logits = logits.float()
-    picked = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
-
-
-def last_token_index(mask: Tensor) -> Tensor:
-    """(B,) index of each row's last real token."""
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    # Positions are distinct, so the largest surviving one is the last real token (0 if only one).
-    return torch.where(mask.bool(), positions, 0).argmax(dim=1)
+    return logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def kl_shaped_rewards(
     logprobs: Tensor, ref_logprobs: Tensor, scores: Tensor, mask: Tensor, kl_coef: float, clip_reward_value: float
 ) -> tuple[Tensor, Tensor]:
-    """(rewards, kl): rewards = -kl_coef * kl, plus the clamped score on each row's last token."""
+    """(rewards, kl): rewards = -kl_coef * kl, plus the clamped score on each row's last real token."""
     kl = _clean(logprobs - ref_logprobs, mask)
-    rewards = -kl_coef * kl
     # Clamping stops one outlier score from dominating the batch's advantages.
-    score = scores.to(rewards.dtype).clamp(-clip_reward_value, clip_reward_value)
-    rewards = rewards.scatter_add(1, last_token_index(mask).unsqueeze(1), score.unsqueeze(1))
-    return rewards, kl
+    score = scores.to(kl.dtype).clamp(-clip_reward_value, clip_reward_value)
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last = torch.where(mask.bool(), positions, 0).argmax(dim=1)  # each row's last real token
+    return (-kl_coef * kl).scatter_add(1, last.unsqueeze(1), score.unsqueeze(1)), kl
 
 
 def kl_k3(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
-    """Per-token KL(actor || reference) estimated as k3 = r - 1 - log r with r = p_ref / p_actor
-    (Schulman, "Approximating KL divergence"; TRL and OpenRLHF log it): unbiased for tokens sampled
-    from the actor like k1 = log p_actor - log p_ref, but never negative, so a batch's figure
-    cannot come out below zero. Zeros at padding."""
+    """Per-token KL(actor || reference) as k3 = r - 1 - log r, r = p_ref / p_actor (Schulman,
+    "Approximating KL divergence"): unbiased like log p_actor - log p_ref, but never negative."""
     log_ratio = _clean(ref_logprobs - logprobs, mask)
     return _clean(torch.expm1(log_ratio) - log_ratio, mask)
 
 
 def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimation (Schulman et al. 2016); returns (advantages, returns).
-
-    delta_t = r_t + gamma * V_{t+1} * m_{t+1} - V_t and A_t = delta_t + gamma * lam * A_{t+1}, so
-    the value after the answer ends counts as 0. Returns = A + V are the value-head targets.
-    """
+    """Generalised advantage estimation: (advantages, returns = advantages + values)."""
     # Zeroed padding makes delta and A zero there, so nothing past the answer flows backwards.
     rewards, values = _clean(rewards, mask).detach(), _clean(values, mask).detach()
     next_value = next_adv = torch.zeros_like(values[:, 0])
@@ -92,7 +63,7 @@ def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, 
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         next_adv = delta + gamma * lam * next_adv
         advantages[:, t] = next_adv
-        next_value = values[:, t]  # V_t * m_t, since padding is zeroed
+        next_value = values[:, t]
     return advantages, advantages + values
 
 
@@ -127,9 +98,12 @@ def value_loss(
     return loss, {"clipfrac": clipfrac}
 
 
-class _KLController:
+class FixedKLController:
     def __init__(self, kl_coef: float) -> None:
         self.value = float(kl_coef)
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
 
     def state_dict(self) -> dict:
         return {"value": self.value}
@@ -138,14 +112,7 @@ class _KLController:
         self.value = float(state["value"])
 
 
-class FixedKLController(_KLController):
-    """A constant KL coefficient; `update` exists so the engine treats both controllers alike."""
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        pass
-
-
-class AdaptiveKLController(_KLController):
+class AdaptiveKLController(FixedKLController):
     """Ziegler et al. (2019): nudge the coefficient so the policy's KL tracks `target`."""
 
     def __init__(self, init_kl_coef: float, target: float, horizon: int) -> None:
@@ -160,13 +127,8 @@ class AdaptiveKLController(_KLController):
         self.value *= 1.0 + error * n_steps / self.horizon
 
 
-def make_kl_controller(
-    kl_coef: float, target_kl: float | None, horizon: int
-) -> FixedKLController | AdaptiveKLController:
-    """Adaptive when a target KL is given, fixed otherwise."""
-    if target_kl is None:
-        return FixedKLController(kl_coef)
-    return AdaptiveKLController(kl_coef, target_kl, horizon)
+def make_kl_controller(kl_coef: float, target_kl: float | None, horizon: int) -> FixedKLController:
+    return FixedKLController(kl_coef) if target_kl is None else AdaptiveKLController(kl_coef, target_kl, horizon)
 
 
 @torch.no_grad()
@@ -179,5 +141,4 @@ def ema_update(ema_params: Iterable[Tensor], params: Iterable[Tensor], beta: flo
     if len(ema_params) != len(params):
         raise ValueError(f"{len(ema_params)} EMA tensors for {len(params)} parameters")
     for ema, param in zip(ema_params, params):
-        param = param.detach().to(device=ema.device, dtype=ema.dtype)
-        ema.mul_(beta).add_(param, alpha=1.0 - beta)
+        ema.mul_(beta).add_(param.detach().to(device=ema.device, dtype=ema.dtype), alpha=1.0 - beta)

@@ -1,14 +1,6 @@
-"""Forward passes that skip padding: the rows of a batch in groups of similar length.
-
-An experience is left-padded to its longest prompt and right-padded to its longest answer, so
-with prompts of 16 to 64 tokens a third of the columns every forward and backward computes can
-be padding. Rows sorted by prompt length and cut into a few groups each run on the columns their
-own tokens span; the outputs per answer position are stitched back together (zeros where a
-group's answers end earlier: those positions are masked anyway). Each row sees exactly its own
-tokens at the same positions, so nothing changes but rounding.
-"""
-
-from __future__ import annotations
+"""Forward passes that skip padding: rows sorted by prompt length run in a few groups, each on the
+columns its tokens span (with prompts of 16 to 64 tokens a third of a batch can be padding). Each
+row sees its own tokens at the same positions, so nothing changes but rounding."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +17,9 @@ class RowGroup:
     stop: int
 
 
-# An extra forward reads every weight again and launches every kernel again: on the demo's CPU
-# two groups of 4 x 68 and 4 x 104 tokens ran 10% faster than one of 8 x 104, eight single
-# rows (30% fewer tokens) 15% slower. So a group must save this share of the batch's tokens.
+# An extra forward reads every weight again: on the demo's CPU two groups of 4 x 68 and 4 x 104
+# tokens ran 10% faster than one of 8 x 104, eight single rows 15% slower. So a group must save
+# this share of the batch's tokens.
 MIN_SAVING = 0.1
 MAX_GROUPS = 4
 MAX_CUTS = 32  # candidate boundaries searched (keeps the search small for large batches)
@@ -63,11 +55,8 @@ def row_groups(attention_mask: Tensor, max_groups: int = MAX_GROUPS, min_saving:
         best.append(layer)
     end = len(cuts) - 1
     _, path = min((layer[end] for layer in best[1:] if end in layer), key=lambda x: x[0])
-    groups = []
-    for a, b in zip(path, path[1:]):
-        i, j = cuts[a], cuts[b]
-        groups.append(RowGroup(order[i:j], first[i], max(last[i:j])))
-    return groups
+    bounds = [(cuts[a], cuts[b]) for a, b in zip(path, path[1:])]
+    return [RowGroup(order[i:j], first[i], max(last[i:j])) for i, j in bounds]
 
 
 def stitch(groups: list[RowGroup], run: Callable[[RowGroup], Tensor], width: int | None = None) -> Tensor:

@@ -1,35 +1,21 @@
-"""PPO with DeepSpeed-Chat's API: `generate_experience` makes a batch of experience,
-`train_rlhf` runs the PPO updates on it.
+"""PPO with DeepSpeed-Chat's API: `generate_experience` scores answers, `train_rlhf` learns from them."""
 
-    engine = RLHFEngine(actor_path, critic_path, tokenizer, num_total_iters, args)
-    trainer = PPOTrainer(engine, args)
-    for prompt_batch in prompts:
-        exp = trainer.generate_experience(prompt_batch)
-        actor_loss, critic_loss = trainer.train_rlhf(exp)
-
-An experience (experience.py) holds per-token tensors over the answer only; its `mask` marks the
-real answer tokens, EOS included.
-"""
-
-from __future__ import annotations
-
-import contextlib
 import functools
 import inspect
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from transformers import GenerationConfig
 
 from ..errors import RLHFLiteError
 from ..trunk import Recorded, capture, replay
 from .config import PPOArguments
 from .engine import RLHFEngine
-from .experience import Experience
 from .maths import (
     ema_update,
     gae_advantages,
@@ -51,31 +37,48 @@ class NonFiniteError(RLHFLiteError):
     def __init__(self, what: str, step: int):
         super().__init__(
             f"{what} is NaN or infinite at optimizer step {step}; the update was not applied. "
-            "Lower the learning rates, raise clip_reward_value's strictness or check the "
-            "reward model."
+            "Lower the learning rates, raise clip_reward_value's strictness or check the reward model."
         )
         self.step = step
 
 
-def answer_mask(answers: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """1 on every generated token up to and including the first EOS, 0 after it."""
-    is_eos = (answers == eos_id).int()
-    return ((is_eos.cumsum(1) - is_eos) == 0).float()
+@dataclass
+class Experience:
+    """A generation batch scored by all four models; per-token tensors are (B, A), answers only."""
+
+    seq: Tensor  # (B, P + A) left-padded prompt, then the answer (padded after its EOS)
+    attention_mask: Tensor  # (B, P + A)
+    prompt_len: int  # P
+    mask: Tensor  # (B, A) float: the real answer tokens, EOS included
+    logprobs: Tensor  # the actor's, as it sampled them
+    ref_logprobs: Tensor  # the reference's (the SFT model)
+    values: Tensor  # the critic's
+    scores: Tensor  # (B,) the reward model's, after no_eos_penalty / empty_answer_score
+    has_eos: Tensor  # (B,) bool
+    n_empty: int  # answers dropped as only EOS
+    time_generation: float
+    time_scoring: float
+    # The speed-ups' state: frozen blocks' outputs (trunk.py), scoring outputs with their graphs.
+    trunk: dict = field(default_factory=dict, repr=False)
+    graph: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass
 class Rows:
-    """The sequences a forward pass runs on, with what the speed-ups need: the row groups that run
-    without the padding they share (padding.py), the experience's frozen-block outputs (trunk.py;
-    "actor" serves the reference too, "critic" the reward model) and which of the experience's
-    rows these are (None: all of them)."""
+    """What forwards run on: row groups (padding.py), frozen-block outputs (trunk.py), experience rows."""
 
-    seq: torch.Tensor
-    attention_mask: torch.Tensor
+    seq: Tensor
+    attention_mask: Tensor
     prompt_len: int
     groups: list[RowGroup]
     trunk: dict[str, Recorded]
-    index: torch.Tensor | None = None
+    index: Tensor | None = None
+
+
+def answer_mask(answers: Tensor, eos_id: int) -> Tensor:
+    """1 on every generated token up to and including the first EOS, 0 after it."""
+    is_eos = (answers == eos_id).int()
+    return ((is_eos.cumsum(1) - is_eos) == 0).float()
 
 
 def _accepts_position_ids(model) -> bool:
@@ -106,82 +109,71 @@ class PPOTrainer:
             bos_token_id=self.tokenizer.bos_token_id,
         )
         # BLOOM derives positions from the mask itself; the others need them for left padding.
-        self._positions = {
-            "actor": _accepts_position_ids(engine.actor),
-            "reward": _accepts_position_ids(engine.reward),
-        }
+        self._positions = {role: _accepts_position_ids(getattr(engine, role)) for role in ("actor", "reward")}
         # The trained parameters of each model, for clipping, EMA and its swap (fixed after prepare).
         self.trained = {
-            role: [p for p in getattr(engine, role).parameters() if p.requires_grad] for role in ("actor", "critic")
+            r: [p for p in getattr(engine, r).parameters() if p.requires_grad] for r in ("actor", "critic")
         }
         self.ema = [p.detach().clone() for p in self.trained["actor"]] if args.enable_ema else None
-        # Reused frozen blocks (trunk.py); the reward model shares the critic's only if it reads
-        # the same inputs (its family takes position ids exactly when the actor's does).
+        # The reward model replays the critic's frozen blocks only if it reads the same inputs.
         self.trunk_depth = dict(engine.trunk_depth)
         if self._positions["reward"] != self._positions["actor"]:
             self.trunk_depth["reward"] = 0
 
-    # ---------------------------------------------------------------- experience
-
-    def _inputs(self, seq: torch.Tensor, attention_mask: torch.Tensor, role: str) -> dict:
-        inputs = {"input_ids": seq, "attention_mask": attention_mask}
-        if self._positions[role]:
-            inputs["position_ids"] = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-        return inputs
-
     def _rows(self, seq, attention_mask, prompt_len: int, trunk: dict | None = None, index=None) -> Rows:
-        """Rows to run forward passes on; without `trunk`, the first passes over them, which record
-        their frozen blocks' output."""
+        """Rows to run forward passes on; without `trunk`, the first passes, which record it."""
         trunk = trunk or {"actor": Recorded(seq.shape), "critic": Recorded(seq.shape)}
         if not self.args.speedup("row_groups"):  # one group of every row and column
             groups = [RowGroup(torch.arange(len(seq), device=seq.device), 0, seq.shape[1])]
         else:
-            # Under ZeRO-3 every forward gathers the weights with the other processes, so all of
-            # them must run as many: one group each (still without the padding its rows share).
+            # Under ZeRO-3 every forward gathers the weights with the other processes: one group each.
             groups = row_groups(attention_mask, max_groups=1 if self.engine.zero_stage == 3 else MAX_GROUPS)
         return Rows(seq, attention_mask, prompt_len, groups, trunk, index)
 
-    def _forward(self, role: str, rows: Rows, record: bool = False) -> torch.Tensor:
-        """`role`'s output for every row: the answer tokens' log-probabilities under the actor or
-        the reference, the critic's values at the positions that predict them (both (B, A)) or
-        the reward model's scores (B,). Run group by group on the columns each group's tokens
-        span; `record` captures the frozen blocks' output, otherwise it is replayed."""
+    def _forward(self, role: str, rows: Rows, record: bool = False) -> Tensor:
+        """Answer log-probabilities (actor, reference), values (critic) or scores (reward), group by group.
+        `record` (the actor's and critic's scoring passes) captures the frozen blocks' output."""
         engine, model = self.engine, self.engine.model
         module = getattr(engine, role)
         depth = self.trunk_depth[{"reference": "actor"}.get(role, role)]
         trunk = rows.trunk[{"reference": "actor", "reward": "critic"}.get(role, role)]
         kind = "reward" if role == "reward" else "actor"  # whose inputs (position ids or not)
 
-        def run(g: RowGroup) -> torch.Tensor:
+        def run(g: RowGroup) -> Tensor:
             columns, P = slice(g.start, g.stop), rows.prompt_len - g.start
-            s = rows.seq[g.positions, columns]
-            inputs = self._inputs(s, rows.attention_mask[g.positions, columns], kind)
+            s, m = rows.seq[g.positions, columns], rows.attention_mask[g.positions, columns]
+            inputs = {"input_ids": s, "attention_mask": m}
+            if self._positions[kind]:
+                inputs["position_ids"] = (m.long().cumsum(1) - 1).clamp(min=0)
             where = g.positions if rows.index is None else rows.index[g.positions]
             with (capture if record else replay)(module, depth, trunk, where, columns):
                 if role == "reward":
                     return engine.reward_scores(**inputs).float()
                 if role == "critic":
                     return model("critic", **inputs)[:, P - 1 : -1].float()
-                # Logits only where they predict an answer token (position t predicts t+1):
-                # projecting every prompt position onto the whole vocabulary would be the
-                # costliest waste of a pass.
+                # Logits only where they predict an answer token: the prompt's would be the costliest waste.
                 forward = functools.partial(model, "actor") if role == "actor" else engine.reference_logits
                 answer_len = s.shape[1] - P
                 logits = forward(**inputs, logits_to_keep=answer_len + 1)
-                # Of the distribution the answers were sampled from (as TRL does): with
-                # temperature != 1, raw logits would make every ratio and KL off-policy.
+                # Of the distribution sampled from (as TRL does): raw logits would make every ratio off-policy.
                 return token_logprobs(logits[:, -answer_len - 1 : -1] / self.args.temperature, s[:, P:])
 
-        return stitch(rows.groups, run, None if role == "reward" else rows.seq.shape[1] - rows.prompt_len)
+        width = None if role == "reward" else rows.seq.shape[1] - rows.prompt_len
+        if not (record and engine.reuse_rollout_forward[role]):
+            return stitch(rows.groups, run, width)
+        # Kept with its graph as the first update's forward (rollout_graphs): autograd on, and train
+        # mode so that gradient checkpointing applies (without dropout both modes compute the same).
+        with torch.enable_grad():
+            model.train()
+            try:
+                return stitch(rows.groups, run, width)
+            finally:
+                model.eval()
 
     @torch.no_grad()
     def generate_experience(self, prompt_batch: dict) -> Experience | None:
-        """Sample answers to left-padded prompts and score them with all four models.
-
-        Returns None when every answer was empty (those rows are dropped and counted).
-        """
-        model = self.engine.model
-        model.eval()
+        """Sample answers to left-padded prompts and score them; None when every answer was empty."""
+        self.engine.model.eval()
         prompts, prompt_mask = prompt_batch["input_ids"], prompt_batch["attention_mask"]
         start = time.perf_counter()
         with self.engine.actor_for_generation() as actor:
@@ -205,19 +197,15 @@ class PPOTrainer:
         seq, mask, prompt_mask, empty = seq[keep], mask[keep], prompt_mask[keep], empty[keep]
         attention_mask = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
 
-        # The actor's and critic's passes record their frozen blocks' output for the reference's
-        # and reward model's (and the updates') to reuse (trunk.py).
+        # The actor's and critic's passes record their frozen blocks' output for the others (trunk.py).
         rows = self._rows(seq, attention_mask, P)
-        with self._graph_kept("actor"):
-            logprobs = self._forward("actor", rows, record=True)
+        logprobs = self._forward("actor", rows, record=True)
         ref_logprobs = self._forward("reference", rows)
-        with self._graph_kept("critic"):
-            values = self._forward("critic", rows, record=True)
+        values = self._forward("critic", rows, record=True)
         # The outputs with their graphs: the first update's forward passes (see _update).
         graph = {"step": self.global_step} | {
             role: out for role, out in (("actor", logprobs), ("critic", values)) if out.requires_grad
         }
-        logprobs, values = logprobs.detach(), values.detach()
         scores = self._forward("reward", rows)
         has_eos = (seq[:, P:] == self.eos_id).any(1)
         if self.args.no_eos_penalty:
@@ -231,9 +219,9 @@ class PPOTrainer:
             attention_mask=attention_mask,
             prompt_len=P,
             mask=mask,
-            logprobs=logprobs,
+            logprobs=logprobs.detach(),
             ref_logprobs=ref_logprobs,
-            values=values,
+            values=values.detach(),
             scores=scores,
             has_eos=has_eos,
             n_empty=n_empty,
@@ -243,58 +231,36 @@ class PPOTrainer:
             graph=graph,
         )
 
-    @contextlib.contextmanager
-    def _graph_kept(self, role: str):
-        """Run `role`'s scoring forward as a training forward when it will serve as the first
-        update's (engine.reuse_rollout_forward): with autograd on, in train mode (so gradient
-        checkpointing applies; without dropout both modes compute the same)."""
-        if not self.engine.reuse_rollout_forward[role]:
-            yield
-            return
-        model = self.engine.model
-        with torch.enable_grad():
-            model.train()
-            try:
-                yield
-            finally:
-                model.eval()
-
-    # ---------------------------------------------------------------- training
-
     def train_rlhf(self, exp: Experience | list[Experience]) -> tuple[float, float]:
-        """`ppo_epochs` passes of clipped PPO updates, in mini-batches of
-        per_device_training_batch_size, over one experience or a buffer of them (all made by the
-        same policy). Returns the mean actor and critic losses; `self.stats` has the rest."""
+        """`ppo_epochs` passes of PPO updates over one or more experiences; mean actor, critic loss."""
         start = time.perf_counter()
         a = self.args
         exps = [exp] if isinstance(exp, Experience) else list(exp)
         shaped = [self._advantages(e) for e in exps]
         self.engine.model.train()
-        history: dict[str, list[float]] = {}
+        updates = []
         for _ in range(a.ppo_epochs):
             for e, (advantages, returns, _) in zip(exps, shaped):
                 for idx in torch.randperm(len(e.mask), device=e.mask.device).split(a.per_device_training_batch_size):
-                    for k, v in self._update(e, idx, advantages, returns).items():
-                        history.setdefault(k, []).append(v)
+                    updates.append(self._update(e, idx, advantages, returns))
         seq_kl = torch.cat([kl.sum(1) for _, _, kl in shaped]).mean().item()
         seq_k3 = torch.cat([kl_k3(e.logprobs, e.ref_logprobs, e.mask).sum(1) for e in exps]).mean().item()
         self.kl_ctl.update(seq_kl, sum(len(e.mask) for e in exps))
-        self.stats = (
-            {k: sum(v) / len(v) for k, v in history.items()}
-            | _mean_stats([self._experience_stats(e, adv, ret) for e, (adv, ret, _) in zip(exps, shaped)])
-            | {
-                "kl/sequence": seq_kl,
-                "kl/sequence_k3": seq_k3,
-                "kl/coef": self.kl_ctl.value,
-                "answer/empty_dropped": self.empty_dropped,
-                "time/training": time.perf_counter() - start,
-                "lr/actor": self.engine.scheduler.get_last_lr()[0],
-            }
-        )
+        mean = lambda dicts: {k: sum(d[k] for d in dicts) / len(dicts) for k in dicts[0]}
+        per_exp = [self._experience_stats(e, adv, ret) for e, (adv, ret, _) in zip(exps, shaped)]
+        self.stats = mean(updates) | mean(per_exp)
+        self.stats |= {
+            "kl/sequence": seq_kl,
+            "kl/sequence_k3": seq_k3,
+            "kl/coef": self.kl_ctl.value,
+            "answer/empty_dropped": self.empty_dropped,
+            "time/training": time.perf_counter() - start,
+            "lr/actor": self.engine.scheduler.get_last_lr()[0],
+        }
         self.empty_dropped = 0
         return self.stats["loss/actor"], self.stats["loss/critic"]
 
-    def _advantages(self, exp: Experience) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _advantages(self, exp: Experience) -> tuple[Tensor, Tensor, Tensor]:
         a, mask = self.args, exp.mask
         rewards, kl = kl_shaped_rewards(
             exp.logprobs, exp.ref_logprobs, exp.scores, mask, self.kl_ctl.value, a.clip_reward_value
@@ -305,7 +271,7 @@ class PPOTrainer:
         return advantages, returns, kl
 
     @staticmethod
-    def _experience_stats(exp: Experience, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+    def _experience_stats(exp: Experience, advantages: Tensor, returns: Tensor) -> dict:
         mask = exp.mask
         adv_mean = masked_mean(advantages, mask)
         return {
@@ -320,20 +286,18 @@ class PPOTrainer:
             "time/scoring": exp.time_scoring,
         }
 
-    def _update(self, exp: Experience, idx: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+    def _update(self, exp: Experience, idx: Tensor, advantages: Tensor, returns: Tensor) -> dict:
         a, model, mask = self.args, self.engine.model, exp.mask[idx]
-        # The scoring forward is this update's own when no step has changed the weights since and
-        # this mini-batch holds every row: then only the backward pass remains to be done.
+        # The scoring forward is this update's own if no step came between and it holds every row.
         graph, exp.graph = exp.graph, {}  # used once at most: no graph outlives its update
-        if graph.get("step") != self.global_step or len(idx) != len(exp):
+        if graph.get("step") != self.global_step or len(idx) != len(exp.mask):
             graph = {}
         rows = self._rows(exp.seq[idx], exp.attention_mask[idx], exp.prompt_len, exp.trunk, idx)
         logprobs = graph["actor"][idx] if "actor" in graph else self._forward("actor", rows)
         actor_loss, actor_stats = policy_loss(logprobs, exp.logprobs[idx], advantages[idx], mask, a.cliprange)
         values = graph["critic"][idx] if "critic" in graph else self._forward("critic", rows)
         critic_loss, critic_stats = value_loss(values, exp.values[idx], returns[idx], mask, a.cliprange_value)
-        loss = actor_loss + critic_loss
-        ptx_loss = None
+        loss, ptx_loss = actor_loss + critic_loss, None
         if self.ptx_batches is not None:
             batch = next(self.ptx_batches)
             logits = model("actor", input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -360,11 +324,7 @@ class PPOTrainer:
             "clipfrac/critic": float(critic_stats["clipfrac"]),
             "kl/approx_policy_change": float(actor_stats["approx_kl"]),
         }
-        if ptx_loss is not None:
-            stats["loss/ptx"] = ptx_loss.item()
-        return stats
-
-    # ---------------------------------------------------------------- state
+        return stats | ({"loss/ptx": ptx_loss.item()} if ptx_loss is not None else {})
 
     def state_dict(self) -> dict:
         return {"global_step": self.global_step, "kl_ctl": self.kl_ctl.state_dict()}
@@ -382,13 +342,8 @@ class PPOTrainer:
             e.copy_(tmp)
 
 
-def _mean_stats(dicts: list[dict]) -> dict:
-    return {k: sum(d[k] for d in dicts) / len(dicts) for k in dicts[0]}
-
-
 def total_updates(num_batches: int, args: PPOArguments) -> int:
     """Optimizer steps a run of `num_batches` generation batches takes: it sizes the schedule."""
-    # train_rlhf splits each experience into its own mini-batches, and a last, partly filled
-    # buffer is trained too: count per generation batch (an upper bound once answers are dropped).
+    # Each experience splits into its own mini-batches (an upper bound once answers are dropped).
     per_batch = math.ceil(args.per_device_generation_batch_size / args.per_device_training_batch_size)
     return num_batches * per_batch * args.ppo_epochs
