@@ -51,8 +51,7 @@ def lora_names(model):
 
 
 @pytest.mark.parametrize(
-    "family, pad, bos, eos, unk",
-    [("opt", 1, 2, 2, 3), ("bloom", 3, 1, 2, 0), ("llama", 0, 1, 2, 0)],
+    "family, pad, bos, eos, unk", [("opt", 1, 2, 2, 3), ("bloom", 3, 1, 2, 0), ("llama", 0, 1, 2, 0)]
 )
 def test_tokenizer_special_tokens_per_family(tiny, family, pad, bos, eos, unk):
     tok = load_tokenizer(tiny[family, "causal"])

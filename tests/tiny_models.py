@@ -87,9 +87,7 @@ def _tokenizer_json(family: str, vocab_size: int, corpus: tuple[str, ...]) -> st
     if spec.prepend is not None:
         p = spec.prepend
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{p} $A",
-            pair=f"{p} $A {p} $B:1",
-            special_tokens=[(p, tok.token_to_id(p))],
+            single=f"{p} $A", pair=f"{p} $A {p} $B:1", special_tokens=[(p, tok.token_to_id(p))]
         )
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
@@ -104,9 +102,7 @@ def make_tokenizer(
     raw = Tokenizer.from_str(_tokenizer_json(family, vocab or DEFAULT_VOCAB, tuple(corpus or CORPUS)))
     specials = {"bos_token": spec.bos, "eos_token": spec.eos, "unk_token": spec.unk, "pad_token": spec.pad}
     return PreTrainedTokenizerFast(
-        tokenizer_object=raw,
-        model_max_length=256,
-        **{k: v for k, v in specials.items() if v is not None},
+        tokenizer_object=raw, model_max_length=256, **{k: v for k, v in specials.items() if v is not None}
     )
 
 

@@ -3,5 +3,3 @@
 from .adapters import ADAPTERS, register
 from .load import DatasetSpec, load_rows, load_step_rows
 from .rows import SkipRow
-
-__all__ = ["ADAPTERS", "DatasetSpec", "SkipRow", "load_rows", "load_step_rows", "register"]

@@ -5,7 +5,7 @@ import inspect
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ from ..errors import RLHFLiteError
 from ..trunk import Recorded, capture, replay
 from .config import PPOArguments
 from .engine import RLHFEngine
+from .experience import Experience
 from .maths import (
     ema_update,
     gae_advantages,
@@ -40,27 +41,6 @@ class NonFiniteError(RLHFLiteError):
             "Lower the learning rates, raise clip_reward_value's strictness or check the reward model."
         )
         self.step = step
-
-
-@dataclass
-class Experience:
-    """A generation batch scored by all four models; per-token tensors are (B, A), answers only."""
-
-    seq: Tensor  # (B, P + A) left-padded prompt, then the answer (padded after its EOS)
-    attention_mask: Tensor  # (B, P + A)
-    prompt_len: int  # P
-    mask: Tensor  # (B, A) float: the real answer tokens, EOS included
-    logprobs: Tensor  # the actor's, as it sampled them
-    ref_logprobs: Tensor  # the reference's (the SFT model)
-    values: Tensor  # the critic's
-    scores: Tensor  # (B,) the reward model's, after no_eos_penalty / empty_answer_score
-    has_eos: Tensor  # (B,) bool
-    n_empty: int  # answers dropped as only EOS
-    time_generation: float
-    time_scoring: float
-    # The speed-ups' state: frozen blocks' outputs (trunk.py), scoring outputs with their graphs.
-    trunk: dict = field(default_factory=dict, repr=False)
-    graph: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass
