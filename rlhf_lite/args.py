@@ -32,7 +32,7 @@ RESUMABLE |= {"logging_steps", "save_steps", "eval_steps", "save_total_limit"}
 class ModelArguments:
     model_name_or_path: str = field(default="embedded:smollm2-135m", metadata={"help": "hub name, folder or .gguf"})
     dtype: str = field(default="fp32", metadata={"help": "fp32, bf16, fp16 or auto"})
-    use_lora: bool = False
+    use_lora: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -50,17 +50,9 @@ class ModelArguments:
             lora = LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules)
         elif self.lora_learning_rate is not None:
             raise ConfigError("lora_learning_rate is set but use_lora is off")
-        return ModelSettings(
-            self.model_name_or_path,
-            self.dtype,
-            self.load_in_8bit,
-            self.load_in_4bit,
-            lora,
-            gradient_checkpointing,
-            self.dropout,
-            self.trainable_layers,
-            trust_remote_code,
-        )
+        kw = {k: getattr(self, k) for k in ("dtype", "load_in_8bit", "load_in_4bit", "dropout", "trainable_layers")}
+        kw.update(lora=lora, gradient_checkpointing=gradient_checkpointing, trust_remote_code=trust_remote_code)
+        return ModelSettings(self.model_name_or_path, **kw)
 
 
 @dataclass
@@ -69,9 +61,9 @@ class ScriptArguments:
     dataset_weights: list[float] | None = field(default=None, metadata={"help": "0.5 takes half, 2 twice"})
     data_split: str = field(default="2,4,4", metadata={"help": "train shares of steps 1, 2, 3"})
     # The same in every step, so that the steps' shares stay disjoint whatever each step's seed.
-    data_split_seed: int = 1234
+    data_split_seed: int = field(default=1234, metadata={"help": "seed of the permutation data_split cuts"})
     data_dir: str | None = field(default=None, metadata={"help": "folder of hub mirrors (<data_dir>/<hub name>)"})
-    eval_split: str = "eval"
+    eval_split: str = field(default="eval", metadata={"help": "split evaluated during training"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "replace a folder holding another run"})
 
     def specs(self) -> list:
@@ -91,8 +83,14 @@ class SFTArguments(ScriptArguments):
 
 @dataclass
 class RMArguments(ScriptArguments):
-    # divergence: DeepSpeed-Chat's loss, on every token after the first where chosen and rejected differ
-    reward_loss: str = field(default="last_token", metadata={"choices": REWARD_LOSSES})
+    reward_loss: str = field(
+        default="last_token",
+        metadata={
+            "choices": REWARD_LOSSES,
+            "help": "last_token (TRL's) or divergence (DeepSpeed-Chat's: every token after the first where "
+            "chosen and rejected differ)",
+        },
+    )
     # 2: step 3's share, for a judge reward model that never saw step 2's pairs
     data_share: int = field(default=1, metadata={"help": "the data_split share trained on"})
     # The frozen blocks' outputs, recorded in the first epoch so that later ones run only the trained blocks.
@@ -110,7 +108,8 @@ def parse(dataclass_types: list, step: str, argv: list[str] | None = None):
         # DeepSpeed (imported while the arguments are checked) would pick it too, but warn in every process.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         if "bf16" in fields and not given("bf16"):
-            # TRL's default bf16 autocast makes training ~15x slower on a CPU without bf16 units.
+            # TRL's default bf16 autocast makes training ~15x slower on a CPU without bf16 units; an
+            # argv override, since TRL exports bf16 to accelerate's environment while parsing.
             argv += ["--bf16", "false"]
     # TRL defaults transformers' deprecated name (gradient_checkpointing: true), which warns in every run.
     checkpointing = ("activation_checkpointing", "gradient_checkpointing")
@@ -152,7 +151,6 @@ def _config_path(argv: list[str]) -> str | None:
 
 
 def read_config(path: str) -> dict:
-    """A recipe's YAML config as a mapping; a missing file or bad YAML is one ConfigError line."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -191,7 +189,8 @@ def claim_output_dir(output_dir: str, record: dict, overwrite: bool = False) -> 
                 f"{', '.join(changed)}). Pick another output_dir, or pass --overwrite_output_dir true."
             )
         return True
-    if not overwrite and path.exists() and any(path.iterdir()):
+    # run_file last: another process of this launch may have claimed the folder since the first look
+    if not overwrite and path.exists() and any(path.iterdir()) and not run_file.exists():
         raise ConfigError(
             f"output dir '{output_dir}' is not empty and was not written by rlhf-lite; "
             "pick another output_dir, or pass --overwrite_output_dir true."

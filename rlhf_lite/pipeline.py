@@ -61,10 +61,9 @@ def step_overrides(args, name: str) -> list[str]:
     """What the pipeline sets in step `name`'s configuration: its output and input models."""
     out = args.output_dir
     extra = ["--output_dir", str(out / name)]
-    if name == "sft" and args.actor_model:
-        extra += ["--model_name_or_path", args.actor_model]
-    if name == "rm" and args.reward_model:
-        extra += ["--model_name_or_path", args.reward_model]
+    base = {"sft": args.actor_model, "rm": args.reward_model}.get(name)
+    if base:
+        extra += ["--model_name_or_path", base]
     if name == "ppo":
         extra += ["--actor_model_name_or_path", str(out / "sft"), "--critic_model_name_or_path", str(out / "rm")]
     return extra
@@ -92,10 +91,8 @@ def eval_commands(args) -> dict[str, list[str]]:
     step2 = read_yaml(preset_file(args.preset, "rm"))
     # the reward model's held-out pairs, read as step 2 read them
     data = ["--data", (step2.get("datasets") or ["demo"])[0]]
-    if step2.get("data_dir"):
-        data += ["--data-dir", step2["data_dir"]]
-    if step2.get("eval_split"):
-        data += ["--split", step2["eval_split"]]
+    for key, flag in (("data_dir", "--data-dir"), ("eval_split", "--split")):
+        data += [flag, step2[key]] if step2.get(key) else []
     if step2.get("max_length", 0) > 512:  # a reward model trained on longer texts is scored on as long
         data += ["--max-length", str(step2["max_length"])]
     base = args.actor_model or read_yaml(preset_file(args.preset, "sft")).get("model_name_or_path")

@@ -6,13 +6,14 @@ import json
 import os
 import shutil
 import sys
+from contextlib import AbstractContextManager
 
 from tqdm.auto import tqdm
 
 ENV = "RLHF_LITE_PROGRESS"
 
 
-class Progress:
+class Progress(AbstractContextManager):
     """A tqdm bar, or its events when RLHF_LITE_PROGRESS names a file (the pipeline's)."""
 
     def __init__(self, total: int | None, desc: str, initial: int = 0, disable: bool = False, leave: bool = True):
@@ -46,9 +47,6 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
         self._emit(closed=True)
-
-    def __enter__(self) -> "Progress":
-        return self
 
     def __exit__(self, *exc) -> None:
         self.close()

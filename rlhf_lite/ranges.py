@@ -1,5 +1,4 @@
-"""The valid range of every numeric setting, checked before any data or model is read, for the
-recipes' dataclass fields (`check_fields`) and the command lines' options (`option`)."""
+"""The valid range of every numeric setting (dataclass fields and CLI options), checked before any data is read."""
 
 from __future__ import annotations
 

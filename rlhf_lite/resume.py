@@ -18,13 +18,6 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last into checkpoint-N
 
 
-def checkpoints(output_dir: str | Path, complete: Callable[[Path], bool]) -> list[Path]:
-    """The checkpoint-N folders in `output_dir` whose save finished (`complete`), oldest first."""
-    out = Path(output_dir)
-    found = [p for p in out.iterdir() if CHECKPOINT.match(p.name) and complete(p)] if out.is_dir() else []
-    return sorted(found, key=step_of)
-
-
 def step_of(path: Path) -> int:
     return int(CHECKPOINT.match(path.name).group(1))
 
@@ -39,19 +32,21 @@ def _trainer_saved(checkpoint: Path) -> bool:
     return isinstance(state, dict) and state.get("global_step") == step_of(checkpoint)
 
 
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    return checkpoints(output_dir, _trainer_saved)
+def checkpoints(output_dir: str | Path, complete: Callable[[Path], bool] = _trainer_saved) -> list[Path]:
+    """The checkpoint-N folders in `output_dir` whose save finished (`complete`), oldest first."""
+    out = Path(output_dir)
+    found = [p for p in out.iterdir() if CHECKPOINT.match(p.name) and complete(p)] if out.is_dir() else []
+    return sorted(found, key=step_of)
 
 
 def resume_point(output_dir: str | Path) -> str | None:
-    """The last complete checkpoint of a run that stopped (None: start from the beginning). The main
-    process also removes what a crash left: checkpoints whose save was cut short (the Trainer would
-    pick the newest, however incomplete) and metrics.jsonl rows logged after the checkpoint."""
+    """The last complete checkpoint (None: start afresh). The main process removes what a crash left:
+    checkpoints cut short (the Trainer would pick the newest) and metrics rows logged after it."""
     out = Path(output_dir)
-    complete = complete_checkpoints(out)
+    complete = checkpoints(out)
     last = complete[-1] if complete else None
     if PartialState().is_main_process:
-        for partial in [p for p in out.iterdir() if CHECKPOINT.match(p.name) and p not in complete]:
+        for partial in checkpoints(out, lambda p: p not in complete):
             print(f"removing {partial}: its save did not finish (no readable {TRAINER_STATE})", file=sys.stderr)
             shutil.rmtree(partial, ignore_errors=True)
         rewind_metrics(out, step_of(last) if last else 0)

@@ -2,9 +2,8 @@
 
     python -m rlhf_lite.rm --config recipes/configs/demo/rm.yaml [--field value ...]
 
-`last_token` (TRL's): -log sigmoid(r_chosen - r_rejected) on each sequence's last token; `divergence`
-(DeepSpeed-Chat's): the same averaged from the first differing token to the end of the longer one.
-With `trainable_layers` the frozen blocks' outputs are recorded in epoch 1 and replayed (trunk.py).
+`last_token` (TRL's): -log sigmoid(r_chosen - r_rejected) on the last token; `divergence` (DeepSpeed-Chat's):
+the same averaged from the first differing token to the end of the longer sequence.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from .args import REWARD_LOSSES, ModelArguments, RMArguments, parse
 from .encoding import encode_pairs
 from .errors import cli
 from .models import has_dropout, load_reward_model, load_tokenizer, score_head
-from .training import MetricsFile, StopOnNonFiniteLoss, lora_optimizer, prepare_run, step_rows, train_and_export
+from .training import StopOnNonFiniteLoss, lora_optimizer, prepare_run, step_rows, train_and_export
 from .trunk import Recorded, capture, frozen_depth, replay
 
 
@@ -62,8 +61,7 @@ class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
                     p.data = p.data.float()
 
     def _cached_depth(self, budget_gb: float) -> int:
-        """How many bottom blocks to record once and replay: 0 for one epoch, ZeRO-3 (partitioned
-        blocks), dropout (passes differ) or outputs that would not fit `budget_gb` of host memory."""
+        """Bottom blocks to record in epoch 1 and replay (trunk.py): 0 for one epoch, ZeRO-3, dropout or no room."""
         depth = frozen_depth(self.model)
         zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
         if (
@@ -89,8 +87,7 @@ class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
 
     @contextlib.contextmanager
     def _frozen_blocks(self, model, inputs):
-        """A training forward over `inputs` records the frozen blocks' output of each sequence or,
-        when every sequence has one, replays them instead of running those blocks."""
+        """Records the frozen blocks' output of each sequence or, when all have one, replays them."""
         if not (self.trunk_depth and model.training):
             yield
             return
@@ -168,7 +165,6 @@ def main(argv=None):
         train_dataset=train,
         eval_dataset=evals if training.eval_strategy != "no" else None,
         processing_class=tokenizer,
-        callbacks=[MetricsFile()],
         reward_loss=script.reward_loss,
         frozen_block_cache_gb=script.frozen_block_cache_gb,
         optimizers=(lora_optimizer(model, training, model_args), None),

@@ -2,9 +2,8 @@
 
     python -m rlhf_lite.sft --config recipes/configs/demo/sft.yaml [--field value ...]
 
-On one CPU process the loss projects only the answer positions onto the vocabulary (TRL's fused
-LM head, without Triton, scores every position: ~0.8x a hand-written loop, benchmarks/bench_train.py),
-with TRL's normalisation and metrics; anything else (GPU, DeepSpeed, custom losses...) takes TRL's path.
+On one CPU process the loss projects only the answer positions onto the vocabulary (TRL's fused LM
+head, without Triton, scores every position: ~0.8x a hand-written loop, benchmarks/bench_train.py).
 """
 
 from __future__ import annotations
@@ -20,12 +19,11 @@ from .args import ModelArguments, SFTArguments, parse
 from .encoding import drop_long_prompts
 from .errors import cli
 from .models import load_causal_lm, load_tokenizer
-from .training import MetricsFile, StopOnNonFiniteLoss, lora_optimizer, prepare_run, step_rows, train_and_export
+from .training import StopOnNonFiniteLoss, lora_optimizer, prepare_run, step_rows, train_and_export
 
 
 class AnswerOnlySFTTrainer(StopOnNonFiniteLoss, SFTTrainer):
-    """SFTTrainer whose loss, where it can, projects only the answer positions onto the vocabulary;
-    TRL's metrics over the same positions are kept here and added to the logs in `log`."""
+    """SFTTrainer whose loss, where it can, projects only the answer positions (TRL's metrics kept)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -106,7 +104,6 @@ def main(argv=None):
         train_dataset=train,
         eval_dataset=evals if training.eval_strategy != "no" else None,
         processing_class=tokenizer,
-        callbacks=[MetricsFile()],
         optimizers=(lora_optimizer(model, training, model_args), None),
     )
     train_and_export(trainer, resume, tokenizer, model_args)

@@ -24,7 +24,7 @@ from .metrics import append_metrics
 from .models import check_model_dir, export_saved, resolve_model_path
 from .optim import param_groups
 from .progress import Progress
-from .resume import complete_checkpoints, resume_point
+from .resume import checkpoints, resume_point
 
 
 class NonFiniteLossError(RLHFLiteError):
@@ -61,8 +61,7 @@ def prepare_run(training, *dataclasses_) -> str | None:
 
 
 def lora_optimizer(model, training, model_args: ModelArguments):
-    """AdamW with LoRA weights at `lora_learning_rate` and the rest (e.g. a reward head) at
-    `learning_rate`, as DeepSpeed-Chat's `--lora_learning_rate`; None when not asked for."""
+    """AdamW with LoRA weights at `lora_learning_rate`, the rest at `learning_rate` (None if unset)."""
     if model_args.lora_learning_rate is None:
         return None
     groups = param_groups(model, training.learning_rate, model_args.lora_learning_rate, training.weight_decay)
@@ -78,8 +77,7 @@ class MetricsFile(TrainerCallback):
 
 
 class ProgressBar(TrainerCallback):
-    """The training bar with the live metrics, in place of transformers' ProgressCallback (which
-    also prints every logged dict: metrics.jsonl and TensorBoard hold those)."""
+    """The training bar with live metrics, in place of ProgressCallback (which prints every logged dict)."""
 
     SHOWN = {"loss": "loss", "accuracy": "accuracy", "mean_token_accuracy": "token_acc"}
 
@@ -106,9 +104,8 @@ class ProgressBar(TrainerCallback):
 
 
 class DeferredInterrupt:
-    """Within `with DeferredInterrupt() as interrupt:` a first Ctrl-C only sets `interrupt.requested`
-    (the loop saves a checkpoint at its next step boundary), a second raises KeyboardInterrupt. Outside
-    the main thread, or where SIGINT is ignored (a background job), it does nothing."""
+    """Inside the block a first Ctrl-C only sets `requested` (the loop saves at its next step), a
+    second raises KeyboardInterrupt. Outside the main thread, or where SIGINT is ignored, a no-op."""
 
     def __init__(self):
         self.requested = False
@@ -125,6 +122,11 @@ class DeferredInterrupt:
     def __exit__(self, *exc) -> None:
         self.restore()
 
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
     def _handle(self, signum, frame):
         if self.requested:
             self.restore()
@@ -136,11 +138,6 @@ class DeferredInterrupt:
             flush=True,
         )
 
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
     def on_any_process(self, device=None) -> bool:
         """`requested` in any process (every process must stop at the same step: a collective)."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -151,8 +148,7 @@ class DeferredInterrupt:
 
 
 class SaveOnInterrupt(DeferredInterrupt, TrainerCallback):
-    """Ctrl-C lets the optimizer step under way finish, then saves a checkpoint and stops
-    training; `stopped_at` is then the step it stopped after."""
+    """Ctrl-C saves a checkpoint after the step under way and stops; `stopped_at` is that step."""
 
     stopped_at: int | None = None
 
@@ -169,22 +165,16 @@ class SaveOnInterrupt(DeferredInterrupt, TrainerCallback):
         if self.stopped_at is not None:  # saved at the step already: no second save or evaluation
             control.should_save = control.should_evaluate = False
 
-    def on_train_end(self, args, state, control, **kwargs):
-        self.restore()
-
 
 class StopOnNonFiniteLoss:
-    """Trainer mixin: a micro-batch's NaN/inf loss raises NonFiniteLossError before the optimizer
-    step (the Trainer would log the average of earlier losses instead and apply it)."""
+    """Trainer mixin: a NaN/inf loss raises before the optimizer step (the Trainer would apply it)."""
 
     def training_step(self, model, inputs, *args, **kwargs):
         loss = super().training_step(model, inputs, *args, **kwargs)
         value = torch.as_tensor(loss).detach()
         bad = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0], device=value.device)
-        if self.accelerator.num_processes > 1:  # every process must stop, not wait for the others
-            bad = self.accelerator.gather(bad)
-        if bad.any():
-            found = complete_checkpoints(self.args.output_dir)
+        if self.accelerator.gather(bad).any():  # every process must stop, not wait for the others
+            found = checkpoints(self.args.output_dir)
             kept = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was saved"
             raise NonFiniteLossError(
                 f"the training loss is NaN or infinite at optimizer step {self.state.global_step + 1} "
@@ -197,10 +187,10 @@ class StopOnNonFiniteLoss:
 def train_and_export(trainer, resume: str | None, tokenizer, model_args: ModelArguments) -> None:
     """Train, then save the model as a standard HF folder in output_dir (LoRA merged by default)."""
     interrupt = SaveOnInterrupt()
-    trainer.add_callback(interrupt)
     trainer.remove_callback(ProgressCallback)
     out = Path(trainer.args.output_dir)
-    trainer.add_callback(ProgressBar(out.name))
+    for callback in (interrupt, MetricsFile(), ProgressBar(out.name)):
+        trainer.add_callback(callback)
     try:
         trainer.train(resume_from_checkpoint=resume)
     finally:

@@ -1,10 +1,7 @@
-"""Reusing the frozen bottom blocks ("trunk") of a model whose top blocks alone are trained.
-
-The actor's frozen bottom blocks are the reference's, and the critic's the reward model's when
-both start from one checkpoint: their output is computed once per experience and replayed by the
-other model and every PPO update (rm.py replays it in the epochs after the first). `capture`
-records block `depth - 1`'s output; `replay` swaps blocks 0..depth-1 for stand-ins returning it.
-"""
+"""Reusing the frozen bottom blocks ("trunk") of a model whose top blocks alone are trained: the
+actor's are the reference's (the critic's the reward model's, from one checkpoint), so their output
+is computed once per experience and replayed by the other model and every PPO update (rm.py: in
+the epochs after the first)."""
 
 import contextlib
 from dataclasses import dataclass
@@ -16,8 +13,7 @@ from .models import decoder_blocks
 
 
 def frozen_depth(model: nn.Module) -> int:
-    """How many bottom blocks, and everything below them, have no trainable parameter: 0 when
-    block 0 trains, or when something below the blocks (an embedding, OPT's project_in) does."""
+    """How many bottom blocks have no trainable parameter, 0 if anything below them (OPT's project_in) trains."""
     blocks = decoder_blocks(model)
     if blocks is None:
         return 0
@@ -47,13 +43,12 @@ class Recorded:
     as_tuple: bool = False  # whether the block returns a tuple (older transformers blocks)
 
 
-Rows = torch.Tensor | slice
+Index = torch.Tensor | slice  # which rows of the recording
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(None), columns: slice = slice(None)):
-    """Inside the block, forwards of `model` over `rows` x `columns` of the batch record block
-    `depth - 1`'s output there."""
+def capture(model: nn.Module, depth: int, record: Recorded, rows: Index = slice(None), columns: slice = slice(None)):
+    """Inside the block, forwards of `model` over `rows` x `columns` record block `depth - 1`'s output."""
     if depth == 0:
         yield
         return
@@ -73,9 +68,9 @@ def capture(model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(N
 
 
 @contextlib.contextmanager
-def replay(model: nn.Module, depth: int, record: Recorded, rows: Rows = slice(None), columns: slice = slice(None)):
-    """Inside the block, forwards of `model` over `rows` x `columns` of the batch skip blocks
-    0..depth-1 and take the recorded output as theirs (if any)."""
+def replay(model: nn.Module, depth: int, record: Recorded, rows: Index = slice(None), columns: slice = slice(None)):
+    """Inside the block, forwards of `model` over `rows` x `columns` replay the recorded output (if any)
+    in stand-ins for blocks 0..depth-1."""
     if depth == 0 or record.hidden is None:
         yield
         return

@@ -25,6 +25,8 @@ class Adapter:
 
 
 ADAPTERS: dict[str, Adapter] = {}
+PAIRS = ("prompt", "chosen", "rejected")
+_CITATION = re.compile(r" ?[(\[][^)\]]*?[)\]]")  # webgpt's "[1]": browsing results the model never sees
 
 
 def register(*names, columns, pairs=True, eval_split="test", hub_config=None):
@@ -43,12 +45,9 @@ def load_plugins(plugins: list[str]) -> None:
         if not plugin.endswith(".py"):
             importlib.import_module(plugin)
         elif Path(plugin).is_file():
-            runpy.run_path(plugin)
+            runpy.run_path(plugin, run_name=f"rlhf_lite_plugin_{Path(plugin).stem}")
         else:
             raise DataError(f"adapter plugin file not found: {plugin}")
-
-
-PAIRS = ("prompt", "chosen", "rejected")
 
 
 @register("Dahoas/rm-static", "Dahoas/full-hh-rlhf", "zwh9029/rm-static-m2m100-zh-jianti", columns=PAIRS)
@@ -73,9 +72,6 @@ def yitingxie(row):
     }
 
 
-_CITATION = re.compile(r" ?[(\[][^)\]]*?[)\]]")
-
-
 @register(
     "openai/webgpt_comparisons", columns=("question", "answer_0", "answer_1", "score_0", "score_1"), eval_split=None
 )
@@ -84,7 +80,6 @@ def webgpt(row):
     if s0 == s1:
         raise SkipRow("tied scores (no preference)")
     better, worse = (row["answer_0"], row["answer_1"]) if s0 > s1 else (row["answer_1"], row["answer_0"])
-    # Citations like "[1]" refer to browsing results the model never sees.
     return {
         "prompt": row["question"]["full_text"],
         "chosen": _CITATION.sub("", better),

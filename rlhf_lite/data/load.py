@@ -16,16 +16,11 @@ from ..cache_dir import cache_root
 from ..errors import ConfigError, DataError
 from .adapters import ADAPTERS, Adapter
 from .rows import Report, SkipRow, normalize
-from .sources import Location, locate, read
+from .sources import EVAL_NAMES, Location, locate, read
 from .split import blend, split_indices, take_part
 
 EVAL_HOLDOUT = "9,1"  # sources without an eval split keep a seeded 10% of train for it
-
-
 _CODE = [Path(__file__).with_name(n) for n in ("rows.py", "adapters.py", "sources.py", "load.py")]
-
-
-EVAL_NAMES = ("eval", "test", "validation", "valid", "dev")
 
 
 @dataclass
@@ -94,7 +89,15 @@ def _pick_split(splits: dict, adapter: Adapter, split: str, seed: int, label: st
     return splits["train"], keep
 
 
-def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None, use_cache=True) -> tuple[list, Report]:
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:  # in chunks: a dataset's files may not fit in memory
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None) -> tuple[list, Report]:
     """Unified, checked rows of one dataset split, plus the report of what was dropped."""
     spec = DatasetSpec.parse(spec)
     loc = locate(spec.name, spec.path, data_dir)
@@ -102,20 +105,23 @@ def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None, 
     key = {
         "rows": [spec.name, spec.path, spec.adapter, split, seed],
         # the data files and the code that reads them
-        "files": [(str(f.resolve()), hashlib.sha256(f.read_bytes()).hexdigest()) for f in [*loc.files, *_CODE]],
+        "files": [(str(f.resolve()), _digest(f)) for f in [*loc.files, *_CODE]],
         # datasets' own content fingerprint of each hub split (changes with the downloaded files)
         "hub": {s: getattr(r.rows, "_fingerprint", "") for s, r in splits.items()} if splits else None,
         # a plugin's adapter code may change too
         "adapters": sorted((a.name, inspect.getsource(a.convert), sorted(a.columns)) for a in ADAPTERS.values()),
     }
-    entry = cache_root(cache_dir) / "data" / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    if use_cache:
-        with contextlib.suppress(OSError, ValueError):  # a missing or damaged entry is rebuilt
-            meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-            with open(entry / "rows.jsonl", encoding="utf-8") as fh:
-                rows = [json.loads(line) for line in fh]
-            if len(rows) == meta.get("n_rows"):
-                return rows, Report(**meta["report"])
+    entry = (
+        cache_root(cache_dir)
+        / "data"
+        / hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    )
+    with contextlib.suppress(OSError, ValueError):  # a missing or damaged entry is rebuilt
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        with open(entry / "rows.jsonl", encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh]
+        if len(rows) == meta.get("n_rows"):
+            return rows, Report(**meta["report"])
 
     splits = splits or read(loc)
     adapter = _adapter_for(spec, loc, splits)
@@ -134,11 +140,10 @@ def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None, 
         except (KeyError, TypeError, ValueError, IndexError) as e:
             report.skip(f"does not fit the {adapter.name} layout ({type(e).__name__}: {e})", raw.where(int(i)))
     report.kept = len(rows)
-    if use_cache:  # a cache we cannot write (or text JSON cannot encode) is only slower, not wrong
-        with contextlib.suppress(OSError, ValueError), staged_dir(entry) as tmp:
-            rows_text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            (tmp / "rows.jsonl").write_text(rows_text, encoding="utf-8")
-            (tmp / "meta.json").write_text(json.dumps({"report": vars(report), "n_rows": len(rows)}))
+    with contextlib.suppress(OSError, ValueError), staged_dir(entry) as tmp:  # unwritable or unencodable: only slower
+        with open(tmp / "rows.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        (tmp / "meta.json").write_text(json.dumps({"report": vars(report), "n_rows": len(rows)}))
     return rows, report
 
 

@@ -15,12 +15,9 @@ from ..errors import DataError
 from .adapters import ADAPTERS
 
 BUILTIN_DIRS = dict.fromkeys(("demo", "rlhf-lite/demo"), Path(__file__).parent / "demo")
-
-
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
-
-
-_SPLIT_IN_NAME = re.compile(r"^(train|test|validation|valid|dev|eval)(?=$|[-_.])")
+EVAL_NAMES = ("eval", "test", "validation", "valid", "dev")  # in the order an eval split is looked for
+_SPLIT_IN_NAME = re.compile(rf"^(train|{'|'.join(EVAL_NAMES)})(?=$|[-_.])")
 
 
 @dataclass

@@ -103,8 +103,11 @@ def write_json(path: str | Path | None, result: dict) -> None:
 def add_eval_data_arguments(p, what: str) -> None:
     p.add_argument("--split", default="eval", help="eval (default), train or a raw split name")
     p.add_argument("--data-share", type=option("data_share"), help="with --split train: only this step's share")
-    p.add_argument("--data-split", default=ScriptArguments.data_split)
-    p.add_argument("--data-split-seed", type=option("data_split_seed"), default=ScriptArguments.data_split_seed)
+    recipes = ScriptArguments  # the steps' shares are cut as the recipes cut them
+    p.add_argument("--data-split", default=recipes.data_split, help="train shares of steps 1, 2, 3")
+    p.add_argument(
+        "--data-split-seed", type=option("data_split_seed"), default=recipes.data_split_seed, help="its seed"
+    )
     p.add_argument("--data-dir", help="folder of hub dataset mirrors")
     p.add_argument("-n", type=option("n"), help=f"use the first N {what} only")
     p.add_argument("--max-length", type=option("max_length"), default=512, help="tokens of prompt + answer + EOS")

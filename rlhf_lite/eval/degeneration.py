@@ -20,8 +20,7 @@ def distinct_n(answers: Sequence[Sequence[int]], n: int) -> float:
 
 def repeated_ngram_rate(answer: Sequence[int], n: int = 3) -> float:
     """Share of an answer's n-grams that already occurred earlier in it ("Good. Good. Good.")."""
-    grams = [tuple(answer[i : i + n]) for i in range(len(answer) - n + 1)]
-    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+    return 1.0 - distinct_n([answer], n) if len(answer) >= n else 0.0
 
 
 def last_question(prompt: str) -> str:

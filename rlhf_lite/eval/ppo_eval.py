@@ -1,8 +1,6 @@
 """A PPO actor against its SFT baseline, judged also by what PPO did not optimize.
 
-    python evaluate/ppo_eval.py --baseline out/sft --model out/ppo/actor --reward out/rm --data demo \
-        [--judge out/judge] [--base embedded:smollm2-135m] [--open-prompts] [--facts KEY.json] \
-        [--split eval] [-n 200] [--max-new-tokens 64] [--sample] [--show 3] [--output ppo.json]
+    python evaluate/ppo_eval.py --baseline out/sft --model out/ppo/actor --reward out/rm --data demo --judge out/judge
 
 The models answer the held-out prompts (with --open-prompts also the fixed open ones); --reward
 and --judge score prompt + answer + EOS. Result: reward_{baseline,model,gain,gain_stderr}, win_rate
@@ -31,7 +29,7 @@ from ..ranges import option
 from .cli import add_eval_data_arguments, add_generation_arguments, load_eval_rows, print_table, write_json
 from .degeneration import degeneration
 from .judging import DEMO_FACTS, fact_accuracy, open_prompts, paired_gain, read_facts
-from .scoring import answer_logprobs, eval_device, generate_ids, pair_metrics, pair_scores, score_texts
+from .scoring import answer_logprobs, eval_device, generate_ids, pair_metrics, pair_scores, score_answers
 
 ROLES = ("model", "baseline", "base", "reward", "judge")
 
@@ -53,8 +51,7 @@ def parser() -> ArgumentParser:
 
 
 def load_tokenizers(args):
-    """The actors' tokenizer and --reward's, once every model is of its kind and the actors and
-    --reward share one vocabulary."""
+    """The actors' tokenizer and --reward's, once every model's kind and the shared vocabulary are checked."""
     names = {role: getattr(args, role) for role in ROLES if getattr(args, role)}
     for role, name in names.items():
         check_model_kind(name, "reward_model" if role in ("reward", "judge") else "causal_lm")
@@ -106,8 +103,7 @@ def kl_estimates(logp_model: list, logp_baseline: list) -> dict:
 
 
 def report(prompts, ids, texts, scores, facts, eos_id, kl: dict) -> dict:
-    """One prompt set's result: the model against the baseline under each reward model, `kl`, per
-    actor its mean scores, fact accuracy and degeneration measures, and every answer."""
+    """One prompt set's result: gains under each reward model, `kl`, per-actor measures, every answer."""
     out = {}
     for judge, s in scores.items():
         g = paired_gain(s["baseline"], s["model"])
@@ -142,7 +138,6 @@ def main(argv=None):
     rows = drop_long_prompts(tokenizer, rows, args.max_length, args.split)
     n = len(rows)
     prompts = [r["prompt"] for r in rows] + (open_prompts() if args.open_prompts else [])
-    parts = {"held_out": slice(0, n)} | ({"open": slice(n, None)} if args.open_prompts else {})
 
     ids, logp = {}, {}
     ids["model"], logp["model"] = run_model(args.model, tokenizer, prompts, args, n)
@@ -157,26 +152,23 @@ def main(argv=None):
         if getattr(args, judge):
             tok = reward_tokenizer if judge == "reward" else load_tokenizer(args.judge)
             model = eval_device(load_reward_model(ModelSettings(getattr(args, judge)), tok))
-            score = partial(score_texts, model, tok, max_length=args.max_length, batch_size=args.batch_size)
-            eos = tok.eos_token or ""
-            scores[judge] = {role: score([p + a + eos for p, a in zip(prompts, t)]) for role, t in texts.items()}
+            score = partial(score_answers, model, tok, prompts, max_length=args.max_length, batch_size=args.batch_size)
+            scores[judge] = {role: score(t) for role, t in texts.items()}
             if "rejected" in rows[0]:  # how far to trust it: its accuracy on the held-out pairs
                 pairs = pair_scores(model, tok, rows, args.max_length, args.batch_size)
                 accuracy[f"{judge}_accuracy"] = pair_metrics(*pairs)["accuracy"]
             del model
 
-    result = {}
-    for name, part in parts.items():
+    def measures(part: slice, kl: dict) -> dict:
         sub = lambda d: {k: v[part] for k, v in d.items()}
-        kl = kl_estimates(logp["model"], logp["baseline"]) if name == "held_out" else {}
         set_scores = {judge: sub(s) for judge, s in scores.items()}
-        measures = report(prompts[part], sub(ids), sub(texts), set_scores, facts, tokenizer.eos_token_id, kl)
-        if name == "held_out":
-            result = measures | accuracy
-            if facts:  # held-out prompts the answer key has an answer for
-                result["facts_n"] = sum(p in facts for p in prompts[part])
-        else:
-            result[name] = measures
+        return report(prompts[part], sub(ids), sub(texts), set_scores, facts, tokenizer.eos_token_id, kl)
+
+    result = measures(slice(0, n), kl_estimates(logp["model"], logp["baseline"])) | accuracy
+    if facts:  # held-out prompts the answer key has an answer for
+        result["facts_n"] = sum(p in facts for p in prompts[:n])
+    if args.open_prompts:
+        result["open"] = measures(slice(n, None), {})
 
     print("\n".join(answer_samples(result, args.show)))
     setup = [(role, getattr(args, role) or "-") for role in ("baseline", "model", "reward", "judge")]

@@ -1,7 +1,6 @@
 """Side-by-side generations of a baseline and a fine-tuned model on fixed prompts.
 
-    python evaluate/prompt_eval.py --baseline embedded:smollm2-135m --finetuned out/sft \
-        [--language en|zh | --open | --prompts FILE] [--judge out/judge] [--sample] [--beams 4] [--output gen.json]
+    python evaluate/prompt_eval.py --baseline embedded:smollm2-135m --finetuned out/sft [--open] [--judge out/judge]
 
 The prompts: DeepSpeed-Chat's six of --language, every fixed open prompt (--open) or --prompts
 FILE. Greedy always; --sample adds a sampled answer and --beams N a beam-search one. Each model's
@@ -17,7 +16,7 @@ from ..ranges import option
 from .cli import add_generation_arguments, print_table, read_prompts, write_json
 from .degeneration import degeneration
 from .judging import LANGUAGES, open_prompts
-from .scoring import eval_device, generate_ids, score_texts
+from .scoring import eval_device, generate_ids, score_answers
 
 ROLES = ("baseline", "finetuned")
 
@@ -70,19 +69,13 @@ def main(argv=None):
     if args.judge:  # the judge's score of every answer, and their mean
         tokenizer = load_tokenizer(args.judge)
         model = eval_device(load_reward_model(ModelSettings(args.judge), tokenizer))
-        eos = tokenizer.eos_token or ""
         for modes in generated.values():
             for r in modes.values():
-                r["judge"] = score_texts(model, tokenizer, [p + answer(t) + eos for p, t in zip(prompts, r["texts"])])
+                r["judge"] = score_answers(model, tokenizer, prompts, [answer(t) for t in r["texts"]])
                 r["measures"]["judge"] = sum(r["judge"]) / len(r["judge"])
+    texts = lambda i: {role: {mode: r["texts"][i] for mode, r in generated[role].items()} for role in ROLES}
     result = {
-        "prompts": [
-            {
-                "prompt": prompt,
-                **{role: {mode: r["texts"][i] for mode, r in generated[role].items()} for role in ROLES},
-            }
-            for i, prompt in enumerate(prompts)
-        ],
+        "prompts": [{"prompt": prompt} | texts(i) for i, prompt in enumerate(prompts)],
         "measures": {role: {mode: r["measures"] for mode, r in modes.items()} for role, modes in generated.items()},
     }
     for i, item in enumerate(result["prompts"], 1):
@@ -92,15 +85,9 @@ def main(argv=None):
                 score = f", judge {generated[role][mode]['judge'][i - 1]:.3f}" if args.judge else ""
                 print(f"--- {role} ({mode}{score}) ---\n{item[role][mode]}")
         print()
-    keys = list(result["measures"]["baseline"]["greedy"])
-    print_table(
-        [
-            (f"{role} {mode}", *(m[k] for k in keys))
-            for role, modes in result["measures"].items()
-            for mode, m in modes.items()
-        ],
-        header=("model", *keys),
-    )
+    keys = list(result["measures"]["baseline"]["greedy"])  # every mode's measures have these, in this order
+    rows = [(f"{role} {mode}", *m.values()) for role, modes in result["measures"].items() for mode, m in modes.items()]
+    print_table(rows, header=("model", *keys))
     write_json(args.output, result)
     return result
 

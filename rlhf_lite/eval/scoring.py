@@ -5,7 +5,7 @@ training), generation on the left (new tokens follow every prompt)."""
 import torch
 from transformers import GenerationConfig
 
-from ..batching import length_batches, pad_batch
+from ..batching import length_batches
 from ..ppo.maths import token_logprobs
 
 
@@ -19,28 +19,32 @@ def score_texts(model, tokenizer, texts: list[str], max_length: int = 512, batch
     """The reward model's single logit (pooled on the last token) for each text, truncated to
     `max_length` tokens. Texts are scored as given: append the EOS, as reward training does."""
     ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    device = next(model.parameters()).device
     scores = [0.0] * len(ids)
-    for rows in length_batches(ids, batch_size, "reward"):
-        input_ids, mask = pad_batch([ids[i] for i in rows], tokenizer.pad_token_id, "right")
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+    device = next(model.parameters()).device
+    for rows, input_ids, mask in length_batches(ids, batch_size, "reward", tokenizer.pad_token_id, "right", device):
+        logits = model(input_ids=input_ids, attention_mask=mask).logits
         for i, score in zip(rows, logits[:, 0].float().tolist()):
             scores[i] = score
     return scores
 
 
-def pair_scores(model, tokenizer, rows: list[dict], max_length: int, batch_size: int) -> list[list[float]]:
-    """The scores of prompt + chosen + EOS and of prompt + rejected + EOS, as reward training scores."""
+def score_answers(model, tokenizer, prompts, answers, max_length: int = 512, batch_size: int = 8) -> list[float]:
+    """The scores of each prompt + answer + EOS, as reward training scores."""
     eos = tokenizer.eos_token or ""
+    return score_texts(model, tokenizer, [p + a + eos for p, a in zip(prompts, answers)], max_length, batch_size)
+
+
+def pair_scores(model, tokenizer, rows: list[dict], max_length: int, batch_size: int) -> list[list[float]]:
+    """The scores of prompt + chosen + EOS and of prompt + rejected + EOS."""
+    prompts = [r["prompt"] for r in rows]
     return [
-        score_texts(model, tokenizer, [r["prompt"] + r[key] + eos for r in rows], max_length, batch_size)
+        score_answers(model, tokenizer, prompts, [r[key] for r in rows], max_length, batch_size)
         for key in ("chosen", "rejected")
     ]
 
 
 def pair_metrics(chosen: list[float], rejected: list[float]) -> dict:
-    """accuracy (share of pairs with chosen > rejected; ties count as wrong), the mean scores,
-    their margin and n."""
+    """accuracy (share of pairs with chosen > rejected; ties count as wrong), mean scores, margin, n."""
     n = len(chosen)
     if n == 0 or n != len(rejected):
         raise ValueError(f"need as many chosen as rejected scores, and some (got {n} and {len(rejected)})")
@@ -62,12 +66,11 @@ def answer_logprobs(
     device = next(model.parameters()).device
     sequences = [p + a for p, a in zip(prompts, answers, strict=True)]
     out: list = [None] * len(sequences)
-    for rows in length_batches(sequences, batch_size, "likelihood"):
-        ids, mask = pad_batch([sequences[i] for i in rows], pad_id, "right")
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    for rows, ids, mask in length_batches(sequences, batch_size, "likelihood", pad_id, "right", device):
+        logits = model(input_ids=ids, attention_mask=mask).logits
         for row, row_ids, i in zip(logits, ids, rows):
             start, end = max(len(prompts[i]), 1), len(sequences[i])  # position t predicts token t + 1
-            out[i] = token_logprobs(row[start - 1 : end - 1], row_ids[start:end].to(device)).cpu()
+            out[i] = token_logprobs(row[start - 1 : end - 1], row_ids[start:end]).cpu()
     return out
 
 
@@ -115,9 +118,8 @@ def generate_ids(model, tokenizer, prompts: list[str], batch_size: int = 8, **se
     eos, device = list(config.eos_token_id), next(model.parameters()).device
     ids = tokenizer(list(prompts))["input_ids"]
     answers: list[list[int]] = [[] for _ in ids]
-    for rows in length_batches(ids, batch_size, "generate"):
-        input_ids, mask = pad_batch([ids[i] for i in rows], tokenizer.pad_token_id, "left")
-        out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=config)
+    for rows, input_ids, mask in length_batches(ids, batch_size, "generate", tokenizer.pad_token_id, "left", device):
+        out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
         for i, new in zip(rows, out[:, input_ids.shape[1] :].tolist()):  # after an EOS comes only padding
             answers[i] = new[: next((k + 1 for k, t in enumerate(new) if t in eos), len(new))]
     return answers

@@ -2,7 +2,7 @@
 on plain transformers + PEFT, minus their traps: the tokenizer is read from the model directory itself,
 pad is never silently set to eos, and remote code never runs unless asked for."""
 
-from .export import MODEL_FILES, export_saved, save_model
+from .export import export_saved, save_model
 from .load import (
     decoder_blocks,
     find_blocks,
@@ -14,5 +14,5 @@ from .load import (
     score_head,
 )
 from .resolve import check_model_dir, check_model_kind, resolve_model_path
-from .settings import DTYPES, LORA_TARGETS, PEFT_PROBE, LoraSettings, ModelSettings, default_lora_targets, model_family
+from .settings import DTYPES, LORA_TARGETS, LoraSettings, ModelSettings, default_lora_targets, model_family
 from .tokenizer import check_same_vocab, fix_pad_token, load_tokenizer

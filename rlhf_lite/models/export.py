@@ -27,9 +27,8 @@ MODEL_FILES = re.compile(
 
 
 def save_model(model, tokenizer, out_dir: str | os.PathLike, merge_lora: bool = True, state_dict=None) -> Path:
-    """Write a standard HF directory, a PEFT model's adapters merged into a copy of the weights (or,
-    without `merge_lora`, the adapter alone). `state_dict`: weights gathered from ZeRO-3 shards, say.
-    Main process only."""
+    """Write a standard HF directory, LoRA merged into a copy of the weights unless not `merge_lora`.
+    `state_dict`: weights gathered from ZeRO-3 shards, say. Main process only."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as saved:
@@ -38,9 +37,8 @@ def save_model(model, tokenizer, out_dir: str | os.PathLike, merge_lora: bool = 
 
 
 def export_saved(saved_dir: str | os.PathLike, model, tokenizer, out_dir: str | os.PathLike, merge_lora=True) -> Path:
-    """Publish weights saved by `save_pretrained`/`Trainer.save_model` as a standard HF folder
-    (`model`, maybe DeepSpeed-partitioned, supplies the configs). The folder's previous model files
-    are replaced; config.json comes last, so a crash never leaves a folder that looks complete."""
+    """Publish weights saved by `save_pretrained` as a standard HF folder, replacing its model files;
+    config.json comes last, so a crash never leaves a folder that looks complete."""
     saved, out = Path(saved_dir), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as staging:
         staging = Path(staging)

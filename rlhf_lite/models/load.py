@@ -49,9 +49,8 @@ def override_dropout(config: PretrainedConfig, p: float) -> None:
 
 def has_dropout(model: torch.nn.Module) -> bool:
     """Whether a training pass is random: a dropout module or (applied functionally) config probability > 0."""
-    config = getattr(model, "config", None)
-    return any(m.p > 0 for m in model.modules() if isinstance(m, torch.nn.Dropout)) or bool(
-        config is not None and any(getattr(o, k) for o, k in _dropout_fields(config))
+    return any(m.p > 0 for m in model.modules() if isinstance(m, torch.nn.Dropout)) or any(
+        getattr(o, k) for o, k in _dropout_fields(model.config)
     )
 
 
@@ -130,7 +129,16 @@ def prepare_for_training(model: PreTrainedModel, settings: ModelSettings, reward
         # to the checkpointed block comes from frozen parameters.
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    layers = _top_layers(model, settings.trainable_layers)
+    layers = None  # (name of the block list, indices of its top blocks); None: train every block
+    if (n := settings.trainable_layers) is not None:
+        found = find_blocks(model)
+        if found is None:
+            raise ModelError(
+                f"model '{model.config.name_or_path}': cannot find its {model.config.num_hidden_layers} "
+                "transformer blocks to apply trainable_layers"
+            )
+        if n < len(found[1]):
+            layers = found[0], list(range(len(found[1]) - n, len(found[1])))
     if settings.lora is None:
         if layers is not None:
             _freeze_below(model, *layers)
@@ -168,20 +176,6 @@ def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList | None:
     """The model's transformer blocks, bottom first (None if it has no recognisable list)."""
     found = find_blocks(model)
     return found[1] if found else None
-
-
-def _top_layers(model: PreTrainedModel, n: int | None) -> tuple[str, list[int]] | None:
-    """(name of the block list, indices of its top `n` blocks), or None to train every block."""
-    if n is None:
-        return None
-    found = find_blocks(model)
-    if found is None:
-        raise ModelError(
-            f"model '{model.config.name_or_path}': cannot find its {model.config.num_hidden_layers} "
-            "transformer blocks to apply trainable_layers"
-        )
-    depth = len(found[1])
-    return (found[0], list(range(depth - n, depth))) if n < depth else None
 
 
 def _freeze_below(model: PreTrainedModel, blocks: str, top: list[int]) -> None:

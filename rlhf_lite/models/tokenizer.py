@@ -30,9 +30,8 @@ PAD_CANDIDATES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|e
 
 
 def fix_pad_token(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Give `tokenizer` a pad token different from eos; True if one had to be added (the model's
-    embeddings must then grow). With pad == eos, SFT masks every EOS out of the labels (the model
-    never learns to stop) and reward pooling lands before the final EOS."""
+    """Give `tokenizer` a pad token other than eos (True if added: embeddings must grow). With pad ==
+    eos, SFT masks every EOS out of the labels and reward pooling lands before the final EOS."""
     eos_id = tokenizer.eos_token_id
     if tokenizer.pad_token is not None and tokenizer.pad_token_id != eos_id:
         return False

@@ -7,11 +7,11 @@
 
 Per step and phase: the peak memory of one process by component ("GB" means GiB), a verdict and,
 when it does not fit, the changes that help, largest saving first. Parameters are counted exactly
-(each model built on `meta` from its real config and passed through `prepare_for_training`);
-activations are counted per block from what autograd saves (`tests/test_plan.py` checks them to the
-byte); AdamW keeps two states per parameter in its dtype, DeepSpeed ZeRO 12 bytes, divided over the
-GPUs or offloaded; the runtime is the CUDA context + a 10% allocator margin on a GPU and the
-process's RSS on the CPU (`benchmarks/bench_memory.py` checks that estimate against a real run).
+(each model built on `meta` from its real config and passed through `prepare_for_training`),
+activations per block from what autograd saves (`tests/test_plan.py` checks them to the byte).
+Optimizer states count in every phase: a run's steady state (the first update allocates them only at
+its end). Loading is never the peak: transformers maps safetensors files, and the weights enter the
+resident set as they are first used. `benchmarks/bench_memory.py` checks the estimate against a run.
 """
 
 from .activations import block_saved_bytes
@@ -24,19 +24,8 @@ from .architectures import (
     STEPS,
     architecture,
 )
-from .cli import main, parser, render
-from .counting import ModelSpec, count_model, quiet
-from .settings import Preset, load_preset, plan_preset
-from .steps import (
-    COMPONENTS,
-    PLANNERS,
-    Hardware,
-    PPOSettings,
-    RMSettings,
-    SFTSettings,
-    StepPlan,
-    plan_ppo,
-    plan_rm,
-    plan_sft,
-)
+from .cli import main, parser
+from .counting import ModelSpec, count_model
+from .settings import load_preset, plan_preset
+from .steps import COMPONENTS, PLANNERS, Hardware, plan_ppo, plan_rm
 from .suggestions import suggest

@@ -39,14 +39,14 @@ def block_saved_bytes(m: ModelCount, T: int, d: int, autocast: bool = False, dev
     # SDPA keeps q, k, v, its output, an fp32 logsumexp per head and its copy of the mask (T values
     # per token); with a mask, transformers repeats grouped-query k and v to every head first.
     sdpa = (4 * h + T) * d + 4 * a
-    if s.family == "opt":
+    if s.family == "opt":  # two LayerNorm inputs (+ mean/rstd), attention, the ReLU output
         always = 2 * (h * ln + 2 * d) + sdpa + f * d
         if s.dropout > 0:  # residual dropout masks: bool on a GPU, of the activations' dtype on the CPU
             always += 2 * h * (1 if device == "cuda" else d)
     elif s.family == "bloom":  # eager attention keeps the fp32 softmax and its 16-bit copy
         probs = a * T * 4 + (a * T * d if d != 4 else 0)
         always = 2 * (h * ln + 2 * d) + 3 * h * d + probs + f * d
-    else:
+    else:  # Llama: fp32 copies of the two RMSNorm inputs (+ rstd), attention, gate, SiLU(gate), up
         always = 2 * (4 * h + 4) + sdpa + 3 * f * d
         if m.full_layers:
             always += 2 * h * d  # the normalised input, for the trained norm weight

@@ -13,11 +13,7 @@ from .counting import ModelSpec
 from .settings import plan_preset
 from .steps import COMPONENTS, StepPlan
 
-LABELS = {k: k for k in COMPONENTS} | {
-    "optimizer": "optimizer states",
-    "kv_cache": "generation KV cache",
-    "runtime": "runtime + allocator",
-}
+LABELS = {"optimizer": "optimizer states", "kv_cache": "generation KV cache", "runtime": "runtime + allocator"}
 
 
 def _describe(plan: StepPlan) -> str:
@@ -33,7 +29,6 @@ def _describe(plan: StepPlan) -> str:
 
 
 def _model_text(spec: ModelSpec) -> str:
-    """A model as the plan's header shows it: path (dtype, LoRA, quantisation, freezing, checkpointing)."""
     m = spec.settings
     bits = (
         [m.dtype]
@@ -67,7 +62,8 @@ def render(plans: list[StepPlan], preset: str) -> str:
         heads = [(n + " *" if n == p.phase else n).replace("optimizer step", "opt. step") for n in names]
         lines.append(f"   {'GB':<22}" + "".join(f"{h:>13}" for h in heads))
         lines += [
-            f"   {LABELS[k]:<22}" + "".join(f"{p.breakdown[n][k] / GB:13.2f}" for n in names) for k in COMPONENTS
+            f"   {LABELS.get(k, k):<22}" + "".join(f"{p.breakdown[n][k] / GB:13.2f}" for n in names)
+            for k in COMPONENTS
         ]
         lines.append(f"   {'total':<22}" + "".join(f"{p.phases[n] / GB:13.2f}" for n in names))
         lines.append(f"   peak: {p.total / GB:.2f} GB during {p.phase} (*), budget {hw.mem_bytes / GB:.2f} GB")
@@ -107,9 +103,7 @@ def parser() -> ArgumentParser:
     p.add_argument("--preset", required=True, help="a folder of recipes/configs (demo, opt-1.3b-4090, ...)")
     p.add_argument("--steps", default="sft,rm,ppo", help="comma-separated: sft, rm, ppo")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: host memory of a run on this CPU")
-    p.add_argument(
-        "--gpu-mem-gb", type=option("gpu_mem_gb"), help="GiB per GPU; default: hardware.yaml, else 24 (cpu: RAM)"
-    )
+    p.add_argument("--gpu-mem-gb", type=option("gpu_mem_gb"), help="GiB per GPU (hardware.yaml, else 24; cpu: RAM)")
     p.add_argument("--num-gpus", type=option("num_gpus"), help="default: hardware.yaml, else 1")
     p.add_argument("--zero-stage", type=option("zero_stage"), help="DeepSpeed ZeRO stage 0-3 (0: none)")
     p.add_argument("--offload", choices=("none", "optimizer", "all"), help="DeepSpeed CPU offload (all: ZeRO-3)")
@@ -130,12 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         sys.stdout.write(render(plans, args.preset))
         return 0
-    out = {
-        "preset": args.preset,
-        "device": args.device,
-        "unit": "GiB",
-        "steps": {p.step: p.to_json() for p in plans},
-        "fits": all(p.fits for p in plans),
-    }
+    steps = {p.step: p.to_json() for p in plans}
+    out = dict(preset=args.preset, device=args.device, unit="GiB", steps=steps, fits=all(p.fits for p in plans))
     print(json.dumps(out, indent=1))
     return 0

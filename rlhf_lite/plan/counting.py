@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..quiet import logger_silenced
 from .architectures import DTYPE_BYTES, architecture
 
 if TYPE_CHECKING:
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Shape:
-    """The dimensions the activation formulas need."""
-
     family: str  # opt, bloom, llama (also the fallback for other families)
     h: int  # hidden size
     ffn: int  # MLP inner size
@@ -38,12 +36,8 @@ def shape_of(config) -> Shape:
     family = model_family(config)
     h, heads = config.hidden_size, config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or h // heads
-    ffn = (
-        getattr(config, "ffn_dim", None)
-        or getattr(config, "intermediate_size", None)
-        or getattr(config, "n_inner", None)
-        or 4 * h
-    )
+    sizes = [getattr(config, k, None) for k in ("ffn_dim", "intermediate_size", "n_inner")]
+    ffn = next((x for x in sizes if x), 4 * h)
     kv = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
     out_dim = getattr(config, "word_embed_proj_dim", None) or h
     dropout = float(getattr(config, "dropout", 0.0) or 0.0) if family == "opt" else 0.0
@@ -94,17 +88,11 @@ class ModelCount:
 
 @contextlib.contextmanager
 def quiet():
-    import transformers
+    import transformers  # noqa: F401 (importing it sets its logger's level: first)
 
-    before = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    logging.getLogger("peft").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    with logger_silenced("transformers"), logger_silenced("peft"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            yield
-        finally:
-            transformers.logging.set_verbosity(before)
+        yield
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,7 +102,7 @@ def count_model(spec: ModelSpec) -> ModelCount:
     from torch import nn
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from ..models import DTYPES, ModelSettings, find_blocks, override_dropout, prepare_for_training
+    from ..models import DTYPES, ModelSettings, decoder_blocks, override_dropout, prepare_for_training, score_head
 
     given, quant = spec.settings, spec.settings.quantization
     config = architecture(given.name_or_path)
@@ -138,17 +126,10 @@ def count_model(spec: ModelSpec) -> ModelCount:
         else:
             model.requires_grad_(False)
 
-    blocks_name, blocks = find_blocks(model) or (None, [])
+    blocks = decoder_blocks(model) or []
     # bitsandbytes replaces the Linear layers of the blocks (not the head or embeddings).
-    quantized = {
-        id(module.weight)
-        for name, module in model.named_modules()
-        if quant != "none"
-        and isinstance(module, nn.Linear)
-        and blocks_name
-        and name.startswith(blocks_name + ".")
-        and "lora_" not in name
-    }
+    linears = [m for b in blocks for n, m in b.named_modules() if isinstance(m, nn.Linear) and "lora_" not in n]
+    quantized = {id(m.weight) for m in linears} if quant != "none" else set()
     weight_bytes = params = trainable = trainable_bytes = largest = 0
     groups: dict = {}
     for p in model.parameters():
@@ -171,10 +152,7 @@ def count_model(spec: ModelSpec) -> ModelCount:
     trained_blocks = [i for i, b in enumerate(blocks) if any(p.requires_grad for p in b.parameters())]
     full = any(p.requires_grad and "lora_" not in n for b in blocks for n, p in b.named_parameters())
     lora_modules = {n.split(".")[-1] for b in blocks for n, m in b.named_modules() if hasattr(m, "lora_A")}
-    if spec.reward:
-        head = next((m for n, m in model.named_modules() if n.split(".")[-1] == "score"), None)
-    else:
-        head = model.get_output_embeddings()
+    head = score_head(model) if spec.reward else model.get_output_embeddings()
     # engine.merged_lora merges only unquantised fp32 layers
     lora_base = sum(
         m.base_layer.weight.numel() * 4

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..presets import preset_file, read_yaml
 from .architectures import GB, STEPS
 from .counting import ModelSpec, quiet
-from .steps import PLANNERS, Hardware, PPOSettings, RMSettings, SFTSettings, StepPlan
+from .steps import PLANNERS, Hardware, PPOSettings, SFTSettings, StepPlan
 from .suggestions import suggest
 
 # accelerate config -> (ZeRO stage, offload)
@@ -45,18 +44,8 @@ def preset_hardware(name: str) -> dict:
 
 @dataclass
 class Preset:
-    name: str
-    settings: dict  # step -> SFTSettings / RMSettings / PPOSettings
+    settings: dict  # step -> SFTSettings / PPOSettings
     hardware: dict  # preset_hardware
-
-
-def _flag_value(argv: list[str], key: str):
-    for i, a in enumerate(argv):
-        if a == f"--{key}" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith(f"--{key}="):
-            return a.split("=", 1)[1]
-    return None
 
 
 def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps: tuple[str, ...] = STEPS) -> Preset:
@@ -66,7 +55,7 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps:
     from ..args import ModelArguments, RMArguments, SFTArguments, parse
 
     overrides = overrides or {}
-    parsed, ppo = {}, None
+    parsed, settings, ppo = {}, {}, None
     for step in [s for s in STEPS if s in steps or (s != "ppo" and "ppo" in steps)]:
         path = preset_file(name, step)
         if not path.is_file():
@@ -85,28 +74,23 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps:
             argv += ["--bf16", "false", "--fp16", "false"]
             script, config = (SFTArguments, SFTConfig) if step == "sft" else (RMArguments, RewardConfig)
             _, model_args, training = parse([script, ModelArguments, config], step, argv)
-        raw = read_yaml(path)
-        autocast = any(
-            str(_flag_value(extra, k) or raw.get(k, False)).lower() in ("1", "true", "yes") for k in ("bf16", "fp16")
-        )
-        parsed[step] = (model_args, training, autocast)
-
-    settings = {}
-    for step, (model_args, training, autocast) in parsed.items():
+        raw = read_yaml(path) | {k[2:]: v for k, v in zip(extra[::2], extra[1::2])}
+        autocast = any(str(raw.get(k, False)).lower() in ("1", "true", "yes") for k in ("bf16", "fp16"))
+        parsed[step] = (model_args, training)
         model = model_args.settings(bool(training.activation_checkpointing))
         if getattr(training, "disable_dropout", False):  # TRL's RewardConfig turns the model's dropout off
-            model = dataclasses.replace(model, dropout=0.0)
-        cls = SFTSettings if step == "sft" else RMSettings
+            model = replace(model, dropout=0.0)
         optim = str(getattr(training.optim, "value", training.optim))
         fused = model_args.lora_learning_rate is None and "fused" in optim
         spec = ModelSpec(model, reward=step == "rm")
-        settings[step] = cls(spec, training.per_device_train_batch_size, training.max_length or 1024, autocast, fused)
+        batch, seq_len = training.per_device_train_batch_size, training.max_length or 1024
+        settings[step] = SFTSettings(spec, batch, seq_len, autocast, fused)
 
     if ppo is not None:
         for role, step in (("actor", "sft"), ("critic", "rm")):
             if not getattr(ppo, f"{role}_model_name_or_path"):
                 # What step 1/2 wrote, if it ran; otherwise the model it starts from (same architecture).
-                model_args, training, _ = parsed[step]
+                model_args, training = parsed[step]
                 out = Path(training.output_dir)
                 path = str(out) if (out / "config.json").is_file() else model_args.model_name_or_path
                 setattr(ppo, f"{role}_model_name_or_path", path)
@@ -123,7 +107,7 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps:
             ptx=bool(ppo.ptx_datasets),
             reuse=tuple(r for r in ("actor", "critic") if ppo.reuses_rollout_forward(r)),
         )
-    return Preset(name, {s: settings[s] for s in steps}, hardware)
+    return Preset({s: settings[s] for s in steps}, hardware)
 
 
 def plan_preset(

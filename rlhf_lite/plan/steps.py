@@ -77,16 +77,12 @@ def trained_memory(counts: list[ModelCount], hw: Hardware, d: int, fused: bool =
 
 
 @dataclass(frozen=True)
-class SFTSettings:
+class SFTSettings:  # also step 2's
     model: ModelSpec
-    batch: int
+    batch: int  # rm: pairs per device (chosen and rejected run as one batch of 2 x batch)
     seq_len: int
     autocast: bool = False  # bf16/fp16 mixed precision (TRL's bf16: true)
     fused_optimizer: bool = True  # the HF Trainer's adamw_torch_fused (not with lora_learning_rate)
-
-
-class RMSettings(SFTSettings):
-    """batch: pairs per device (chosen and rejected run as one batch of 2 x batch)."""
 
 
 @dataclass(frozen=True)
@@ -196,9 +192,9 @@ def _finish(plan: StepPlan, phases: dict, resident: dict, t: Trained, activation
     return plan
 
 
-def plan_sft(s: SFTSettings, hw: Hardware, step: str = "sft") -> StepPlan:
+def plan_sft(s: SFTSettings, hw: Hardware) -> StepPlan:
     """Step 1 (TRL SFTTrainer) or, with a reward model, step 2 (RewardTrainer)."""
-    m = count_model(s.model)
+    m, step = count_model(s.model), "rm" if s.model.reward else "sft"
     d = 2 if s.autocast and hw.device == "cuda" else m.compute_bytes
     B = s.batch * (2 if step == "rm" else 1)
     plan = StepPlan(step, hw, s, models=[_model_row("policy" if step == "sft" else "reward", m)])
@@ -216,8 +212,7 @@ def plan_sft(s: SFTSettings, hw: Hardware, step: str = "sft") -> StepPlan:
     return _finish(plan, {}, resident, t, act + _zero3_gather([m], hw), logits)
 
 
-def plan_rm(s: RMSettings, hw: Hardware) -> StepPlan:
-    return plan_sft(s, hw, step="rm")
+plan_rm = plan_sft
 
 
 def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:

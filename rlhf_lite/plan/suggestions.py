@@ -6,17 +6,7 @@ from dataclasses import replace
 
 from ..errors import RLHFLiteError
 from .architectures import GB
-from .counting import ModelSpec
 from .steps import PLANNERS, Hardware, StepPlan
-
-
-def _tuned(m: ModelSpec, rank: int = 0, **settings) -> ModelSpec:
-    """`m` with LoRA of rank and alpha `rank` (0: as it is) and other ModelSettings changed."""
-    if rank:
-        from ..models import LoraSettings
-
-        settings["lora"] = LoraSettings(rank, rank)
-    return replace(m, settings=replace(m.settings, **settings))
 
 
 def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]]:
@@ -25,6 +15,15 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
 
     def add(what: str, settings=s, hardware=hw):
         out.append((what, settings, hardware))
+
+    def tuned(role: str, rank: int = 0, **settings):
+        """`s` with model `role` given LoRA of rank and alpha `rank` (0: as it is) and other ModelSettings."""
+        if rank:
+            from ..models import LoraSettings
+
+            settings["lora"] = LoraSettings(rank, rank)
+        m = getattr(s, role)
+        return replace(s, **{role: replace(m, settings=replace(m.settings, **settings))})
 
     if hw.device == "cuda":
         if hw.num_gpus > 1 and hw.zero_stage < 3:
@@ -48,14 +47,12 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
     if step in ("sft", "rm"):
         m = s.model
         if not m.lora:
-            add("use_lora: true, lora_r: 128 (train LoRA adapters only)", replace(s, model=_tuned(m, rank=128)))
+            add("use_lora: true, lora_r: 128 (train LoRA adapters only)", tuned("model", 128))
         if not m.checkpointing:
-            add("activation_checkpointing: true", replace(s, model=_tuned(m, gradient_checkpointing=True)))
+            add("activation_checkpointing: true", tuned("model", gradient_checkpointing=True))
         if m.settings.quantization == "none" and bnb:
-            add(
-                "load_in_8bit: true" + ("" if m.lora else " with use_lora: true"),
-                replace(s, model=_tuned(m, rank=0 if m.lora else 128, load_in_8bit=True)),
-            )
+            with_lora = "" if m.lora else " with use_lora: true"
+            add("load_in_8bit: true" + with_lora, tuned("model", 0 if m.lora else 128, load_in_8bit=True))
         if s.batch > 1:
             b = max(1, s.batch // 2)
             add(
@@ -65,23 +62,19 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
         return out
     a, c, r = s.actor, s.critic, s.reward
     if not a.lora:
-        add(
-            "actor_lora_dim: 128 (LoRA actor; the reference becomes the actor without its adapter, no second copy)",
-            replace(s, actor=_tuned(a, rank=128)),
-        )
+        why = "LoRA actor; the reference becomes the actor without its adapter, no second copy"
+        add(f"actor_lora_dim: 128 ({why})", tuned("actor", 128))
     if not a.checkpointing:
-        add("actor_gradient_checkpointing: true", replace(s, actor=_tuned(a, gradient_checkpointing=True)))
+        add("actor_gradient_checkpointing: true", tuned("actor", gradient_checkpointing=True))
     if not c.checkpointing:
-        add("critic_gradient_checkpointing: true", replace(s, critic=_tuned(c, gradient_checkpointing=True)))
+        add("critic_gradient_checkpointing: true", tuned("critic", gradient_checkpointing=True))
     if not c.lora:
-        add("critic_lora_dim: 128 (LoRA critic)", replace(s, critic=_tuned(c, rank=128)))
+        add("critic_lora_dim: 128 (LoRA critic)", tuned("critic", 128))
     if bnb and a.settings.quantization == "none":
-        add(
-            "actor_quantization: 8bit" + ("" if a.lora else " with actor_lora_dim: 128"),
-            replace(s, actor=_tuned(a, rank=0 if a.lora else 128, load_in_8bit=True)),
-        )
+        with_lora = "" if a.lora else " with actor_lora_dim: 128"
+        add("actor_quantization: 8bit" + with_lora, tuned("actor", 0 if a.lora else 128, load_in_8bit=True))
     if bnb and r.settings.quantization == "none":
-        add("reward_quantization: 8bit", replace(s, reward=_tuned(r, load_in_8bit=True)))
+        add("reward_quantization: 8bit", tuned("reward", load_in_8bit=True))
     if s.ema:
         add("enable_ema: false (no EMA copy of the actor's trained weights)", replace(s, ema=False))
     if s.generation_batch > 1 or s.training_batch > 1:

@@ -39,9 +39,7 @@ def main(argv=None):
     checkpoint = latest_checkpoint(args.output_dir) if resume else None
     state = load_checkpoint(trainer, checkpoint) if checkpoint else {"batches_done": 0, "reward_ema": None}
     if args.ptx_datasets:
-        trainer.ptx_batches = ptx_batches(
-            args, tokenizer, args.per_device_training_batch_size, acc.device, skip=trainer.global_step
-        )
+        trainer.ptx_batches = ptx_batches(args, tokenizer, acc.device, skip=trainer.global_step)
     acc.init_trackers("runs")
 
     buffer, done, shown = [], state["batches_done"], {}
@@ -60,7 +58,14 @@ def main(argv=None):
                     continue
                 if buffer:
                     trainer.train_rlhf(buffer)
-                    shown = log(trainer, state, done, args, acc, len(prompts))
+                    stats, score = trainer.stats, trainer.stats["reward/score"]
+                    ema = state["reward_ema"]
+                    stats["reward/score_ema"] = state["reward_ema"] = score if ema is None else 0.9 * ema + 0.1 * score
+                    if done % args.logging_steps == 0 or done == len(prompts):
+                        acc.log(stats, step=done)
+                        if acc.is_main_process:
+                            append_metrics(args.output_dir, {"step": done, **stats})
+                    shown = {"reward": score, "kl": stats["kl/sequence_k3"]}
                     every = args.print_answers_interval
                     if every and done % every == 0 and acc.is_main_process:
                         exp, P = buffer[-1], buffer[-1].prompt_len
@@ -87,19 +92,6 @@ def main(argv=None):
     save_checkpoint(trainer, args.output_dir, done, state, args.save_total_limit)
     export_models(engine, trainer, args.output_dir, args.merge_lora)
     acc.end_training()
-
-
-def log(trainer, state, done, args, acc, total) -> dict:
-    """Record the update's statistics; returns what the progress bar shows."""
-    stats = trainer.stats
-    score = stats["reward/score"]
-    state["reward_ema"] = score if state["reward_ema"] is None else 0.9 * state["reward_ema"] + 0.1 * score
-    stats["reward/score_ema"] = state["reward_ema"]
-    if done % args.logging_steps == 0 or done == total:
-        acc.log(stats, step=done)
-        if acc.is_main_process:
-            append_metrics(args.output_dir, {"step": done, **stats})
-    return {"reward": score, "kl": stats["kl/sequence_k3"]}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def saved(checkpoint: Path) -> bool:  # a checkpoint gets its name only once com
     return (checkpoint / STATE_FILE).exists()
 
 
-def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int, extra: dict, keep: int = 1) -> Path:
+def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int, extra: dict, keep: int) -> Path:
     acc, out = trainer.accelerator, Path(out_dir)
     final, tmp = out / f"checkpoint-{batches_done}", out / f".tmp-checkpoint-{batches_done}"
     if acc.is_main_process:  # what an earlier crash while saving left behind
@@ -48,8 +48,7 @@ def save_checkpoint(trainer: PPOTrainer, out_dir: str | Path, batches_done: int,
 
 
 def load_checkpoint(trainer: PPOTrainer, path: str | Path) -> dict:
-    """Restore what `save_checkpoint` wrote and return its trainer_state.json; metrics.jsonl loses
-    the rows logged after it (the resumed run logs them again)."""
+    """Restore what `save_checkpoint` wrote; returns its trainer_state.json (metrics.jsonl loses later rows)."""
     path = Path(path)
     trainer.accelerator.load_state(str(path))
     state = json.loads((path / STATE_FILE).read_text())

@@ -140,14 +140,13 @@ class PPOArguments(ScriptArguments):
     def reuses_rollout_forward(self, role: str, zero_stage: int = 0) -> bool:
         """Whether `role`'s scoring forward, graph kept, can be the first update's: same weights, same
         rows (one experience, one mini-batch), no dropout and no ZeRO-3 (it re-partitions the weights)."""
-        lora_dropout = self.lora_dropout if getattr(self, f"{role}_lora_dim") else 0.0
         return (
             self.speedup("rollout_graphs")
             and zero_stage != 3
             and self.generation_batches == 1
             and self.per_device_generation_batch_size <= self.per_device_training_batch_size
             and getattr(self, f"disable_{role}_dropout")
-            and lora_dropout == 0.0
+            and not (getattr(self, f"{role}_lora_dim") and self.lora_dropout)
         )
 
     def model_settings(self, role: str) -> ModelSettings:

@@ -55,7 +55,7 @@ class PromptBatches:
             yield step, {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
 
-def ptx_batches(args: PPOArguments, tokenizer, batch_size: int, device, skip: int = 0) -> Iterator[dict]:
+def ptx_batches(args: PPOArguments, tokenizer, device, skip: int = 0) -> Iterator[dict]:
     """Endless language-modelling batches of prompt + chosen + EOS, past the first `skip` (resumed)."""
     rows, reports = load_step_rows(args.ptx_datasets, "train", seed=args.seed, data_dir=args.data_dir)
     for report in reports:
@@ -66,7 +66,7 @@ def ptx_batches(args: PPOArguments, tokenizer, batch_size: int, device, skip: in
     eos = tokenizer.eos_token or ""
     max_len = args.max_prompt_seq_len + args.max_answer_seq_len
     ids = tokenizer([r["prompt"] + r["chosen"] + eos for r in rows], truncation=True, max_length=max_len)["input_ids"]
-    generator = torch.Generator().manual_seed(args.seed)
+    generator, batch_size = torch.Generator().manual_seed(args.seed), args.per_device_training_batch_size
     while True:
         order = torch.randperm(len(ids), generator=generator).tolist()
         for first in range(0, len(order) - batch_size + 1, batch_size):

@@ -1,9 +1,6 @@
-"""The four models of PPO (DeepSpeed-Chat's `DeepSpeedRLHFEngine`), prepared by accelerate.
-
-Actor and critic live in one `ActorCritic` module with one optimizer: accelerate drives a single
-DeepSpeed engine per process. Their losses are summed before the backward pass, which gives each
-model exactly its own gradients. With LoRA the reference is the actor with its adapter off.
-"""
+"""The four models of PPO (DeepSpeed-Chat's `DeepSpeedRLHFEngine`), prepared by accelerate. Actor
+and critic are one `ActorCritic` module with one optimizer, as accelerate drives one DeepSpeed engine
+per process; their summed losses give each model exactly its own gradients."""
 
 import contextlib
 import dataclasses
@@ -26,9 +23,9 @@ from .config import PPOArguments
 
 @contextlib.contextmanager
 def merged_lora(model: nn.Module):
-    """Inside the block, every LoRA linear of `model` computes with a merged copy of its weight
-    (one matrix product instead of three), leaving the base weights (the reference) untouched.
-    Only if all are plain fp32 linears without DoRA: in 16 bits W + delta loses a small delta."""
+    """Inside the block, every LoRA linear of `model` computes with a merged copy of its weight (one
+    matrix product, not three), base weights untouched; only if all are plain fp32 linears without
+    DoRA: in 16 bits W + delta loses a small delta."""
     from peft.tuners.lora import Linear as LoraLinear
     from peft.tuners.lora import LoraLayer
 
@@ -175,7 +172,8 @@ class RLHFEngine:
     @contextlib.contextmanager
     def actor_for_generation(self):
         """The actor, with every ZeRO-3 shard gathered for the whole generate call (not one all-gather
-        per layer per token, slow and prone to hangs when ranks stop at different lengths)."""
+        per layer per token, slow and prone to hangs when ranks stop at different lengths). TRL's
+        unwrap_model_for_generation would gather the whole prepared module: the critic's shards too."""
         if self.zero_stage != 3:
             # (not under autocast, whose 16-bit copy of W + delta would lose the delta too)
             merge = self.accelerator.mixed_precision == "no" and self.args.speedup("merged_lora")

@@ -1,5 +1,3 @@
-"""One batch of experience: what `generate_experience` makes and `train_rlhf` learns from."""
-
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -7,7 +5,8 @@ from torch import Tensor
 
 @dataclass
 class Experience:
-    """A generation batch scored by all four models; per-token tensors are (B, A), answers only."""
+    """What `generate_experience` makes and `train_rlhf` learns from: a generation batch scored by all
+    four models; per-token tensors are (B, A), answers only."""
 
     seq: Tensor  # (B, P + A) left-padded prompt, then the answer (padded after its EOS)
     attention_mask: Tensor  # (B, P + A)

@@ -4,7 +4,6 @@ import functools
 import inspect
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -33,8 +32,6 @@ from .padding import MAX_GROUPS, RowGroup, row_groups, stitch
 
 
 class NonFiniteError(RLHFLiteError):
-    """A reward, a loss or the actor's sampling distribution became NaN/inf; the update was not applied."""
-
     def __init__(self, what: str, step: int):
         super().__init__(
             f"{what} is NaN or infinite at optimizer step {step}; the update was not applied. "
@@ -68,11 +65,11 @@ def _accepts_position_ids(model) -> bool:
 
 
 class PPOTrainer:
-    def __init__(self, engine: RLHFEngine, args: PPOArguments, ptx_batches: Iterator[dict] | None = None):
+    def __init__(self, engine: RLHFEngine, args: PPOArguments):
         self.engine, self.args, self.tokenizer = engine, args, engine.tokenizer
         self.accelerator = engine.accelerator
         self.kl_ctl = make_kl_controller(args.init_kl_coef, args.target_kl, args.kl_horizon)
-        self.ptx_batches = ptx_batches
+        self.ptx_batches = None  # an iterator of pretraining batches (data.ptx_batches) for ptx_coef
         self.global_step = 0  # optimizer steps
         self.empty_dropped = 0  # answers dropped as only EOS since the last train_rlhf
         self.eos_id = self.tokenizer.eos_token_id
@@ -106,7 +103,8 @@ class PPOTrainer:
         if not self.args.speedup("row_groups"):  # one group of every row and column
             groups = [RowGroup(torch.arange(len(seq), device=seq.device), 0, seq.shape[1])]
         else:
-            # Under ZeRO-3 every forward gathers the weights with the other processes: one group each.
+            # Under ZeRO-3 every forward gathers the weights with the other processes, so all of them
+            # must run as many forwards: one group each (still without the padding its rows share).
             groups = row_groups(attention_mask, max_groups=1 if self.engine.zero_stage == 3 else MAX_GROUPS)
         return Rows(seq, attention_mask, prompt_len, groups, trunk, index)
 
@@ -145,10 +143,9 @@ class PPOTrainer:
         # mode so that gradient checkpointing applies (without dropout both modes compute the same).
         with torch.enable_grad():
             model.train()
-            try:
-                return stitch(rows.groups, run, width)
-            finally:
-                model.eval()
+            out = stitch(rows.groups, run, width)
+        model.eval()
+        return out
 
     @torch.no_grad()
     def generate_experience(self, prompt_batch: dict) -> Experience | None:
@@ -177,7 +174,6 @@ class PPOTrainer:
         seq, mask, prompt_mask, empty = seq[keep], mask[keep], prompt_mask[keep], empty[keep]
         attention_mask = torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=1)
 
-        # The actor's and critic's passes record their frozen blocks' output for the others (trunk.py).
         rows = self._rows(seq, attention_mask, P)
         logprobs = self._forward("actor", rows, record=True)
         ref_logprobs = self._forward("reference", rows)
