@@ -105,21 +105,20 @@ ifeq ($(wildcard recipes/configs/$(PRESET)/.),)
 $(error PRESET=$(PRESET): there is no recipes/configs/$(PRESET); pick one of: $(notdir $(wildcard recipes/configs/*)))
 endif
 
-.PHONY: sft rm ppo all demo eval chat
-sft: $(VENV)/.installed
-	$(RUN_STEP) recipes/sft.py --config recipes/configs/$(PRESET)/sft.yaml $(ARGS)
-
-rm: $(VENV)/.installed
-	$(RUN_STEP) recipes/rm.py --config recipes/configs/$(PRESET)/rm.yaml $(ARGS)
-
-ppo: $(VENV)/.installed
-	$(RUN_STEP) recipes/ppo.py --config recipes/configs/$(PRESET)/ppo.yaml $(ARGS)
+.PHONY: sft rm ppo dpo grpo rloo all demo eval compare chat
+# step 3 and its alternatives over TRL's trainers (from step 1's model; grpo and rloo score with step 2's)
+sft rm ppo dpo grpo rloo: $(VENV)/.installed
+	$(RUN_STEP) recipes/$@.py --config recipes/configs/$(PRESET)/$@.yaml $(ARGS)
 
 all: sft rm ppo
 
 # The whole pipeline on the embedded model and demo data (CPU), evaluations and a summary.
 demo: $(VENV)/.installed
 	$(PY) -m rlhf_lite.pipeline --preset demo $(if $(ACCELERATE_CONFIG),--accelerate-config $(ACCELERATE_CONFIG))
+
+# PPO, DPO, GRPO and RLOO from the same SFT and reward models (trained where missing), judged side by side.
+compare: $(VENV)/.installed
+	$(PY) evaluate/compare.py --preset $(PRESET) $(ARGS)
 
 # Every evaluation script against the step outputs of PRESET and their baselines.
 eval: $(VENV)/.installed

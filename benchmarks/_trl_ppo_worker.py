@@ -25,31 +25,11 @@ TRL's `train()` owns the loop, so the worker does not edit or copy it; it only o
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-# The protocol keeps the real stdout; anything printed by TRL, transformers or accelerate
-# (TRL's PrinterCallback prints every log dict) goes to stderr instead.
-_PROTOCOL = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-os.dup2(2, 1)
-sys.stdout = sys.stderr
-
-
-class Quit(Exception):
-    """The parent said "quit" (or closed stdin) while TRL's train() was waiting for it."""
-
-
-def send(obj: dict) -> None:
-    _PROTOCOL.write(json.dumps(obj) + "\n")
-    _PROTOCOL.flush()
-
-
-def wait_for_run() -> None:
-    line = sys.stdin.readline().strip()
-    if line != "run":
-        raise Quit(line)
+from _worker_protocol import Quit, send, wait_for_run  # importing it moves stdout to stderr
 
 
 def main(spec_path: str) -> int:

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
         accelerator = Accelerator(cpu=a.device == "cpu")
         engine = RLHFEngine(str(actor), str(critic), tokenizer, num_total_iters=1, args=args, accelerator=accelerator)
     trainer = PPOTrainer(engine, args)
-    rows, _ = step_rows(args, part=2, need_pairs=False)
+    rows, _ = step_rows(args, 2, need_answers=False)
     prompts = PromptBatches(
         encode_prompts(tokenizer, rows, a.prompt_len), args, tokenizer.pad_token_id, device=accelerator.device
     )

@@ -1,7 +1,8 @@
-"""One PPO iteration of our engine next to TRL 1.12's `trl.experimental.ppo.PPOTrainer`.
+"""One PPO iteration of our engine next to TRL 1.12's `trl.experimental.ppo.PPOTrainer` and TRL's `GRPOTrainer`.
 
     python benchmarks/bench_ppo.py                          # LoRA and full fine-tuning on this CPU (see "Run time")
     python benchmarks/bench_ppo.py --cases lora --repeats 1 # a quick check
+    python benchmarks/bench_ppo.py --peers grpo             # only the GRPO comparison (no TRL 1.12 virtualenv)
     python benchmarks/bench_ppo.py --layers 8 --response-length 16   # a smaller model and shorter answers
     python benchmarks/bench_ppo.py --device cuda --batch 32 --response-length 128   # on a GPU (see below)
 
@@ -25,12 +26,32 @@ the whole batch, fp32, no gradient checkpointing, dropout off, constant learning
         peft_config to the policy only, so our critic_lora_dim is 0 too.
   full  every weight of actor and critic trained; the reference is a second copy of the actor.
 
+GRPO (--peers grpo). The same iteration of ours next to one optimizer step of the project's own TRL
+(the .venv's, 1.16 when written) `trl.GRPOTrainer`, run by benchmarks/_trl_grpo_worker.py in the
+project's .venv, at equal numbers of generated and trained answer tokens: ours generates one answer
+to each of --batch (B) prompts, GRPO G = --num-generations (default 4) answers to each of the first
+B/G of them, every answer exactly --response-length (L) tokens on both sides (GRPO:
+generation_kwargs min_new_tokens), so both sample and train on B x L answer tokens. GRPOConfig:
+per_device_train_batch_size B (answers), gradient_accumulation_steps 1, steps_per_generation 1 and
+num_iterations 1 (one optimizer step on each generation batch, as our one epoch of one mini-batch),
+beta 0.05 (TRL's default is 0, which skips the reference model; with beta > 0 GRPO runs the
+reference forward our KL penalty needs, at our kl_coef), the reward model folder above as its reward
+function (rlhf_lite.online.RewardModelFunction, as the project's GRPO recipe scores), the same
+sampling, learning rate, fp32, no gradient checkpointing, dropout off, and the lora / full cases as
+above (LoRA on the policy, the reference its adapter off; full: a second copy). The work is not the
+same: GRPO has no critic, no values and no GAE, and its B/G prompts hold fewer prompt tokens than
+our B, so the comparison asks what our PPO costs per answer token next to a critic-free trainer,
+not which loop is faster at equal work. Reported per case: seconds_per_1k_tokens = median seconds per iteration /
+(B x L / 1000) for each side, and ratio_vs_grpo = ours / GRPO's.
+
 How it is measured. For each case both sides are loaded once, in two processes that stay up,
 then the parent alternates them iteration by iteration (ours/TRL, then TRL/ours, ...), so that
 a change in the machine's load hits both alike; while one runs the other waits idle on its
 stdin. The first iteration of each side is a warm-up (allocator, optimizer states, lazy
 initialisation) and is left out; the report gives the median of --repeats iterations after it.
-Both processes use --threads threads (torch.set_num_threads and OMP_NUM_THREADS).
+Both processes use --threads threads (torch.set_num_threads and OMP_NUM_THREADS). Each peer has its
+own pair of processes: with both peers a case runs ours against TRL-PPO, then a fresh ours against
+GRPO, so each comparison is measured exactly as when it runs alone.
 Timed regions:
   ours  generate_experience + train_rlhf on a prompt batch already on the device; the split is
         the engine's own time/generation, time/scoring and time/training.
@@ -39,30 +60,40 @@ Timed regions:
         update, its metrics and the scheduler step. Split: generation = up to the end of its
         `batch_generation`; scoring = from there to its first training forward (so it also holds
         the rewards and GAE, which are in our training); training = the rest.
+  GRPO  from the parent's "run" command to the `on_step_end` callback of that optimizer step:
+        fetching the prompts from its dataloader, generation, the reference and reward forwards,
+        the group advantages, the policy forward and backward, clipping, the optimizer and
+        scheduler step. Split: generation = up to the end of its `_generate`; scoring = from there
+        to the end of `_generate_and_score_completions`; training = the rest.
 
-Prints one JSON object and writes it to benchmarks/results/bench_ppo.json:
-  {"ratio_vs_trl": <worst case>, "target": 0.8,
-   "lora": {"ratio_vs_trl", "ours": {"seconds", "generation", "scoring", "training", "all_seconds"}, "trl": {...}},
+Prints one JSON object and writes it to benchmarks/results/bench_ppo.json (--results elsewhere; a
+run of some peers writes only theirs):
+  {"ratio_vs_trl": <worst case>, "ratio_vs_grpo": <worst case>, "target": 0.8,
+   "lora": {"ratio_vs_trl", "ours": {"seconds", "generation", "scoring", "training", "all_seconds"}, "trl": {...},
+            "grpo": {"ratio_vs_grpo", "tokens_per_iteration",
+                     "ours": {"seconds_per_1k_tokens", "seconds", ...}, "grpo": {...}, ...}},
    "full": {...}, "settings": {...}, "versions": {...}, "timed_regions": {...}, ...}
 seconds are medians over the repeats (each phase's median on its own, so the phases need not add
-up exactly). ratio_vs_trl = our median / TRL's median. Exits 1 when a case's ratio exceeds the
-target (0.8) unless --no-check.
+up exactly). ratio_vs_trl = our median / TRL's median. Exits 1 when a case's ratio_vs_trl exceeds
+the target (0.8) unless --no-check; ratio_vs_grpo has no target (the work differs, see above).
 
 Run time: setting up the TRL virtualenv the first time takes ~2 min (later runs only check its
-pins); each case then loads both sides (~15 s each) and runs 2 x (1 + --repeats) iterations.
+pins); each case then loads both sides (~15 s each) and runs 2 x (1 + --repeats) iterations, and
+as much again for the GRPO comparison.
 The numbers are only as quiet as the machine: with other jobs running (a load average of 5 on
-these 2 cores) one iteration of the full model took 100-230 s, the default run 44 min,
-and one phase varied up to 10x between iterations. Run it on an idle machine (load_average in
-the JSON tells); there an iteration takes 17-25 s and the default run about 8 minutes.
+these 2 cores) one iteration of the full model took 100-230 s, the default run of the TRL-PPO
+comparison 44 min, and one phase varied up to 10x between iterations. Run it on an idle machine
+(load_average in the JSON tells); there an iteration takes 17-25 s and the TRL-PPO comparison
+about 8 minutes.
 
 On a GPU: run it from the project's .venv with CUDA torch (`make install` picks it when nvidia-smi
 is present). `--device cuda` puts both sides on the GPU; the TRL virtualenv then installs
 `torch==<the project's torch version>` from PyPI, which on Linux is the CUDA build (pass
 --trl-torch to choose another requirement, e.g. for a different CUDA variant, and --trl-venv to
-keep that virtualenv apart from a CPU one). Use larger settings there, e.g. --batch 32
---response-length 128, or the default ones for a like-for-like run. On a CPU-only machine whose
-pip would fetch a CUDA build of torch for the TRL virtualenv, set PIP_EXTRA_INDEX_URL to PyTorch's
-CPU index first, as for `make install`.
+keep that virtualenv apart from a CPU one); the GRPO side needs nothing, it runs in the .venv.
+Use larger settings there, e.g. --batch 32 --response-length 128, or the default ones for a
+like-for-like run. On a CPU-only machine whose pip would fetch a CUDA build of torch for the TRL
+virtualenv, set PIP_EXTRA_INDEX_URL to PyTorch's CPU index first, as for `make install`.
 """
 
 from __future__ import annotations
@@ -84,10 +115,13 @@ from model_folders import fresh_head_critic, save_folder  # benchmarks/, the scr
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bench_ppo.json"
 TRL_WORKER = ROOT / "benchmarks" / "_trl_ppo_worker.py"
+GRPO_WORKER = ROOT / "benchmarks" / "_trl_grpo_worker.py"
 DEFAULT_TRL_VENV = ROOT / "benchmarks" / ".venv-trl112"
 TRL_REQUIREMENT = "trl==1.12.*"  # the last TRL with PPOTrainer
 TARGET = 0.8  # the issue's bound on ours / TRL's
 CASES = ("lora", "full")
+PEERS = ("trl_ppo", "grpo")  # TRL 1.12's PPOTrainer; the project's TRL's GRPOTrainer
+KL_COEF = 0.05  # our PPO's init_kl_coef, TRL-PPO's kl_coef and GRPO's beta
 EMBEDDED = "embedded:smollm2-135m"
 LORA = {
     "r": 8,
@@ -365,8 +399,8 @@ def _summary(iterations: list[dict]) -> dict:
     }
 
 
-def run_case(case: str, prepared: dict, trl_python: Path, folder: Path, a: argparse.Namespace) -> tuple[dict, dict]:
-    """(the case's report, each side's library versions)."""
+def _spec(case: str, prepared: dict, folder: Path, a: argparse.Namespace) -> tuple[dict, Path]:
+    """Our side's spec (also the TRL-PPO side's; the GRPO side's adds to it) and the file it is written to."""
     spec = {
         "actor": prepared["actor"],
         "critic": prepared["critic"],
@@ -379,20 +413,55 @@ def run_case(case: str, prepared: dict, trl_python: Path, folder: Path, a: argpa
         "device": a.device,
         "seed": a.seed,
         "learning_rate": 1e-5,
-        "kl_coef": 0.05,
+        "kl_coef": KL_COEF,
         "temperature": 1.0,
         "output_dir": str(folder / f"trl-{case}"),
     }
     spec_file = folder / f"{case}.spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
+    return spec, spec_file
+
+
+def _alternate(label: str, workers: dict[str, Worker], repeats: int) -> tuple[dict, dict]:
+    """Wait until both workers are loaded, then run 1 + repeats iterations of each, alternated:
+    (each side's ready message, each side's iterations, the warm-up first)."""
+    try:
+        ready = {}  # both load at the same time (not timed); nothing is timed before both are ready
+        for name, worker in workers.items():
+            ready[name] = worker.read()
+            _log(
+                f"{label}: {name} loaded in {ready[name]['load_seconds']:.0f} s "
+                f"({ready[name]['trainable_parameters']:,} trainable parameters)"
+            )
+        names = list(workers)
+        runs: dict[str, list[dict]] = {name: [] for name in names}
+        for i in range(1 + repeats):
+            # Alternate who goes first, so that a drift in the machine's load is shared.
+            for name in names if i % 2 == 0 else names[::-1]:
+                result = workers[name].run()
+                runs[name].append(result)
+                _log(
+                    f"{label}: {name} {'warm-up' if i == 0 else f'iteration {i}'}: {result['seconds']:.1f} s "
+                    f"(generation {result['generation']:.1f}, scoring {result['scoring']:.1f}, "
+                    f"training {result['training']:.1f})"
+                )
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return ready, runs
+
+
+def _our_worker(case: str, spec_file: Path, folder: Path, a: argparse.Namespace, log_name: str) -> Worker:
     me = str(Path(__file__).resolve())
+    argv = [sys.executable, me, "--_worker", str(spec_file)]
+    return Worker("ours", argv, _env(a.threads, True), folder / f"{case}.{log_name}.log")
+
+
+def run_case(case: str, prepared: dict, trl_python: Path, folder: Path, a: argparse.Namespace) -> tuple[dict, dict]:
+    """Ours against TRL 1.12's PPOTrainer: (the case's report, each side's library versions)."""
+    spec, spec_file = _spec(case, prepared, folder, a)
     workers = {
-        "ours": Worker(
-            "ours",
-            [sys.executable, me, "--_worker", str(spec_file)],
-            _env(a.threads, True),
-            folder / f"{case}.ours.log",
-        ),
+        "ours": _our_worker(case, spec_file, folder, a, "ours"),
         "trl": Worker(
             "trl",
             [str(trl_python), str(TRL_WORKER), str(spec_file)],
@@ -400,28 +469,7 @@ def run_case(case: str, prepared: dict, trl_python: Path, folder: Path, a: argpa
             folder / f"{case}.trl.log",
         ),
     }
-    try:
-        ready = {}  # both load at the same time (not timed); nothing is timed before both are ready
-        for name, worker in workers.items():
-            ready[name] = worker.read()
-            _log(
-                f"{case}: {name} loaded in {ready[name]['load_seconds']:.0f} s "
-                f"({ready[name]['trainable_parameters']:,} trainable parameters)"
-            )
-        runs: dict[str, list[dict]] = {"ours": [], "trl": []}
-        for i in range(1 + a.repeats):
-            # Alternate who goes first, so that a drift in the machine's load is shared.
-            for name in ("ours", "trl") if i % 2 == 0 else ("trl", "ours"):
-                result = workers[name].run()
-                runs[name].append(result)
-                _log(
-                    f"{case}: {name} {'warm-up' if i == 0 else f'iteration {i}'}: {result['seconds']:.1f} s "
-                    f"(generation {result['generation']:.1f}, scoring {result['scoring']:.1f}, "
-                    f"training {result['training']:.1f})"
-                )
-    finally:
-        for worker in workers.values():
-            worker.close()
+    ready, runs = _alternate(case, workers, a.repeats)
     shapes = {name: {tuple(r["sequence_shape"]) for r in results} for name, results in runs.items()}
     if shapes["ours"] != shapes["trl"] or len(shapes["ours"]) != 1:
         raise SystemExit(f"{case}: the two sides did not work on the same shapes: {shapes}")
@@ -440,6 +488,54 @@ def run_case(case: str, prepared: dict, trl_python: Path, folder: Path, a: argpa
     }, {name: r["versions"] for name, r in ready.items()}
 
 
+def run_grpo_case(case: str, prepared: dict, folder: Path, a: argparse.Namespace) -> tuple[dict, dict]:
+    """Ours against TRL's GRPOTrainer at equal answer tokens: (the case's "grpo" report, each side's
+    library versions)."""
+    spec, spec_file = _spec(case, prepared, folder, a)
+    G = a.num_generations
+    grpo_spec = {
+        **spec,
+        "prompts": prepared["prompts"][: a.batch // G],  # B/G prompts x G answers = our B answers
+        "num_generations": G,
+        "beta": KL_COEF,
+        "output_dir": str(folder / f"grpo-{case}"),
+    }
+    grpo_file = folder / f"{case}.grpo.spec.json"
+    grpo_file.write_text(json.dumps(grpo_spec), encoding="utf-8")
+    workers = {
+        "ours": _our_worker(case, spec_file, folder, a, "ours-vs-grpo"),
+        "grpo": Worker(
+            "grpo",
+            [sys.executable, str(GRPO_WORKER), str(grpo_file)],
+            _env(a.threads, True),
+            folder / f"{case}.grpo.log",
+        ),
+    }
+    ready, runs = _alternate(f"{case} vs GRPO", workers, a.repeats)
+    tokens = a.batch * a.response_length
+    answer_tokens = {r["answer_tokens"] for r in runs["grpo"]}
+    if answer_tokens != {tokens}:
+        raise SystemExit(f"{case}: GRPO trained on {answer_tokens} answer tokens per step, ours on {tokens}")
+    ours, grpo = _summary(runs["ours"][1:]), _summary(runs["grpo"][1:])
+    for side in (ours, grpo):
+        side["seconds_per_1k_tokens"] = round(side["seconds"] / (tokens / 1000), 3)
+    return {
+        "ratio_vs_grpo": round(ours["seconds_per_1k_tokens"] / grpo["seconds_per_1k_tokens"], 3),
+        "tokens_per_iteration": tokens,
+        "prompts": {"ours": a.batch, "grpo": a.batch // G},
+        "num_generations": {"ours": 1, "grpo": G},
+        "ours": ours,
+        "grpo": grpo,
+        "warmup_seconds": {name: round(results[0]["seconds"], 3) for name, results in runs.items()},
+        "trainable_parameters": {name: r["trainable_parameters"] for name, r in ready.items()},
+        "optimizer": {name: r["optimizer"] for name, r in ready.items()},
+        "sequence_shape": {name: results[0]["sequence_shape"] for name, results in runs.items()},
+        "mean_score": {
+            name: round(statistics.mean(r["score_mean"] for r in results), 4) for name, results in runs.items()
+        },
+    }, {name: r["versions"] for name, r in ready.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated: {', '.join(CASES)}")
@@ -449,6 +545,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--response-length", type=int, default=40, help="answer tokens, exactly (demo preset: 40)")
     p.add_argument("--max-prompt-len", type=int, default=96, help="longer demo prompts are skipped (demo preset: 96)")
     p.add_argument("--ppo-epochs", type=int, default=1)
+    p.add_argument(
+        "--peers",
+        nargs="+",
+        choices=PEERS,
+        default=list(PEERS),
+        help="what ours is compared with: trl_ppo (TRL 1.12's PPOTrainer), grpo (TRL's GRPOTrainer); default both",
+    )
+    p.add_argument(
+        "--num-generations", type=int, default=4, help="GRPO's group size G: --batch/G prompts x G answers (default 4)"
+    )
     p.add_argument("--layers", type=int, default=None, help="keep only the bottom N of the model's 30 blocks")
     p.add_argument("--threads", type=int, default=2, help="torch threads of each side")
     p.add_argument("--seed", type=int, default=1234)
@@ -458,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="torch requirement of the TRL virtualenv (default: torch==<the project's version>)",
     )
+    p.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     p.add_argument("--workdir", default=None, help="keep the model folders, specs and logs here (default: a temp dir)")
     p.add_argument("--no-check", action="store_true", help=f"do not fail when ratio_vs_trl > {TARGET}")
     p.add_argument("--_prepare", help=argparse.SUPPRESS)
@@ -474,13 +581,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--cases takes {', '.join(CASES)}")
     if a.repeats < 1:
         p.error("--repeats must be >= 1")
+    peers = [peer for peer in PEERS if peer in a.peers]
+    if "grpo" in peers and (a.num_generations < 2 or a.batch % a.num_generations):
+        p.error(f"--num-generations must be >= 2 and divide --batch ({a.batch})")
     began, load_start = time.perf_counter(), os.getloadavg()[0]
     import torch
 
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but this torch sees no CUDA device")
     torch_requirement = a.trl_torch or f"torch=={torch.__version__.split('+')[0]}"
-    trl_python = ensure_trl_venv(a.trl_venv.resolve(), torch_requirement)
+    trl_python = ensure_trl_venv(a.trl_venv.resolve(), torch_requirement) if "trl_ppo" in peers else None
 
     with tempfile.TemporaryDirectory(prefix="bench_ppo.") as tmp:
         folder = Path(a.workdir or tmp).resolve()
@@ -504,8 +614,17 @@ def main(argv: list[str] | None = None) -> int:
         report: dict = {"benchmark": "bench_ppo", "device": a.device, "threads": a.threads, "target": TARGET}
         versions: dict = {}
         for case in cases:
-            report[case], versions = run_case(case, prepared, trl_python, folder, a)
-    report["ratio_vs_trl"] = worst = max(report[c]["ratio_vs_trl"] for c in cases)
+            report[case] = {}
+            if "trl_ppo" in peers:
+                report[case], versions = run_case(case, prepared, trl_python, folder, a)
+            if "grpo" in peers:
+                report[case]["grpo"], grpo_versions = run_grpo_case(case, prepared, folder, a)
+                versions = {**versions, "ours": grpo_versions["ours"], "grpo": grpo_versions["grpo"]}
+    worst = None
+    if "trl_ppo" in peers:
+        report["ratio_vs_trl"] = worst = max(report[c]["ratio_vs_trl"] for c in cases)
+    if "grpo" in peers:
+        report["ratio_vs_grpo"] = max(report[c]["grpo"]["ratio_vs_grpo"] for c in cases)
     report["settings"] = {
         "model": f"{EMBEDDED} (SmolLM2-135M-Instruct), {prepared['layers']} of {prepared['total_layers']} blocks; "
         "critic = reward model = the same network with a seeded one-output head",
@@ -519,13 +638,31 @@ def main(argv: list[str] | None = None) -> int:
         "sampling": "temperature 1, top_k 0, top_p 1",
         "learning_rate": 1e-5,
         "lr_scheduler": "constant",
-        "kl_coef": 0.05,
+        "kl_coef": KL_COEF,
         "gradient_checkpointing": False,
         "warmup_iterations": 1,
         "repeats": a.repeats,
+        "peers": peers,
         "threads": a.threads,
         "seed": a.seed,
     }
+    if "grpo" in peers:
+        report["settings"]["grpo"] = {
+            "num_generations": a.num_generations,
+            "prompts": a.batch // a.num_generations,
+            "answers": a.batch,
+            "answer_tokens_per_iteration": a.batch * a.response_length,
+            "beta": KL_COEF,
+            "per_device_train_batch_size": a.batch,
+            "gradient_accumulation_steps": 1,
+            "steps_per_generation": 1,
+            "num_iterations": 1,
+            "generation_kwargs": {"min_new_tokens": a.response_length},
+            "reward_funcs": "rlhf_lite.online.RewardModelFunction over the reward model folder",
+            "lora": "on the policy, as for our actor; the reference is the policy with its adapter off",
+            "full": "every policy weight trained; the reference is a second copy loaded from the actor folder",
+            "other": "TRL's defaults: loss_type dapo, scale_rewards group, epsilon 0.2, max_grad_norm 1.0",
+        }
     report["versions"] = {**versions, "ours": {**versions.get("ours", {}), "rlhf_lite": _git_head()}}
     report["timed_regions"] = {
         "ours": "generate_experience + train_rlhf on a prompt batch already on the device; split = the "
@@ -533,6 +670,10 @@ def main(argv: list[str] | None = None) -> int:
         "trl": "'run' command -> on_step_end of that update of train(): dataloader batch, generation, scoring, "
         "rewards/GAE/whitening, PPO update, metrics, scheduler step; split: generation = to the end of "
         "batch_generation, scoring = to the first training forward (includes rewards/GAE), training = rest",
+        "grpo": "'run' command -> on_step_end of that optimizer step of train(): dataloader batch, generation, "
+        "reference forward, reward model, group advantages, policy forward + backward, optimizer and scheduler "
+        "step; split: generation = to the end of _generate, scoring = to the end of "
+        "_generate_and_score_completions, training = rest; ours the same as in the TRL-PPO comparison",
     }
     report["notes"] = [
         "each side runs its own defaults where the settings do not reach: ours clips each model's gradient norm "
@@ -550,13 +691,23 @@ def main(argv: list[str] | None = None) -> int:
         "load_average is the machine's 1-minute load at the start and end (2 or more on 2 cores means "
         "another job competed and the numbers are noisy)",
     ]
+    if "grpo" in peers:
+        report["notes"].append(
+            "grpo: equal answer tokens, not equal work: ours generates one answer to each of --batch prompts and "
+            "runs PPO on it (actor, reference, critic and reward forwards, actor and critic updates); GRPO "
+            "generates --num-generations answers to each of --batch/G prompts (so fewer, repeated prompt tokens) "
+            "and runs the reference and reward forwards, then one policy forward and backward (no critic); "
+            "seconds_per_1k_tokens = median seconds / (batch x response_length / 1000) on both sides, and "
+            "ratio_vs_grpo = ours / GRPO's; beta 0.05 (TRL's default is 0, no reference model) so that GRPO "
+            "computes the reference log-probabilities our KL penalty needs"
+        )
     report["load_average"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}
     report["seconds"] = round(time.perf_counter() - began, 1)
     report["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     print(json.dumps(report))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    if not a.no_check and worst > TARGET:
+    a.results.parent.mkdir(parents=True, exist_ok=True)
+    a.results.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if not a.no_check and worst is not None and worst > TARGET:
         print(f"ratio_vs_trl {worst:.3f} exceeds the target {TARGET}", file=sys.stderr)
         return 1
     return 0

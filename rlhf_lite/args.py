@@ -64,6 +64,10 @@ class ScriptArguments:
     data_split_seed: int = field(default=1234, metadata={"help": "seed of the permutation data_split cuts"})
     data_dir: str | None = field(default=None, metadata={"help": "folder of hub mirrors (<data_dir>/<hub name>)"})
     eval_split: str = field(default="eval", metadata={"help": "split evaluated during training"})
+    chat_template: bool = field(
+        default=False,
+        metadata={"help": "render conversational data with the model's chat template, not as Human/Assistant"},
+    )
     overwrite_output_dir: bool = field(default=False, metadata={"help": "replace a folder holding another run"})
 
     def specs(self) -> list:
@@ -82,7 +86,13 @@ class SFTArguments(ScriptArguments):
 
 
 @dataclass
-class RMArguments(ScriptArguments):
+class PairArguments(ScriptArguments):
+    # 2: step 3's share, for a judge reward model that never saw step 2's pairs
+    data_share: int = field(default=1, metadata={"help": "the data_split share trained on"})
+
+
+@dataclass
+class RMArguments(PairArguments):
     reward_loss: str = field(
         default="last_token",
         metadata={
@@ -91,8 +101,6 @@ class RMArguments(ScriptArguments):
             "chosen and rejected differ)",
         },
     )
-    # 2: step 3's share, for a judge reward model that never saw step 2's pairs
-    data_share: int = field(default=1, metadata={"help": "the data_split share trained on"})
     # The frozen blocks' outputs, recorded in the first epoch so that later ones run only the trained blocks.
     frozen_block_cache_gb: float = field(default=4.0, metadata={"help": "0 runs every block every epoch"})
 
@@ -100,10 +108,10 @@ class RMArguments(ScriptArguments):
 def parse(dataclass_types: list, step: str, argv: list[str] | None = None):
     """Parse config + overrides into the dataclasses; fill the step's defaults."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    config = _config_path(argv)
+    config = _argv_value(argv, "config")
     yaml_keys = read_config(config) if config else {}  # a missing file or bad YAML is said first
     fields = {f.name for d in dataclass_types for f in dataclasses.fields(d)}
-    given = lambda key: key in yaml_keys or any(a == f"--{key}" or a.startswith(f"--{key}=") for a in argv)
+    given = lambda key: key in yaml_keys or _argv_value(argv, key) is not None
     if not torch.cuda.is_available():
         # DeepSpeed (imported while the arguments are checked) would pick it too, but warn in every process.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -135,17 +143,31 @@ def parse(dataclass_types: list, step: str, argv: list[str] | None = None):
     return parsed
 
 
+def step_output(preset: str, step: str, who: str, flag: str) -> str:
+    """outputs/<preset>/<step> ("sft" or "rm"), the model that step wrote; missing, how to make it."""
+    path = Path("outputs") / preset / step
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"{who} needs step {1 if step == 'sft' else 2}'s model in {path}, which is missing. Run first:\n"
+            f"  make {step} PRESET={preset}\n"
+            f"or: python recipes/{step}.py --config recipes/configs/{preset}/{step}.yaml\n"
+            f"(or pass --{flag} PATH)"
+        )
+    return str(path)
+
+
 def preset_name(argv: list[str]) -> str:
     """The preset a command line uses: the folder of its --config file ("custom" without one)."""
-    config = _config_path(argv)
+    config = _argv_value(argv, "config")
     return Path(config).parent.name if config else "custom"
 
 
-def _config_path(argv: list[str]) -> str | None:
+def _argv_value(argv: list[str], key: str) -> str | None:
+    """The value of `--key value` or `--key=value` ("" for a bare last `--key`); None without the flag."""
     for i, a in enumerate(argv):
-        if a == "--config" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--config="):
+        if a == f"--{key}":
+            return argv[i + 1] if i + 1 < len(argv) else ""
+        if a.startswith(f"--{key}="):
             return a.split("=", 1)[1]
     return None
 

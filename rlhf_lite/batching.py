@@ -15,7 +15,7 @@ def length_batches(
     share a batch, which halves the padding of typical chat data. Callers put results back by position."""
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     starts = range(0, len(order), size)
-    with Progress(len(starts), desc, disable=not starts, leave=False) as bar:
+    with Progress(len(starts), desc, disable=len(starts) < 2, leave=False) as bar:  # one batch: nothing to watch
         for start in starts:
             rows = order[start : start + size]
             input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, side)

@@ -2,6 +2,7 @@
 
     python -m rlhf_lite.pipeline --preset demo                      # steps 1 2 3, then --eval
     python -m rlhf_lite.pipeline --preset opt-1.3b-4090 --steps 3 --accelerate-config zero2
+    python -m rlhf_lite.pipeline --preset demo --algorithm dpo      # step 3: DPO, GRPO or RLOO instead
     python -m rlhf_lite.pipeline --actor-model facebook/opt-1.3b --reward-model facebook/opt-350m \\
         --deployment-type single_gpu                              # DeepSpeed-Chat's flags
 
@@ -16,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
+from importlib import import_module
 from pathlib import Path
 
 from .errors import ArgumentParser, ConfigError, RLHFLiteError, cli
@@ -24,6 +26,9 @@ from .progress import ENV as PROGRESS_ENV
 from .progress import Follower
 
 STEPS = {1: "sft", 2: "rm", 3: "ppo"}
+# Step 3: DeepSpeed-Chat's PPO (the project's engine) or one of TRL's trainers, from the same models.
+ALGORITHMS = ("ppo", "dpo", "grpo", "rloo")
+NEEDS = {"ppo": ("sft", "rm"), "dpo": ("sft",), "grpo": ("sft", "rm"), "rloo": ("sft", "rm")}
 # DeepSpeed-Chat's --deployment-type -> our accelerate config (None: plain python, e.g. on a CPU).
 DEPLOYMENTS = {"single_gpu": "single_gpu", "single_node": "zero3", "multi_node": "multi_node"}
 
@@ -32,6 +37,7 @@ def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m rlhf_lite.pipeline", description=__doc__.splitlines()[0])
     p.add_argument("--preset", help="a folder of recipes/configs (default: demo, or opt-1.3b-4090 with --actor-model)")
     p.add_argument("--steps", type=int, nargs="*", choices=sorted(STEPS), default=[1, 2, 3])
+    p.add_argument("--algorithm", choices=ALGORITHMS, default="ppo", help="step 3's algorithm")
     p.add_argument("--actor-model", help="step 1's base model (overrides the preset's)")
     p.add_argument("--reward-model", help="step 2's base model (overrides the preset's)")
     p.add_argument("--deployment-type", choices=sorted(DEPLOYMENTS), help="single_node: 8 GPUs, ZeRO-3")
@@ -57,6 +63,15 @@ def launcher(args) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path)]
 
 
+def step_name(args, step: int | str) -> str:
+    return args.algorithm if step == 3 else STEPS.get(step, step)
+
+
+def actor_dir(out: Path, name: str) -> Path:
+    """Where step `name` saves the model that answers: PPO's actor is one of its two."""
+    return out / "ppo" / "actor" if name == "ppo" else out / name
+
+
 def step_overrides(args, name: str) -> list[str]:
     """What the pipeline sets in step `name`'s configuration: its output and input models."""
     out = args.output_dir
@@ -66,47 +81,57 @@ def step_overrides(args, name: str) -> list[str]:
         extra += ["--model_name_or_path", base]
     if name == "ppo":
         extra += ["--actor_model_name_or_path", str(out / "sft"), "--critic_model_name_or_path", str(out / "rm")]
+    elif name in ALGORITHMS:
+        extra += ["--model_name_or_path", str(out / "sft")]
+        extra += ["--reward_model_name_or_path", str(out / "rm")] if "rm" in NEEDS[name] else []
     return extra
 
 
-def step_command(args, step: int) -> list[str]:
-    name, out = STEPS[step], args.output_dir
+def step_command(args, step: int | str) -> list[str]:
+    """The command of step 1, 2 or 3 (`args.algorithm`), or of a step named so ("judge" too)."""
+    name, out = step_name(args, step), args.output_dir
     config = str(preset_file(args.preset, name))
-    # `accelerate launch -m` as `python -m`
-    cmd = [*launcher(args), "-m", f"rlhf_lite.{name}", "--config", config, *step_overrides(args, name)]
-    if name == "ppo":
-        for step_dir, number in (("sft", 1), ("rm", 2)):
-            if not (out / step_dir / "config.json").is_file():
-                raise ConfigError(
-                    f"step 3 needs step {number}'s model in {out / step_dir}, which is "
-                    f"missing. Run first:\n  python -m rlhf_lite.pipeline --preset "
-                    f"{args.preset} --steps {number}\nor: make {step_dir} PRESET={args.preset}"
-                )
+    # `accelerate launch -m` as `python -m`; the judge is step 2's recipe on other pairs
+    module = "rm" if name == "judge" else name
+    cmd = [*launcher(args), "-m", f"rlhf_lite.{module}", "--config", config, *step_overrides(args, name)]
+    for step_dir in NEEDS.get(name, ()):
+        if not (out / step_dir / "config.json").is_file():
+            number = 1 if step_dir == "sft" else 2
+            raise ConfigError(
+                f"{name} needs step {number}'s model in {out / step_dir}, which is "
+                f"missing. Run first:\n  python -m rlhf_lite.pipeline --preset "
+                f"{args.preset} --steps {number}\nor: make {step_dir} PRESET={args.preset}"
+            )
     return cmd
 
 
-def eval_commands(args) -> dict[str, list[str]]:
-    """The evaluations whose inputs exist: name -> command (each writes eval/<name>.json)."""
-    out = args.output_dir
-    step2 = read_yaml(preset_file(args.preset, "rm"))
-    # the reward model's held-out pairs, read as step 2 read them
+def eval_data_flags(preset: str) -> list[str]:
+    """The evaluation scripts' data options: the reward model's held-out pairs, read as step 2 read them."""
+    step2 = read_yaml(preset_file(preset, "rm"))
     data = ["--data", (step2.get("datasets") or ["demo"])[0]]
     for key, flag in (("data_dir", "--data-dir"), ("eval_split", "--split")):
         data += [flag, step2[key]] if step2.get(key) else []
     if step2.get("max_length", 0) > 512:  # a reward model trained on longer texts is scored on as long
         data += ["--max-length", str(step2["max_length"])]
+    return data
+
+
+def eval_commands(args) -> dict[str, list[str]]:
+    """The evaluations whose inputs exist: name -> command (each writes eval/<name>.json)."""
+    out, data = args.output_dir, eval_data_flags(args.preset)
     base = args.actor_model or read_yaml(preset_file(args.preset, "sft")).get("model_name_or_path")
     have = lambda step: (out / step / "config.json").is_file()
     judge = ["--judge", str(out / "judge")] if have("judge") else []
     cmds = {}
-    ppo = have("sft") and have("rm") and have("ppo/actor")
+    actor = actor_dir(out, args.algorithm)
+    trained = have("sft") and have("rm") and (actor / "config.json").is_file()
     for rm in ("rm", "judge"):
-        if have(rm) and not ppo:  # ppo_eval reports both reward models' accuracies itself
+        if have(rm) and not trained:  # the step 3 evaluation reports both reward models' accuracies itself
             cmds[f"{rm}_eval"] = ["rm_eval", "--model", str(out / rm), *data]
-    if ppo:
-        models = ["--baseline", str(out / "sft"), "--model", str(out / "ppo" / "actor"), "--reward", str(out / "rm")]
+    if trained:
+        models = ["--baseline", str(out / "sft"), "--model", str(actor), "--reward", str(out / "rm")]
         settings = ["--open-prompts", "--max-new-tokens", "40", "--batch-size", "32", "--show", "3"]
-        cmds["ppo_eval"] = ["ppo_eval", *models, *judge, "--base", base, *data, *settings]
+        cmds[f"{args.algorithm}_eval"] = ["ppo_eval", *models, *judge, "--base", base, *data, *settings]
     elif have("sft"):  # without a PPO actor: base vs SFT on the open prompts
         cmds["prompt_eval"] = ["prompt_eval", "--baseline", base, "--finetuned", str(out / "sft"), *judge, "--open"]
     return {
@@ -118,17 +143,18 @@ def eval_commands(args) -> dict[str, list[str]]:
 TITLES = {
     "sft": "step 1, supervised fine-tuning",
     "rm": "step 2, reward model",
-    "ppo": "step 3, PPO",
+    **{a: f"step 3, {a.upper()}" for a in ALGORITHMS},
     "judge": "a judge reward model, trained on pairs step 2 never saw",
     "prompt_eval": "open prompts, base vs SFT",
     "rm_eval": "reward-model accuracy on held-out pairs",
     "judge_eval": "judge accuracy on held-out pairs",
-    "ppo_eval": "base, SFT and PPO on held-out and open prompts, judged",
+    **{f"{a}_eval": f"base, SFT and {a.upper()} on held-out and open prompts, judged" for a in ALGORITHMS},
 }
 
 
 def run(name: str, cmd: list[str], log: Path) -> float:
-    """Run one child process, its output in `log` and its progress drawn as one bar; its wall time."""
+    """Run one child process, its output in `log` and its progress drawn as one bar; its wall time.
+    The wall time and peak memory also go to `usage(log)`'s file."""
     print(f"{name}: {TITLES.get(name, name)} (log: {log})", flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     events = log.with_suffix(".progress")
@@ -141,9 +167,10 @@ def run(name: str, cmd: list[str], log: Path) -> float:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", PROGRESS_ENV: str(events)}
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
         try:
-            while proc.poll() is None:
+            while not (waited := os.wait4(proc.pid, os.WNOHANG))[0]:  # wait4: the child's own peak memory
                 follower.poll()
                 time.sleep(0.3)
+            proc.returncode = os.waitstatus_to_exitcode(waited[1])
         except KeyboardInterrupt:  # the step got Ctrl-C too: let it save its checkpoint
             proc.wait()
             raise
@@ -151,6 +178,9 @@ def run(name: str, cmd: list[str], log: Path) -> float:
             account = follower.close()
     events.unlink(missing_ok=True)
     elapsed = time.perf_counter() - start
+    # ru_maxrss (KiB): the largest resident set of the child and of the processes it waited for
+    peak = {"minutes": round(elapsed / 60, 2), "peak_rss_gb": round(waited[2].ru_maxrss / 2**20, 2)}
+    log.with_suffix(".usage.json").write_text(json.dumps(peak), encoding="utf-8")
     if proc.returncode:
         tail = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
         raise RLHFLiteError(
@@ -159,6 +189,12 @@ def run(name: str, cmd: list[str], log: Path) -> float:
     if not follower.live:  # off a terminal no bar was drawn: one line says where it ended
         print(f"{name}: {account + ', ' if account else ''}{elapsed / 60:.1f} min", flush=True)
     return elapsed
+
+
+def usage(log: Path) -> dict | None:
+    """The wall time and peak memory `run` recorded for the step logging to `log` (None if it did not)."""
+    path = log.with_suffix(".usage.json")
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 MEASURES = (
@@ -173,13 +209,12 @@ MEASURES = (
     ("mean_length", "mean length, tokens", "{:.1f}"),
     ("eos_share", "ends with EOS", "{:.3f}"),
 )
-ACTOR_NAMES = {"base": "base", "baseline": "SFT", "model": "PPO"}
 
 
-def comparison_table(ppo: dict) -> list[str]:
-    """base -> SFT -> PPO on every measure, held-out and open prompts, then PPO's gains over SFT."""
-    roles = list(ppo["models"])
-    lines = [f"{'':<28}" + "".join(f"{ACTOR_NAMES[r]:>10}" for r in roles)]
+def comparison_table(ppo: dict, algorithm: str = "ppo") -> list[str]:
+    """base -> SFT -> step 3 on every measure, held-out and open prompts, then step 3's gains over SFT."""
+    roles, names = list(ppo["models"]), {"base": "base", "baseline": "SFT", "model": algorithm.upper()}
+    lines = [f"{'':<28}" + "".join(f"{names[r]:>10}" for r in roles)]
     sets = [("held-out prompts", ppo)] + ([("open prompts", ppo["open"])] if "open" in ppo else [])
     for title, part in sets:
         n = part["n"] if "facts" not in part["models"][roles[0]] else f"{part['n']}, facts {ppo.get('facts_n')}"
@@ -197,7 +232,7 @@ def comparison_table(ppo: dict) -> list[str]:
         kl = ""
         if "kl_to_baseline" in part:
             kl = f"; KL {part['kl_to_baseline']:.3f} (k3 {part['kl_k3_to_baseline']:.3f})"
-        lines.append(f"PPO vs SFT, {title}: gain under {'; under '.join(gains)}{kl}")
+        lines.append(f"{algorithm.upper()} vs SFT, {title}: gain under {'; under '.join(gains)}{kl}")
     return lines
 
 
@@ -209,7 +244,7 @@ def summary(args, times: dict[str, float]) -> str:
         f"\n=== summary ({args.preset}, outputs in {args.output_dir})",
         f"{minutes}  total {sum(times.values()) / 60:.1f} min",
     ]
-    ppo = read("ppo_eval") or {}
+    ppo = read(f"{args.algorithm}_eval") or {}
     for name, key, what in (
         ("rm_eval", "reward_accuracy", "reward model (step 2)"),
         ("judge_eval", "judge_accuracy", "judge"),
@@ -218,10 +253,11 @@ def summary(args, times: dict[str, float]) -> str:
         if result["accuracy"] is not None:
             lines.append(f"{what} accuracy on held-out pairs: {result['accuracy']:.3f} (n={result['n']})")
     if ppo:
-        lines += comparison_table(ppo)
+        lines += comparison_table(ppo, args.algorithm)
         from .eval.ppo_eval import answer_samples
 
-        lines += ["sample answers of base, SFT (baseline) and PPO (model):", *answer_samples(ppo, 3)]
+        name = args.algorithm.upper()
+        lines += [f"sample answers of base, SFT (baseline) and {name} (model):", *answer_samples(ppo, 3)]
     return "\n".join(lines)
 
 
@@ -231,19 +267,24 @@ def main(argv=None) -> None:
     if args.steps:  # parse every step's configuration first: a mistake in step 3's must not wait for 1 and 2
         from .plan import load_preset
 
+        names = [step_name(args, s) for s in args.steps]
         try:
             overrides = {name: step_overrides(args, name) for name in STEPS.values()}
-            load_preset(args.preset, overrides, tuple(STEPS[s] for s in args.steps))
+            load_preset(args.preset, overrides, tuple(n for n in names if n in STEPS.values()))
+            if args.algorithm in names and args.algorithm != "ppo":  # the planner knows steps 1 to 3 only
+                config = ["--config", str(preset_file(args.preset, args.algorithm))]
+                import_module(f"rlhf_lite.{args.algorithm}").arguments(
+                    [*config, *step_overrides(args, args.algorithm)]
+                )
         except RLHFLiteError as e:
             raise ConfigError(f"{preset_file(args.preset, 'sft').parent}: {e}") from None
     try:
         for step in args.steps:
-            times[STEPS[step]] = run(STEPS[step], step_command(args, step), logs / f"{STEPS[step]}.log")
+            name = step_name(args, step)
+            times[name] = run(name, step_command(args, step), logs / f"{name}.log")
         # the judge (judge.yaml: step 2's recipe on pairs step 2 never saw), which the evaluations score with
-        judge, judge_dir = preset_file(args.preset, "judge"), str(args.output_dir / "judge")
-        if args.eval and judge.is_file():
-            cmd = [sys.executable, "-m", "rlhf_lite.rm", "--config", str(judge), "--output_dir", judge_dir]
-            times["judge"] = run("judge", cmd, logs / "judge.log")
+        if args.eval and preset_file(args.preset, "judge").is_file():
+            times["judge"] = run("judge", step_command(args, "judge"), logs / "judge.log")
         if args.eval:
             for name, cmd in eval_commands(args).items():
                 times[name] = run(name, cmd, logs / f"{name}.log")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 
 
 @contextlib.contextmanager
@@ -17,3 +18,12 @@ def logger_silenced(name: str, when: bool = True):
         yield
     finally:
         log.setLevel(before)
+
+
+@contextlib.contextmanager
+def peft_probe_silenced():
+    """PEFT probes transformers 5's deprecated `is_gradient_checkpointing` on every model it wraps;
+    the FutureWarning is about PEFT's code, not the user's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
+        yield

@@ -64,14 +64,8 @@ class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
         """Bottom blocks to record in epoch 1 and replay (trunk.py): 0 for one epoch, ZeRO-3, dropout or no room."""
         depth = frozen_depth(self.model)
         zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
-        if (
-            not depth
-            or budget_gb <= 0
-            or zero3
-            or has_dropout(self.model)
-            or self.train_dataset is None
-            or (self.args.num_train_epochs <= 1 and self.args.max_steps <= 0)
-        ):
+        one_epoch = self.args.num_train_epochs <= 1 and self.args.max_steps <= 0
+        if not depth or budget_gb <= 0 or zero3 or one_epoch or self.train_dataset is None or has_dropout(self.model):
             return 0
         tokens = 2 * sum(_pair_lengths(self.train_dataset))
         param = next(p for p in self.model.parameters() if p.is_floating_point())
@@ -123,10 +117,8 @@ class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
     def _get_eval_sampler(self, eval_dataset):
         if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_eval_sampler(eval_dataset)
-        generator = torch.Generator().manual_seed(self.args.seed)
-        return LengthGroupedSampler(
-            self.args.eval_batch_size, lengths=_pair_lengths(eval_dataset), generator=generator
-        )
+        seeded = torch.Generator().manual_seed(self.args.seed)
+        return LengthGroupedSampler(self.args.eval_batch_size, lengths=_pair_lengths(eval_dataset), generator=seeded)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         with self._frozen_blocks(model, inputs):
@@ -149,7 +141,7 @@ class PairwiseRewardTrainer(StopOnNonFiniteLoss, RewardTrainer):
 
 def main(argv=None):
     script, model_args, training = parse([RMArguments, ModelArguments, RewardConfig], "rm", argv)
-    train_rows, eval_rows = step_rows(script, part=script.data_share, need_pairs=True)
+    train_rows, eval_rows = step_rows(script, script.data_share, need_pairs=True, model=model_args.model_name_or_path)
     resume = prepare_run(training, script, model_args)
 
     tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=training.trust_remote_code)

@@ -84,7 +84,7 @@ class AnswerOnlySFTTrainer(StopOnNonFiniteLoss, SFTTrainer):
 def main(argv=None):
     script, model_args, training = parse([SFTArguments, ModelArguments, SFTConfig], "sft", argv)
     training.completion_only_loss = not script.loss_on_full_text
-    train_rows, eval_rows = step_rows(script, part=0, need_pairs=False)
+    train_rows, eval_rows = step_rows(script, 0, model=model_args.model_name_or_path)
     resume = prepare_run(training, script, model_args)
 
     tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=training.trust_remote_code)

@@ -8,20 +8,22 @@ import shutil
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
 import torch
 import torch.distributed as dist
+from accelerate.utils import is_peft_model
 from transformers import TrainerCallback, set_seed
 from transformers.trainer_callback import ProgressCallback
 
 from .args import RUN_FILE, ModelArguments, ScriptArguments, claim_output_dir, run_record
 from .data import load_step_rows
 from .embedded import is_embedded
-from .errors import RLHFLiteError
+from .errors import ConfigError, RLHFLiteError
 from .metrics import append_metrics
-from .models import check_model_dir, export_saved, resolve_model_path
+from .models import ModelSettings, check_model_dir, export_saved, load_tokenizer, resolve_model_path
 from .optim import param_groups
 from .progress import Progress
 from .resume import checkpoints, resume_point
@@ -31,11 +33,18 @@ class NonFiniteLossError(RLHFLiteError):
     """The training loss became NaN or infinite; the update it would have made was not applied."""
 
 
-def step_rows(script: ScriptArguments, part: int, need_pairs: bool):
-    """(train rows, eval rows) for pipeline step `part` (0: SFT, 1: reward model, 2: PPO)."""
+def step_rows(script: ScriptArguments, part: int, need_pairs=False, need_answers=True, model: str | None = None):
+    """(train rows, eval rows) for pipeline step `part` (0: SFT, 1: reward model, 2: PPO); with
+    `chat_template`, conversations rendered by the chat template of `model`'s tokenizer."""
+    template = None
+    if script.chat_template and model:
+        template = load_tokenizer(model)
+        if not template.chat_template:
+            raise ConfigError(f"chat_template is on, but the tokenizer of '{model}' has no chat template")
     # Not the step's own seed: a judge trains with another seed on step 3's share, which must
     # still be the share step 2 did not see.
-    common = dict(seed=script.data_split_seed, need_pairs=need_pairs, data_dir=script.data_dir)
+    common = dict(seed=script.data_split_seed, need_pairs=need_pairs, need_answers=need_answers)
+    common |= dict(data_dir=script.data_dir, template=template)
     train, reports = load_step_rows(script.specs(), "train", part=part, data_split=script.data_split, **common)
     evals, eval_reports = load_step_rows(script.specs(), script.eval_split, **common)
     for report in reports + eval_reports:
@@ -60,6 +69,14 @@ def prepare_run(training, *dataclasses_) -> str | None:
     return resume_point(training.output_dir) if same_run and not overwrite else None
 
 
+def policy_settings(model_args: ModelArguments, training) -> ModelSettings:
+    """The settings of the model DPO, GRPO or RLOO trains. With TRL's `disable_dropout` the config's
+    dropout probabilities are zeroed too: TRL resets the nn.Dropout modules only, not the attention
+    dropout that many models apply functionally, and the policy must score as its reference does."""
+    settings = model_args.settings(training.activation_checkpointing, training.trust_remote_code)
+    return replace(settings, dropout=0.0) if training.disable_dropout else settings
+
+
 def lora_optimizer(model, training, model_args: ModelArguments):
     """AdamW with LoRA weights at `lora_learning_rate`, the rest at `learning_rate` (None if unset)."""
     if model_args.lora_learning_rate is None:
@@ -80,6 +97,7 @@ class ProgressBar(TrainerCallback):
     """The training bar with live metrics, in place of ProgressCallback (which prints every logged dict)."""
 
     SHOWN = {"loss": "loss", "accuracy": "accuracy", "mean_token_accuracy": "token_acc"}
+    SHOWN |= {"rewards/margins": "margin", "reward": "reward", "kl": "kl"}  # DPO's; GRPO's and RLOO's
 
     def __init__(self, desc: str):
         self.desc, self.bar = desc, None
@@ -112,10 +130,8 @@ class DeferredInterrupt:
         self._previous = None  # the handler to put back while ours is installed
 
     def __enter__(self) -> DeferredInterrupt:
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
-        ):
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._handle) or signal.SIG_DFL
         return self
 
@@ -164,6 +180,17 @@ class SaveOnInterrupt(DeferredInterrupt, TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         if self.stopped_at is not None:  # saved at the step already: no second save or evaluation
             control.should_save = control.should_evaluate = False
+
+
+class AdapterOffReference:
+    """Mixin for TRL's DPO, GRPO and RLOO trainers: given a model with a LoRA adapter, TRL copies the
+    adapter as a frozen "ref" adapter (for adapters trained before); ours is freshly initialised on the
+    SFT model, so the model with its adapter switched off is that reference, without the copy."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if is_peft_model(self.model) and "ref" in self.model.peft_config:
+            self.model.delete_adapter("ref")
 
 
 class StopOnNonFiniteLoss:

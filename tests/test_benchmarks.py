@@ -31,3 +31,30 @@ def test_benchmark_runs_and_reports_its_ratio(tmp_path, name):
     result = json.loads(out.read_text(encoding="utf-8"))
     ratios = [result["ratio_vs_generate"]] if name == "bench_generate" else result["ratio_vs_torch"].values()
     assert all(r > 0 for r in ratios)
+
+
+@pytest.mark.slow
+def test_bench_ppo_grpo_peer_runs_and_reports_per_token_times(tmp_path):
+    """bench_ppo's GRPO peer (TRL's GRPOTrainer in this venv, no TRL 1.12 virtualenv to build) at toy
+    size: one case, 2 blocks, 4 answers of 4 tokens (1 prompt x 4 generations on GRPO's side)."""
+    out = tmp_path / "bench_ppo.json"
+    argv = ["--cases", "lora", "--layers", "2", "--response-length", "4", "--batch", "4", "--repeats", "1"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_ppo.py"), *argv, "--peers", "grpo", "--no-check"]
+        + ["--workdir", str(tmp_path / "work"), "--results", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    grpo = result["lora"]["grpo"]
+    assert grpo["tokens_per_iteration"] == 4 * 4
+    assert grpo["prompts"] == {"ours": 4, "grpo": 1} and grpo["num_generations"] == {"ours": 1, "grpo": 4}
+    for side in ("ours", "grpo"):
+        times = grpo[side]
+        assert times["seconds_per_1k_tokens"] == pytest.approx(times["seconds"] / 0.016, rel=1e-2)
+        assert len(times["all_seconds"]) == 1 and times["seconds"] > 0
+    assert grpo["ratio_vs_grpo"] > 0 and result["ratio_vs_grpo"] == grpo["ratio_vs_grpo"]
+    assert "ratio_vs_trl" not in result and "trl" not in result["lora"]  # that peer was not asked for
+    assert result["settings"]["grpo"]["beta"] > 0  # a reference forward on GRPO's side, as in our PPO

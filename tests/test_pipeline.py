@@ -247,3 +247,35 @@ def test_a_bad_value_in_step_3s_config_stops_the_pipeline_before_step_1(monkeypa
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and len(err.splitlines()) == 1
     assert "presets/bad" in err and "init_kl_coef must be a number >= 0, got -0.05" in err
+
+
+@pytest.mark.parametrize("algorithm", ["dpo", "grpo", "rloo"])
+def test_algorithm_runs_as_step_3_from_step_1s_model_and_is_evaluated(monkeypatch, tmp_path, algorithm):
+    out = tmp_path / "out"
+    fake_outputs(out, "sft", "rm", algorithm, "judge")
+    ran = dict(commands(["--algorithm", algorithm, "--steps", "3"], monkeypatch, tmp_path))
+    step = ran[algorithm]
+    assert step[step.index("-m") + 1] == f"rlhf_lite.{algorithm}"
+    assert step[step.index("--config") + 1] == str(CONFIGS / f"presets/demo/{algorithm}.yaml")
+    assert step[step.index("--model_name_or_path") + 1] == str(out / "sft")
+    assert ("--reward_model_name_or_path" in step) == (algorithm != "dpo")
+    evaluation = ran[f"{algorithm}_eval"]
+    assert evaluation[evaluation.index("--model") + 1] == str(out / algorithm)
+    assert evaluation[evaluation.index("--baseline") + 1] == str(out / "sft")
+
+
+def test_algorithm_config_mistake_is_refused_before_step_1(monkeypatch, tmp_path):
+    bad = tmp_path / "grpo.yaml"  # 16 answers a step cannot be groups of 3
+    bad.write_text(
+        (CONFIGS / "presets/demo/grpo.yaml").read_text().replace("num_generations: 4", "num_generations: 3")
+    )
+    real = pipeline.preset_file
+    monkeypatch.setattr(pipeline, "preset_file", lambda preset, name: bad if name == "grpo" else real(preset, name))
+    with pytest.raises(ConfigError, match="num_generations"):
+        commands(["--algorithm", "grpo", "--steps", "1", "3"], monkeypatch, tmp_path)
+
+
+def test_dpo_without_the_sft_model_names_the_command(tmp_path):
+    args = pipeline.parse_args(["--preset", "demo", "--output-dir", str(tmp_path), "--algorithm", "dpo"])
+    with pytest.raises(ConfigError, match="(?s)dpo needs step 1.s model.*make sft PRESET=demo"):
+        pipeline.step_command(args, 3)

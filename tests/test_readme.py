@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 SHARED = ROOT.parent / "shared" / "datasets"
-RECIPE_STEPS = ("sft", "rm", "ppo")
+RECIPE_STEPS = ("sft", "rm", "ppo", "dpo", "grpo", "rloo")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -39,7 +39,8 @@ def commands() -> list[list[str]]:
 
 def make_targets() -> set[str]:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    return set(re.findall(r"^([a-z][\w-]*):", makefile, flags=re.M))
+    rules = re.findall(r"^([a-z][\w -]*):", makefile, flags=re.M)  # a rule may name several targets
+    return {target for rule in rules for target in rule.split()}
 
 
 def recipe_argv(words: list[str]) -> list[tuple[str, list[str]]]:
@@ -102,20 +103,22 @@ def test_recipe_commands_parse(step):
     (demo preset and explicit configs; the GPU presets' bf16 cannot be parsed on a CPU)."""
     from trl import RewardConfig, SFTConfig
 
+    from rlhf_lite import dpo, grpo, rloo
     from rlhf_lite.args import ModelArguments, RMArguments, SFTArguments, parse
     from rlhf_lite.ppo import PPOArguments
 
     parsers = {
-        "sft": [SFTArguments, ModelArguments, SFTConfig],
-        "rm": [RMArguments, ModelArguments, RewardConfig],
-        "ppo": [PPOArguments],
+        "sft": lambda argv: parse([SFTArguments, ModelArguments, SFTConfig], "sft", argv),
+        "rm": lambda argv: parse([RMArguments, ModelArguments, RewardConfig], "rm", argv),
+        "ppo": lambda argv: parse([PPOArguments], "ppo", argv),
+        **{m.__name__.split(".")[-1]: m.arguments for m in (dpo, grpo, rloo)},
     }  # what each recipe parses its command line into
     runs = [argv for words in commands() for s, argv in recipe_argv(words) if s == step]
     assert runs, f"the README never runs step {step}"
     for argv in runs:
         if "recipes/configs/demo/" not in " ".join(argv):
             continue
-        parse(parsers[step], step, [*argv, "--output_dir", "unused"])
+        parsers[step]([*argv, "--output_dir", "unused"])
 
 
 def run(argv: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:

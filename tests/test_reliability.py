@@ -170,7 +170,7 @@ def logged_steps(out: Path) -> int:
 # ------------------------------------------------------------------ 1. steps 1 and 2: resume
 
 
-@pytest.mark.parametrize("step", ["sft", "rm"])
+@pytest.mark.parametrize("step", ["sft", "rm", "dpo"])
 def test_sigkill_then_rerun_ends_like_the_uninterrupted_run(tiny, uninterrupted, tmp_path, step):
     out = tmp_path / step
     argv = step_args(tiny, out, "--save_steps", "2", "--save_total_limit", "2")
@@ -183,7 +183,7 @@ def test_sigkill_then_rerun_ends_like_the_uninterrupted_run(tiny, uninterrupted,
     assert_same_run(out, uninterrupted(step))
 
 
-@pytest.mark.parametrize("step", ["sft", "rm"])
+@pytest.mark.parametrize("step", ["sft", "rm", "dpo"])
 def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_from_it(tiny, uninterrupted, tmp_path, step):
     out = tmp_path / step
     argv = step_args(tiny, out, "--save_strategy", "no")  # no periodic checkpoint: Ctrl-C's own
@@ -248,7 +248,7 @@ def test_resume_point_skips_and_removes_incomplete_checkpoints_and_rewinds_metri
     assert resume_point(tmp_path) is None and (tmp_path / "metrics.jsonl").read_text() == ""
 
 
-@pytest.mark.parametrize("step", ["sft", "rm"])
+@pytest.mark.parametrize("step", ["sft", "rm", "dpo"])
 def test_nan_loss_stops_before_the_update_and_exports_nothing(tiny, tmp_path, capsys, step, diverging_optimizer):
     out = tmp_path / step
     argv = step_args(tiny, out, "--max_grad_norm", "0", "--max_steps", "4", "--save_steps", "1", "--dropout", "0.0")

@@ -22,6 +22,7 @@ class Adapter:
     pairs: bool | None  # rows carry a rejected answer; None: if the data has a 'rejected' column
     eval_split: str | None  # hub split held out for evaluation; None: carve 10% of train
     hub_config: str | None = None
+    answers: bool = True  # False: prompt-only data (step 3, GRPO, RLOO)
 
 
 ADAPTERS: dict[str, Adapter] = {}
@@ -29,11 +30,13 @@ PAIRS = ("prompt", "chosen", "rejected")
 _CITATION = re.compile(r" ?[(\[][^)\]]*?[)\]]")  # webgpt's "[1]": browsing results the model never sees
 
 
-def register(*names, columns, pairs=True, eval_split="test", hub_config=None):
+def register(*names, columns, pairs=True, eval_split="test", hub_config=None, answers=True):
     """Register `convert` under one or more dataset names (hub ids or any name you like)."""
 
     def wrap(convert):
-        ADAPTERS.update({n: Adapter(n, convert, frozenset(columns), pairs, eval_split, hub_config) for n in names})
+        ADAPTERS.update(
+            {n: Adapter(n, convert, frozenset(columns), pairs, eval_split, hub_config, answers) for n in names}
+        )
         return convert
 
     return wrap
@@ -61,6 +64,18 @@ def prompt_chosen_rejected(row):
 register("local/jsonfile", "demo", "rlhf-lite/demo", columns=("prompt", "chosen"), pairs=None)(prompt_chosen_rejected)
 # Its prompts are bare instructions, which rows.dialogue wraps.
 register("Dahoas/synthetic-instruct-gptj-pairwise", columns=PAIRS, eval_split=None)(prompt_chosen_rejected)
+
+
+# TRL's dataset formats, standard (text) or conversational (lists of {"role", "content"} messages,
+# which conversations.flatten renders): preference data fits the layout above, implicit-prompt
+# preference data ("chosen", "rejected" alone) the hh-rlhf one below.
+register("trl/prompt-only", columns=("prompt",), pairs=False, answers=False)(prompt_chosen_rejected)
+register("trl/messages", columns=("messages",), pairs=False)(prompt_chosen_rejected)
+
+
+@register("trl/prompt-completion", columns=("prompt", "completion"), pairs=False)
+def prompt_completion(row):
+    return {"prompt": row["prompt"], "chosen": row["completion"]}
 
 
 @register("yitingxie/rlhf-reward-datasets", columns=PAIRS)
@@ -98,7 +113,7 @@ def hh_transcripts(row):
     # Full transcripts: the shared history is the prompt, the last assistant turn the answer.
     chosen, rejected = row["chosen"], row["rejected"]
     if not isinstance(chosen, str) or not isinstance(rejected, str):
-        return row  # rows.normalize reports the wrong type
+        return row  # conversations.flatten splits conversations; rows.normalize reports other types
     cut_c, cut_r = chosen.rfind(ASSISTANT), rejected.rfind(ASSISTANT)
     if cut_c < 0 or cut_r < 0:
         raise SkipRow("transcript has no '\\n\\nAssistant:' turn")

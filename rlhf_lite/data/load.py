@@ -15,12 +15,13 @@ from ..atomic import staged_dir
 from ..cache_dir import cache_root
 from ..errors import ConfigError, DataError
 from .adapters import ADAPTERS, Adapter
+from .conversations import flatten, is_conversation
 from .rows import Report, SkipRow, normalize
 from .sources import EVAL_NAMES, Location, locate, read
 from .split import blend, split_indices, take_part
 
 EVAL_HOLDOUT = "9,1"  # sources without an eval split keep a seeded 10% of train for it
-_CODE = [Path(__file__).with_name(n) for n in ("rows.py", "adapters.py", "sources.py", "load.py")]
+_CODE = [Path(__file__).with_name(n) for n in ("rows.py", "adapters.py", "conversations.py", "sources.py", "load.py")]
 
 
 @dataclass
@@ -97,8 +98,9 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None) -> tuple[list, Report]:
-    """Unified, checked rows of one dataset split, plus the report of what was dropped."""
+def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None, template=None) -> tuple[list, Report]:
+    """Unified, checked rows of one dataset split, plus the report of what was dropped. With a
+    `template` (a tokenizer), conversations are rendered by its chat template, not as Human/Assistant."""
     spec = DatasetSpec.parse(spec)
     loc = locate(spec.name, spec.path, data_dir)
     splits = None if loc.path else read(loc)  # the hub's fingerprint is only known once loaded
@@ -110,6 +112,7 @@ def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None) 
         "hub": {s: getattr(r.rows, "_fingerprint", "") for s, r in splits.items()} if splits else None,
         # a plugin's adapter code may change too
         "adapters": sorted((a.name, inspect.getsource(a.convert), sorted(a.columns)) for a in ADAPTERS.values()),
+        "template": template and [template.chat_template, template.eos_token],
     }
     entry = (
         cache_root(cache_dir)
@@ -134,7 +137,8 @@ def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None) 
         try:
             if not isinstance(row, dict):
                 raise SkipRow(f"row is {type(row).__name__}, not an object")
-            rows.append(normalize(adapter.convert(row), pairs))
+            templated = template is not None and any(map(is_conversation, row.values()))
+            rows.append(normalize(flatten(adapter.convert(row), template), pairs, adapter.answers, not templated))
         except SkipRow as e:
             report.skip(str(e), raw.where(int(i)))
         except (KeyError, TypeError, ValueError, IndexError) as e:
@@ -148,16 +152,28 @@ def load_rows(spec, split="train", *, data_dir=None, seed=1234, cache_dir=None) 
 
 
 def load_step_rows(
-    specs, split, *, part=None, data_split="2,4,4", seed=1234, need_pairs=False, data_dir=None, cache_dir=None
+    specs,
+    split,
+    *,
+    part=None,
+    data_split="2,4,4",
+    seed=1234,
+    need_pairs=False,
+    need_answers=True,
+    data_dir=None,
+    cache_dir=None,
+    template=None,
 ) -> tuple[list, list[Report]]:
     """The blended rows of several datasets for one step: on the train split, `part` picks the
     step's share of `data_split` (0: SFT, 1: reward model, 2: PPO); eval takes every eval row."""
     parts, reports = [], []
     for spec in map(DatasetSpec.parse, specs):
-        rows, report = load_rows(spec, split, data_dir=data_dir, seed=seed, cache_dir=cache_dir)
+        rows, report = load_rows(spec, split, data_dir=data_dir, seed=seed, cache_dir=cache_dir, template=template)
         reports.append(report)
         if not rows:
             raise DataError(f"{report.source}: no usable rows left.\n{report.summary()}")
+        if (need_answers or need_pairs) and "chosen" not in rows[0]:
+            raise DataError(f"{report.source}: holds prompts only, so it cannot train or evaluate answers")
         if need_pairs and "rejected" not in rows[0]:
             raise DataError(
                 f"{report.source}: has no rejected answers, so it cannot train or "

@@ -1,6 +1,7 @@
-"""The unified row ``{"prompt", "chosen", "rejected"}`` (no ``rejected`` in SFT-only sources) in
-DeepSpeed-Chat's convention: the prompt is a dialogue ``"\\n\\nHuman: ...\\n\\nAssistant:"`` and each answer
-starts with one space, so ``prompt + chosen`` is exactly the text the models see."""
+"""The unified row ``{"prompt", "chosen", "rejected"}`` (no ``rejected`` in SFT-only sources, the prompt
+alone in prompt-only ones) in DeepSpeed-Chat's convention: the prompt is a dialogue
+``"\\n\\nHuman: ...\\n\\nAssistant:"`` and each answer starts with one space, so ``prompt + chosen`` is
+exactly the text the models see."""
 
 from __future__ import annotations
 
@@ -46,11 +47,15 @@ def _text(row: dict, key: str) -> str:
     return value
 
 
-def normalize(row: dict, pairs: bool) -> dict:
-    """Check types and emptiness, then bring the row into the unified convention."""
-    out = {"prompt": dialogue(_text(row, "prompt")), "chosen": answer(_text(row, "chosen"))}
-    if pairs:
-        out["rejected"] = answer(_text(row, "rejected"))
+def normalize(row: dict, pairs: bool, answers: bool = True, convention: bool = True) -> dict:
+    """Check types and emptiness, then bring the row into the unified convention (`convention` False:
+    text a chat template rendered, kept as it is); `answers` False: prompt-only data."""
+    as_prompt, as_answer = (dialogue, answer) if convention else (str, str)
+    out = {"prompt": as_prompt(_text(row, "prompt"))}
+    if answers:
+        out["chosen"] = as_answer(_text(row, "chosen"))
+    if answers and pairs:
+        out["rejected"] = as_answer(_text(row, "rejected"))
         if out["rejected"] == out["chosen"]:
             raise SkipRow("chosen and rejected are identical")
     return out

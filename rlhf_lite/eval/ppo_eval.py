@@ -15,23 +15,14 @@ import torch
 
 from ..data.rows import answer
 from ..encoding import drop_long_prompts
-from ..errors import ArgumentParser, ModelError, cli
-from ..models import (
-    ModelSettings,
-    check_model_kind,
-    check_same_vocab,
-    load_causal_lm,
-    load_reward_model,
-    load_tokenizer,
-)
+from ..errors import ArgumentParser, cli
+from ..models import ModelSettings, check_models, load_causal_lm, load_reward_model
 from ..ppo.maths import kl_k3
 from ..ranges import option
 from .cli import add_eval_data_arguments, add_generation_arguments, load_eval_rows, print_table, write_json
 from .degeneration import degeneration
 from .judging import DEMO_FACTS, fact_accuracy, open_prompts, paired_gain, read_facts
 from .scoring import answer_logprobs, eval_device, generate_ids, pair_metrics, pair_scores, score_answers
-
-ROLES = ("model", "baseline", "base", "reward", "judge")
 
 
 def parser() -> ArgumentParser:
@@ -48,24 +39,6 @@ def parser() -> ArgumentParser:
     add_generation_arguments(p, "sample instead of greedy decoding")
     p.add_argument("--show", type=option("show"), default=3, help="print the first K prompts with the answers")
     return p
-
-
-def load_tokenizers(args):
-    """The actors' tokenizer and --reward's, once every model's kind and the shared vocabulary are checked."""
-    names = {role: getattr(args, role) for role in ROLES if getattr(args, role)}
-    for role, name in names.items():
-        check_model_kind(name, "reward_model" if role in ("reward", "judge") else "causal_lm")
-    tokenizers = {role: load_tokenizer(name) for role, name in names.items() if role != "judge"}
-    for role, tokenizer in list(tokenizers.items())[1:]:
-        try:
-            check_same_vocab(tokenizers["model"], tokenizer, args.model, names[role])
-        except ModelError as e:
-            detail = str(e).partition(" use different tokenizers ")[2].partition("; PPO")[0]
-            raise ModelError(
-                f"--model '{args.model}' and --{role} '{names[role]}' use different tokenizers "
-                f"{detail}; ppo_eval needs one vocabulary for the actors and --reward"
-            ) from None
-    return tokenizers["model"], tokenizers["reward"]
 
 
 def answer_samples(result: dict, k: int) -> list[str]:
@@ -132,7 +105,10 @@ def report(prompts, ids, texts, scores, facts, eos_id, kl: dict) -> dict:
 def main(argv=None):
     args = parser().parse_args(argv)
     rows = load_eval_rows(args)
-    tokenizer, reward_tokenizer = load_tokenizers(args)
+    flags = lambda roles: {f"--{role}": getattr(args, role) for role in roles if getattr(args, role)}
+    # every model's kind, and one vocabulary for the actors and --reward, checked before any weights load
+    tokenizers = check_models(flags(("model", "baseline", "base")), flags(("reward", "judge")), own_vocab=("--judge",))
+    tokenizer = tokenizers["--model"]
     facts_file = args.facts or (DEMO_FACTS if args.data == "demo" and args.split == "eval" else None)
     facts = read_facts(facts_file) if facts_file else {}
     rows = drop_long_prompts(tokenizer, rows, args.max_length, args.split)
@@ -150,7 +126,7 @@ def main(argv=None):
     scores, accuracy = {}, {}
     for judge in ("reward", "judge"):
         if getattr(args, judge):
-            tok = reward_tokenizer if judge == "reward" else load_tokenizer(args.judge)
+            tok = tokenizers[f"--{judge}"]
             model = eval_device(load_reward_model(ModelSettings(getattr(args, judge)), tok))
             score = partial(score_answers, model, tok, prompts, max_length=args.max_length, batch_size=args.batch_size)
             scores[judge] = {role: score(t) for role, t in texts.items()}

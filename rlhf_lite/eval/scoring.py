@@ -15,17 +15,22 @@ def eval_device(model):
 
 
 @torch.no_grad()
-def score_texts(model, tokenizer, texts: list[str], max_length: int = 512, batch_size: int = 8) -> list[float]:
-    """The reward model's single logit (pooled on the last token) for each text, truncated to
-    `max_length` tokens. Texts are scored as given: append the EOS, as reward training does."""
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+def score_ids(model, ids: list[list[int]], pad_id: int, batch_size: int = 8) -> list[float]:
+    """The reward model's single logit (pooled on the last token) for each token sequence."""
     scores = [0.0] * len(ids)
     device = next(model.parameters()).device
-    for rows, input_ids, mask in length_batches(ids, batch_size, "reward", tokenizer.pad_token_id, "right", device):
+    for rows, input_ids, mask in length_batches(ids, batch_size, "reward", pad_id, "right", device):
         logits = model(input_ids=input_ids, attention_mask=mask).logits
         for i, score in zip(rows, logits[:, 0].float().tolist()):
             scores[i] = score
     return scores
+
+
+def score_texts(model, tokenizer, texts: list[str], max_length: int = 512, batch_size: int = 8) -> list[float]:
+    """The scores of the texts, truncated to `max_length` tokens. Texts are scored as given: append
+    the EOS, as reward training does."""
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return score_ids(model, ids, tokenizer.pad_token_id, batch_size)
 
 
 def score_answers(model, tokenizer, prompts, answers, max_length: int = 512, batch_size: int = 8) -> list[float]:

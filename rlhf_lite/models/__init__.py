@@ -5,7 +5,6 @@ pad is never silently set to eos, and remote code never runs unless asked for.""
 from .export import export_saved, save_model
 from .load import (
     decoder_blocks,
-    find_blocks,
     has_dropout,
     load_causal_lm,
     load_reward_model,
@@ -15,4 +14,4 @@ from .load import (
 )
 from .resolve import check_model_dir, check_model_kind, resolve_model_path
 from .settings import DTYPES, LORA_TARGETS, LoraSettings, ModelSettings, default_lora_targets, model_family
-from .tokenizer import check_same_vocab, fix_pad_token, load_tokenizer
+from .tokenizer import check_models, check_same_vocab, fix_pad_token, load_tokenizer

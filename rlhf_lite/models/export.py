@@ -9,15 +9,14 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 from peft import PeftConfig, PeftModel
 from transformers import PreTrainedModel
 
+from ..quiet import peft_probe_silenced
 from .resolve import source_kwargs
-from .settings import PEFT_PROBE
 
 MODEL_FILES = re.compile(
     r"^(config\.json|generation_config\.json|adapter_config\.json|"
@@ -107,8 +106,7 @@ def _merged_copy(adapter_dir: Path, model) -> PreTrainedModel:
         full.get_input_embeddings().weight.data.copy_(trained)
         if full.get_output_embeddings() is not None and not getattr(config, "tie_word_embeddings", False):
             full.get_output_embeddings().weight.data.copy_(base.get_output_embeddings().weight)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", PEFT_PROBE, FutureWarning)
+    with peft_probe_silenced():
         merged = PeftModel.from_pretrained(full, str(adapter_dir)).merge_and_unload()
     if base.can_generate():
         merged.generation_config = copy.deepcopy(base.generation_config)

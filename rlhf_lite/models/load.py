@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import pickle
-import warnings
 
 import torch
 from accelerate import PartialState
@@ -20,9 +19,9 @@ from transformers import (
 )
 
 from ..errors import ModelError
-from ..quiet import logger_silenced
-from .resolve import checked_config, load_error, source_kwargs
-from .settings import DTYPES, PEFT_PROBE, ModelSettings, default_lora_targets
+from ..quiet import logger_silenced, peft_probe_silenced
+from .resolve import check_model_kind, load_error, source_kwargs
+from .settings import DTYPES, ModelSettings, default_lora_targets
 from .tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -33,11 +32,10 @@ def _dropout_fields(config: PretrainedConfig) -> list[tuple[PretrainedConfig, st
     # wrappers. OPT's `layerdrop` is not a dropout: a nonzero p must not start dropping layers.
     fields = []
     for key, value in list(vars(config).items()):
+        probability = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
         if isinstance(value, PretrainedConfig):
             fields += _dropout_fields(value)
-        elif ("dropout" in key or key.endswith("_pdrop")) and (
-            value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-        ):
+        elif ("dropout" in key or key.endswith("_pdrop")) and probability:
             fields.append((config, key))
     return fields
 
@@ -49,9 +47,8 @@ def override_dropout(config: PretrainedConfig, p: float) -> None:
 
 def has_dropout(model: torch.nn.Module) -> bool:
     """Whether a training pass is random: a dropout module or (applied functionally) config probability > 0."""
-    return any(m.p > 0 for m in model.modules() if isinstance(m, torch.nn.Dropout)) or any(
-        getattr(o, k) for o, k in _dropout_fields(model.config)
-    )
+    modules = any(m.p > 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    return modules or any(getattr(o, k) for o, k in _dropout_fields(model.config))
 
 
 def _quantization(settings: ModelSettings, dtype: torch.dtype | str) -> dict:
@@ -83,7 +80,7 @@ def _quantization(settings: ModelSettings, dtype: torch.dtype | str) -> dict:
 
 
 def _load(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None, reward: bool, want: str | None):
-    path, config = checked_config(settings.name_or_path, want, settings.trust_remote_code, settings.cache_dir)
+    path, config = check_model_kind(settings.name_or_path, want, settings.trust_remote_code, settings.cache_dir)
     if tokenizer is None:
         tokenizer = load_tokenizer(
             settings.name_or_path, trust_remote_code=settings.trust_remote_code, cache_dir=settings.cache_dir
@@ -99,14 +96,13 @@ def _load(settings: ModelSettings, tokenizer: PreTrainedTokenizerBase | None, re
     config.pad_token_id = pad_id if pad_id < getattr(config, "vocab_size", pad_id + 1) else None
     auto = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
     source, kwargs = source_kwargs(path)
-    kwargs |= {"trust_remote_code": settings.trust_remote_code, "cache_dir": settings.cache_dir}
     dtype = DTYPES[settings.dtype]
+    kwargs |= {"trust_remote_code": settings.trust_remote_code, "cache_dir": settings.cache_dir}
+    kwargs |= _quantization(settings, dtype)
     try:
         # transformers logs the weights a checkpoint lacks; a fresh score head is missing by design
         with logger_silenced("transformers.modeling_utils", when=fresh_head):
-            model = auto.from_pretrained(
-                source, config=config, dtype=dtype, **kwargs, **_quantization(settings, dtype)
-            )
+            model = auto.from_pretrained(source, config=config, dtype=dtype, **kwargs)
     except (OSError, ValueError, pickle.UnpicklingError) as err:
         raise load_error(settings.name_or_path, path, err) from err
     if fresh_head:
@@ -156,8 +152,7 @@ def prepare_for_training(model: PreTrainedModel, settings: ModelSettings, reward
         task_type=TaskType.SEQ_CLS if reward else TaskType.CAUSAL_LM,
     )
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", PEFT_PROBE, FutureWarning)
+        with peft_probe_silenced():
             return get_peft_model(model, config)
     except ValueError as err:
         raise ModelError(f"model '{settings.name_or_path}': cannot apply LoRA ({err})") from err
@@ -174,8 +169,7 @@ def find_blocks(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList] | Non
 
 def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList | None:
     """The model's transformer blocks, bottom first (None if it has no recognisable list)."""
-    found = find_blocks(model)
-    return found[1] if found else None
+    return (find_blocks(model) or (None, None))[1]
 
 
 def _freeze_below(model: PreTrainedModel, blocks: str, top: list[int]) -> None:

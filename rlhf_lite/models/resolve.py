@@ -52,13 +52,9 @@ def check_model_dir(path: str) -> None:
     raise ModelError(f"'{path}' has no config.json, so it is not a Hugging Face model directory")
 
 
-def check_model_kind(name_or_path: str, want: str, trust_remote_code: bool = False) -> None:
-    """Refuse, before any weights are read, a model of the wrong kind for its role or with damaged weights."""
-    checked_config(name_or_path, want, trust_remote_code)
-
-
-def checked_config(name_or_path: str, want: str | None, trust_remote_code: bool, cache_dir: str | None = None):
-    """(local path or hub id, config) of a model that can serve as a `want` ('causal_lm', 'reward_model')."""
+def check_model_kind(name_or_path: str, want: str | None, trust_remote_code=False, cache_dir: str | None = None):
+    """Refuse, before any weights are read, a model with damaged weights or that cannot serve as a
+    `want` ('causal_lm', 'reward_model'); else its (local path or hub id, config)."""
     from safetensors import SafetensorError, safe_open
 
     path = resolve_model_path(name_or_path)

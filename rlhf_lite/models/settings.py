@@ -10,13 +10,7 @@ from transformers import PretrainedConfig
 
 from ..errors import ConfigError
 
-# PEFT probes transformers 5's deprecated `is_gradient_checkpointing` on every model it wraps; the
-# FutureWarning is about PEFT's code, not the user's.
-PEFT_PROBE = ".*is_gradient_checkpointing"
-
-
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": "auto"}
-
 
 LORA_TARGETS: dict[str, list[str]] = {
     "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],

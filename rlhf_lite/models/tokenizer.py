@@ -8,7 +8,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ..errors import ConfigError, ModelError
-from .resolve import load_error, resolve_model_path, source_kwargs
+from .resolve import check_model_kind, load_error, resolve_model_path, source_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,6 @@ TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
     "tiktoken.model",
 )
-
-
 # Tried in order when a tokenizer has no pad token (or pad == eos) and no usable unk.
 PAD_CANDIDATES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|endoftext|>")
 
@@ -74,7 +72,7 @@ def load_tokenizer(name_or_path: str, padding_side: str = "right", *, trust_remo
     return tokenizer
 
 
-def check_same_vocab(actor_tokenizer, reward_tokenizer, actor_name: str, reward_name: str) -> None:
+def check_same_vocab(actor_tokenizer, reward_tokenizer, actor_name: str, reward_name: str, roles=None) -> None:
     """Refuse an actor/reward pair whose tokenizers differ: PPO feeds the actor's token ids
     straight into the reward model, so a different vocabulary silently scores garbage."""
     problems = []
@@ -89,8 +87,24 @@ def check_same_vocab(actor_tokenizer, reward_tokenizer, actor_name: str, reward_
     if differing:
         problems.append(f"{len(differing)} tokens map to different ids, e.g. {differing[:3]}")
     if problems:
+        actor_role, reward_role = roles or ("actor", "reward model")
         raise ModelError(
-            f"actor '{actor_name}' and reward model '{reward_name}' use different tokenizers "
-            f"({'; '.join(problems)}); PPO passes the actor's token ids to the reward model, so "
-            "train the reward model from a model of the actor's family"
+            f"{actor_role} '{actor_name}' and {reward_role} '{reward_name}' use different tokenizers "
+            f"({'; '.join(problems)}); the other models read the actor's token ids as they are, so "
+            "train them from a model of the actor's family"
         )
+
+
+def check_models(causal_lms: dict, reward_models: dict, own_vocab=(), trust_remote_code=False) -> dict:
+    """Refuse, before any weights are read, models ({role: name}) of the wrong kind or, unless their
+    role is in `own_vocab`, with another vocabulary than the first causal LM's; their tokenizers by role."""
+    for kind, models in (("causal_lm", causal_lms), ("reward_model", reward_models)):
+        for name in models.values():
+            check_model_kind(name, kind, trust_remote_code)
+    names = causal_lms | reward_models
+    tokenizers = {role: load_tokenizer(name, trust_remote_code=trust_remote_code) for role, name in names.items()}
+    (actor, tokenizer), *others = tokenizers.items()
+    for role, other in others:
+        if role not in own_vocab:
+            check_same_vocab(tokenizer, other, names[actor], names[role], (actor, role))
+    return tokenizers

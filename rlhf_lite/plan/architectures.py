@@ -47,22 +47,11 @@ KNOWN_ARCHITECTURES: dict[str, dict] = {
     "bigscience/bloom-560m": _BLOOM | dict(hidden_size=1024),
     "bigscience/bloom-1b1": _BLOOM | dict(hidden_size=1536),
     # What rlhf_lite.embedded converts SmolLM2-135M-Instruct's GGUF file into.
-    "embedded:smollm2-135m": dict(
-        model_type="llama",
-        vocab_size=49152,
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        head_dim=64,
-        max_position_embeddings=8192,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=True,
-        rope_parameters={"rope_theta": 100000.0, "rope_type": "default"},
-        pad_token_id=0,
-        dtype="float32",
-        architectures=["LlamaForCausalLM"],
+    "embedded:smollm2-135m": (
+        dict(model_type="llama", architectures=["LlamaForCausalLM"], dtype="float32", tie_word_embeddings=True)
+        | dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, pad_token_id=0)
+        | dict(num_attention_heads=9, num_key_value_heads=3, head_dim=64, max_position_embeddings=8192)
+        | dict(rms_norm_eps=1e-5, rope_parameters={"rope_theta": 100000.0, "rope_type": "default"})
     ),
 }
 for _alias in ("huggingfacetb/smollm2-135m-instruct", "huggingfacetb/smollm2-135m"):

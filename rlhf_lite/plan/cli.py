@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--steps takes sft, rm and ppo, got '{args.steps}'")
     hardware = (args.device, args.gpu_mem_gb, args.num_gpus, args.zero_stage, args.offload)
     plans = plan_preset(args.preset, steps, *hardware, _overrides(args.set))
-    if not args.json:
+    if args.json:
+        steps = {p.step: p.to_json() for p in plans}
+        out = dict(preset=args.preset, device=args.device, unit="GiB", steps=steps, fits=all(p.fits for p in plans))
+        print(json.dumps(out, indent=1))
+    else:
         sys.stdout.write(render(plans, args.preset))
-        return 0
-    steps = {p.step: p.to_json() for p in plans}
-    out = dict(preset=args.preset, device=args.device, unit="GiB", steps=steps, fits=all(p.fits for p in plans))
-    print(json.dumps(out, indent=1))
     return 0

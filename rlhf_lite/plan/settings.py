@@ -54,13 +54,12 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps:
     hardware = preset_hardware(name)
     from ..args import ModelArguments, RMArguments, SFTArguments, parse
 
-    overrides = overrides or {}
     parsed, settings, ppo = {}, {}, None
     for step in [s for s in STEPS if s in steps or (s != "ppo" and "ppo" in steps)]:
         path = preset_file(name, step)
         if not path.is_file():
             raise ConfigError(f"preset '{name}' has no {step}.yaml")
-        extra = list(overrides.get(step, []))
+        extra = (overrides or {}).get(step, [])
         argv = ["--config", str(path), *extra]
         with quiet():
             if step == "ppo":
@@ -82,9 +81,8 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps:
             model = replace(model, dropout=0.0)
         optim = str(getattr(training.optim, "value", training.optim))
         fused = model_args.lora_learning_rate is None and "fused" in optim
-        spec = ModelSpec(model, reward=step == "rm")
         batch, seq_len = training.per_device_train_batch_size, training.max_length or 1024
-        settings[step] = SFTSettings(spec, batch, seq_len, autocast, fused)
+        settings[step] = SFTSettings(ModelSpec(model, reward=step == "rm"), batch, seq_len, autocast, fused)
 
     if ppo is not None:
         for role, step in (("actor", "sft"), ("critic", "rm")):
@@ -94,7 +92,6 @@ def load_preset(name: str, overrides: dict[str, list[str]] | None = None, steps:
                 out = Path(training.output_dir)
                 path = str(out) if (out / "config.json").is_file() else model_args.model_name_or_path
                 setattr(ppo, f"{role}_model_name_or_path", path)
-        ppo.reward_model_name_or_path = ppo.reward_model_name_or_path or ppo.critic_model_name_or_path
         settings["ppo"] = PPOSettings(
             actor=ModelSpec(ppo.model_settings("actor")),
             critic=ModelSpec(ppo.model_settings("critic"), reward=True),

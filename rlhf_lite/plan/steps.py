@@ -160,16 +160,9 @@ def _zero3_gather(counts: list[ModelCount], hw: Hardware) -> int:
 
 
 def _model_row(role: str, m: ModelCount) -> dict:
-    return {
-        "role": role,
-        "path": m.spec.settings.name_or_path,
-        "params": m.params,
-        "trainable": m.trainable,
-        "weights_gb": round(m.weight_bytes / GB, 3),
-        "dtype": m.spec.settings.dtype,
-        "quant": m.spec.settings.quantization,
-        "lora_r": m.spec.lora.r if m.spec.lora else 0,
-    }
+    s, weights_gb = m.spec.settings, round(m.weight_bytes / GB, 3)
+    row = dict(role=role, path=s.name_or_path, params=m.params, trainable=m.trainable, weights_gb=weights_gb)
+    return row | dict(dtype=s.dtype, quant=s.quantization, lora_r=m.spec.lora.r if m.spec.lora else 0)
 
 
 def _finish(plan: StepPlan, phases: dict, resident: dict, t: Trained, activations: int, logits: int) -> StepPlan:
@@ -181,10 +174,8 @@ def _finish(plan: StepPlan, phases: dict, resident: dict, t: Trained, activation
     phases["training"] = resident | {"gradients": t.gradients, "activations": activations, "logits": logits}
     phases["optimizer step"] = resident | {"gradients": t.gradients, "optimizer": t.optimizer + t.step_temp}
     for parts in phases.values():
-        if hw.device == "cuda":
-            parts["runtime"] = CUDA_CONTEXT_BYTES + int(CUDA_ALLOCATOR_MARGIN * sum(parts.values()))
-        else:
-            parts["runtime"] = CPU_RUNTIME_BYTES
+        cuda = CUDA_CONTEXT_BYTES + int(CUDA_ALLOCATOR_MARGIN * sum(parts.values()))
+        parts["runtime"] = cuda if hw.device == "cuda" else CPU_RUNTIME_BYTES
     plan.breakdown = {name: {k: int(parts.get(k, 0)) for k in COMPONENTS} for name, parts in phases.items()}
     plan.phases = {name: sum(parts.values()) for name, parts in plan.breakdown.items()}
     plan.phase = max(plan.phases, key=plan.phases.get)
@@ -262,6 +253,14 @@ def plan_ppo(s: PPOSettings, hw: Hardware) -> StepPlan:
     if s.ptx:  # the pretraining mix: a language-modelling loss on the actor's full (B, T, V) logits
         train_logits += Bt * T * V * (d + 8)
     plan = _finish(plan, phases, resident, t, act + gather + experience, train_logits)
+    # GRPO and RLOO (TRL's trainers) keep the actor, its reference and the reward model but no critic.
+    c = trained_memory([critic], hw, d)
+    no_critic = _weights_on_device(critic, hw) + c.gradients + c.optimizer + c.weights_delta
+    no_critic += training_activation_bytes(critic, Bt, T, d, device=hw.device)
+    plan.notes.append(
+        f"without a critic (GRPO, RLOO) the training peak would be about {no_critic / GB:.2f} GB lower: "
+        "the critic's weights, gradients, optimizer states and activations"
+    )
     if gathered and plan.phase == "generation":
         plan.notes.append(
             f"under ZeRO-3 generation gathers the whole actor on every GPU "

@@ -28,21 +28,14 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
     if hw.device == "cuda":
         if hw.num_gpus > 1 and hw.zero_stage < 3:
             for stage in range(max(hw.zero_stage + 1, 2), 4):
-                add(
-                    f"accelerate launch --config_file accelerate_configs/zero{stage}.yaml "
-                    f"(ZeRO-{stage} over {hw.num_gpus} GPUs)",
-                    hardware=replace(hw, zero_stage=stage),
-                )
+                launch = f"accelerate launch --config_file accelerate_configs/zero{stage}.yaml"
+                add(f"{launch} (ZeRO-{stage} over {hw.num_gpus} GPUs)", hardware=replace(hw, zero_stage=stage))
         if hw.offload == "none" and hw.zero_stage < 3:
-            add(
-                "accelerate_configs/zero2_offload.yaml (ZeRO-2, optimizer states in host memory)",
-                hardware=replace(hw, zero_stage=2, offload="optimizer"),
-            )
+            what = "accelerate_configs/zero2_offload.yaml (ZeRO-2, optimizer states in host memory)"
+            add(what, hardware=replace(hw, zero_stage=2, offload="optimizer"))
         if hw.zero_stage == 3 and hw.offload != "all":
-            add(
-                "accelerate_configs/zero3_offload.yaml (optimizer states and parameters in host memory)",
-                hardware=replace(hw, offload="all"),
-            )
+            what = "accelerate_configs/zero3_offload.yaml (optimizer states and parameters in host memory)"
+            add(what, hardware=replace(hw, offload="all"))
     bnb = hw.device == "cuda" and not hw.zero3  # bitsandbytes + ZeRO-3: no
     if step in ("sft", "rm"):
         m = s.model
@@ -54,11 +47,8 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
             with_lora = "" if m.lora else " with use_lora: true"
             add("load_in_8bit: true" + with_lora, tuned("model", 0 if m.lora else 128, load_in_8bit=True))
         if s.batch > 1:
-            b = max(1, s.batch // 2)
-            add(
-                f"per_device_train_batch_size: {b} (double gradient_accumulation_steps to keep the effective batch)",
-                replace(s, batch=b),
-            )
+            b, keep = s.batch // 2, "double gradient_accumulation_steps to keep the effective batch"
+            add(f"per_device_train_batch_size: {b} ({keep})", replace(s, batch=b))
         return out
     a, c, r = s.actor, s.critic, s.reward
     if not a.lora:
@@ -78,11 +68,9 @@ def _candidates(step: str, s, hw: Hardware) -> list[tuple[str, object, Hardware]
     if s.ema:
         add("enable_ema: false (no EMA copy of the actor's trained weights)", replace(s, ema=False))
     if s.generation_batch > 1 or s.training_batch > 1:
-        g, t = max(1, s.generation_batch // 2), max(1, s.training_batch // 2)
-        add(
-            f"per_device_generation_batch_size: {g}, per_device_training_batch_size: {t}",
-            replace(s, generation_batch=g, training_batch=t),
-        )
+        g, t = (max(1, b // 2) for b in (s.generation_batch, s.training_batch))
+        what = f"per_device_generation_batch_size: {g}, per_device_training_batch_size: {t}"
+        add(what, replace(s, generation_batch=g, training_batch=t))
     return out
 
 
@@ -100,12 +88,7 @@ def _options(current: StepPlan) -> list[tuple[int, str, StepPlan]]:
 
 
 def _row(change: str, saving: int, new: StepPlan, **more) -> dict:
-    return {
-        "change": change,
-        "saves_gb": round(saving / GB, 2),
-        "peak_gb": round(new.total / GB, 2),
-        "fits": new.fits,
-    } | more
+    return dict(change=change, saves_gb=round(saving / GB, 2), peak_gb=round(new.total / GB, 2), fits=new.fits) | more
 
 
 def suggest(plan: StepPlan) -> list[dict]:

@@ -26,7 +26,7 @@ def main(argv=None):
     acc = make_accelerator(
         log_with="tensorboard" if args.report_to == "tensorboard" else None, project_dir=args.output_dir
     )
-    rows, _ = step_rows(args, part=2, need_pairs=False)
+    rows, _ = step_rows(args, 2, need_answers=False, model=args.actor_model_name_or_path)
     resume = claim_output_dir(args.output_dir, run_record(args), args.overwrite_output_dir)
     set_seed(args.seed)
 
@@ -69,10 +69,8 @@ def main(argv=None):
                     every = args.print_answers_interval
                     if every and done % every == 0 and acc.is_main_process:
                         exp, P = buffer[-1], buffer[-1].prompt_len
-                        prompt, answer = (
-                            tokenizer.decode(t, skip_special_tokens=True).strip()
-                            for t in (exp.seq[0, :P], exp.seq[0, P:])
-                        )
+                        texts = tokenizer.batch_decode([exp.seq[0, :P], exp.seq[0, P:]], skip_special_tokens=True)
+                        prompt, answer = (t.strip() for t in texts)
                         write(f"--- step {done} | score {exp.scores[0]:.3f}\n{prompt}\n>>> {answer}")
                 buffer, trained = [], done
                 if args.save_steps and done % args.save_steps == 0:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ..args import ScriptArguments
+from ..args import ScriptArguments, step_output
 from ..errors import ConfigError
 from ..models import LoraSettings, ModelSettings
 from ..ranges import check_fields
@@ -119,20 +118,16 @@ class PPOArguments(ScriptArguments):
 
     def fill_model_paths(self, preset: str) -> None:
         """Default actor / critic: what steps 1 and 2 of `preset` wrote; a missing one stops the run."""
-        for role, step, number in (("actor", "sft", 1), ("critic", "rm", 2)):
+        for role, step in (("actor", "sft"), ("critic", "rm")):
             attr = f"{role}_model_name_or_path"
             if getattr(self, attr) is None:
-                path = Path("outputs") / preset / step
-                if not (path / "config.json").is_file():
-                    raise ConfigError(
-                        f"step 3 needs step {number}'s model in {path}, which is missing. Run first:\n"
-                        f"  make {step} PRESET={preset}\n"
-                        f"or: python recipes/{step}.py --config recipes/configs/{preset}/{step}.yaml\n"
-                        f"(or pass --{attr} PATH)"
-                    )
-                setattr(self, attr, str(path))
-        if self.reward_model_name_or_path is None:
-            self.reward_model_name_or_path = self.critic_model_name_or_path
+                setattr(self, attr, step_output(preset, step, "step 3", attr))
+        self.reward_model_name_or_path = self.reward_path  # as the run's record names it
+
+    @property
+    def reward_path(self) -> str | None:
+        """The reward model, by default the critic's checkpoint (step 2's model, as in DeepSpeed-Chat)."""
+        return self.reward_model_name_or_path or self.critic_model_name_or_path
 
     def speedup(self, name: str) -> bool:
         return name not in (self.disable_speedups or ())
@@ -151,14 +146,12 @@ class PPOArguments(ScriptArguments):
 
     def model_settings(self, role: str) -> ModelSettings:
         """ModelSettings of 'actor', 'critic' or 'reward'."""
-        rank = getattr(self, f"{role}_lora_dim", 0)
-        quant = getattr(self, f"{role}_quantization")
-        lora = None
-        if rank:
-            lora = LoraSettings(rank, int(self.lora_alpha_ratio * rank), self.lora_dropout, self.lora_module_name)
+        rank, quant = getattr(self, f"{role}_lora_dim", 0), getattr(self, f"{role}_quantization")
+        alpha = int(self.lora_alpha_ratio * rank)
+        lora = LoraSettings(rank, alpha, self.lora_dropout, self.lora_module_name) if rank else None
         trained = role != "reward"
         return ModelSettings(
-            getattr(self, f"{role}_model_name_or_path"),
+            self.reward_path if role == "reward" else getattr(self, f"{role}_model_name_or_path"),
             self.dtype,
             quant == "8bit",
             quant == "4bit",

@@ -15,9 +15,8 @@ from .config import PPOArguments
 def encode_prompts(tokenizer, rows: list[dict], max_prompt_seq_len: int) -> list[list[int]]:
     """Token ids of each prompt; longer ones are dropped and counted (truncated, it would ask another question)."""
     ids = tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
-    return keep_short_prompts(
-        ids, [len(x) for x in ids], max_prompt_seq_len, "ppo", f"max_prompt_seq_len {max_prompt_seq_len}"
-    )
+    setting = f"max_prompt_seq_len {max_prompt_seq_len}"
+    return keep_short_prompts(ids, [len(x) for x in ids], max_prompt_seq_len, "ppo", setting)
 
 
 class PromptBatches:
@@ -47,9 +46,8 @@ class PromptBatches:
         for step in range(start, self.total):
             epoch, i = divmod(step, self.per_epoch)
             if step == start or i == 0:  # one seeded shuffle per epoch, whatever step it resumes at
-                order = torch.randperm(
-                    len(self.prompts), generator=torch.Generator().manual_seed(self.args.seed + epoch)
-                )
+                seeded = torch.Generator().manual_seed(self.args.seed + epoch)
+                order = torch.randperm(len(self.prompts), generator=seeded)
             first = (i * self.world + self.rank) * bs
             ids, mask = pad_batch([self.prompts[j] for j in order[first : first + bs].tolist()], self.pad_id, "left")
             yield step, {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}

@@ -15,7 +15,7 @@ from transformers import get_scheduler
 
 from ..errors import ConfigError
 from ..host_memory import keep_freed_memory
-from ..models import check_model_kind, check_same_vocab, load_causal_lm, load_reward_model, load_tokenizer, score_head
+from ..models import check_models, load_causal_lm, load_reward_model, score_head
 from ..optim import param_groups
 from ..trunk import frozen_depth
 from .config import PPOArguments
@@ -102,15 +102,11 @@ class RLHFEngine:
         self.args, self.tokenizer = args, tokenizer
         args.actor_model_name_or_path = actor_model_name_or_path
         args.critic_model_name_or_path = critic_model_name_or_path
-        args.reward_model_name_or_path = args.reward_model_name_or_path or critic_model_name_or_path
         self.accelerator = accelerator = accelerator or make_accelerator()
         if accelerator.device.type == "cpu":
             keep_freed_memory()
-        check_model_kind(args.actor_model_name_or_path, "causal_lm", args.trust_remote_code)
-        for path in {args.critic_model_name_or_path, args.reward_model_name_or_path}:  # the critic is a reward model
-            check_model_kind(path, "reward_model", args.trust_remote_code)
-            reward_tokenizer = load_tokenizer(path, trust_remote_code=args.trust_remote_code)
-            check_same_vocab(tokenizer, reward_tokenizer, args.actor_model_name_or_path, path)
+        rewards = {"critic": critic_model_name_or_path, "reward model": args.reward_path}  # the critic is one too
+        check_models({"actor": actor_model_name_or_path}, rewards, trust_remote_code=args.trust_remote_code)
         plugin = accelerator.state.deepspeed_plugin
         self.zero_stage = plugin.zero_stage if plugin is not None else 0
         if plugin is not None:
@@ -155,8 +151,7 @@ class RLHFEngine:
         if self.zero_stage != 3 and args.speedup("frozen_blocks"):
             depth["actor"] = frozen_depth(self.actor) if args.disable_actor_dropout else 0
             depth["critic"] = frozen_depth(self.critic) if args.disable_critic_dropout else 0
-            same_path = args.reward_model_name_or_path == args.critic_model_name_or_path
-            if same_path and args.reward_quantization == args.critic_quantization:
+            if args.reward_path == critic_model_name_or_path and args.reward_quantization == args.critic_quantization:
                 depth["reward"] = depth["critic"]
         self.reuse_rollout_forward = {r: args.reuses_rollout_forward(r, self.zero_stage) for r in ("actor", "critic")}
 
