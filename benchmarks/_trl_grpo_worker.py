@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from _worker_protocol import Quit, send, wait_for_run  # importing it moves stdout to stderr
+from _worker_protocol import Quit, wait_for_run  # importing it moves stdout to stderr
 
 
 def main(spec_path: str) -> int:
@@ -47,12 +47,10 @@ def main(spec_path: str) -> int:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
-    import accelerate
     import peft
-    import transformers
-    import trl
+    from _trl_pacer import Pacer
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     from rlhf_lite.online import RewardModelFunction
@@ -119,55 +117,10 @@ def main(spec_path: str) -> int:
 
     marks: dict = {}  # perf_counter() of the current iteration's phase boundaries
 
-    class Pacer(TrainerCallback):
-        """Holds train() between steps until the parent asks for the next one, and reports each."""
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # under accelerate's wrapper
-            send(
-                {
-                    "event": "ready",
-                    "load_seconds": round(time.perf_counter() - start, 2),
-                    "versions": {
-                        "trl": trl.__version__,
-                        "transformers": transformers.__version__,
-                        "torch": torch.__version__,
-                        "peft": peft.__version__,
-                        "accelerate": accelerate.__version__,
-                    },
-                    "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-                    "optimizer": type(optimizer).__name__ + (" (fused)" if optimizer.defaults.get("fused") else ""),
-                    "device": str(trainer.accelerator.device),
-                }
-            )
-            self._next()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if cuda:
-                torch.cuda.synchronize()
-            end = time.perf_counter()
-            t0 = marks["run"]
-            rewards = trainer._metrics["train"].get("reward") or [None]  # logged after on_step_end
-            send(
-                {
-                    "event": "iteration",
-                    "seconds": end - t0,
-                    "generation": marks["generation_end"] - t0,
-                    "scoring": marks["training_start"] - marks["generation_end"],
-                    "training": end - marks["training_start"],
-                    "sequence_shape": marks["sequence_shape"],
-                    "answer_tokens": marks["answer_tokens"],
-                    "score_mean": rewards[-1],
-                }
-            )
-            if state.global_step < state.max_steps:
-                self._next()
-
-        @staticmethod
-        def _next() -> None:
-            marks.clear()
-            wait_for_run()
-            marks["run"] = time.perf_counter()
+    def report(state) -> dict:
+        # TRL logs a step's reward after on_step_end: the last one it has kept is this step's
+        rewards = trainer._metrics["train"].get("reward") or [None]
+        return {"answer_tokens": marks["answer_tokens"], "score_mean": rewards[-1]}
 
     dataset = Dataset.from_dict({"prompt": prompts * iterations})
     trainer = GRPOTrainer(
@@ -176,7 +129,7 @@ def main(spec_path: str) -> int:
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[Pacer()],
+        callbacks=[Pacer(start, marks, report)],
         peft_config=peft_config,
     )
 

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from _worker_protocol import Quit, send, wait_for_run  # importing it moves stdout to stderr
+from _worker_protocol import Quit, wait_for_run  # importing it moves stdout to stderr
 
 
 def main(spec_path: str) -> int:
@@ -39,12 +39,10 @@ def main(spec_path: str) -> int:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
-    import accelerate
     import peft
-    import transformers
-    import trl
+    from _trl_pacer import Pacer
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from trl.experimental.ppo import PPOConfig, PPOTrainer
     from trl.experimental.ppo import ppo_trainer as ppo_module
 
@@ -124,53 +122,8 @@ def main(spec_path: str) -> int:
     original_generation, original_forward = ppo_module.batch_generation, ppo_module.forward
     ppo_module.batch_generation, ppo_module.forward = timed_generation, timed_forward
 
-    class Pacer(TrainerCallback):
-        """Holds train() between updates until the parent asks for the next one, and reports each."""
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # under accelerate's wrapper
-            send(
-                {
-                    "event": "ready",
-                    "load_seconds": round(time.perf_counter() - start, 2),
-                    "versions": {
-                        "trl": trl.__version__,
-                        "transformers": transformers.__version__,
-                        "torch": torch.__version__,
-                        "peft": peft.__version__,
-                        "accelerate": accelerate.__version__,
-                    },
-                    "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-                    "optimizer": type(optimizer).__name__ + (" (fused)" if optimizer.defaults.get("fused") else ""),
-                    "device": str(trainer.accelerator.device),
-                }
-            )
-            self._next()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if cuda:
-                torch.cuda.synchronize()
-            end = time.perf_counter()
-            t0 = marks["run"]
-            send(
-                {
-                    "event": "iteration",
-                    "seconds": end - t0,
-                    "generation": marks["generation_end"] - t0,
-                    "scoring": marks["training_start"] - marks["generation_end"],
-                    "training": end - marks["training_start"],
-                    "sequence_shape": marks["sequence_shape"],
-                    "score_mean": state.log_history[-1].get("objective/scores") if state.log_history else None,
-                }
-            )
-            if state.global_step < state.max_steps:
-                self._next()
-
-        @staticmethod
-        def _next() -> None:
-            marks.clear()
-            wait_for_run()
-            marks["run"] = time.perf_counter()
+    def report(state) -> dict:
+        return {"score_mean": state.log_history[-1].get("objective/scores") if state.log_history else None}
 
     dataset = Dataset.from_dict({"input_ids": spec["prompts"]})
     trainer = PPOTrainer(
@@ -182,7 +135,7 @@ def main(spec_path: str) -> int:
         train_dataset=dataset,
         value_model=value,
         eval_dataset=dataset,
-        callbacks=[Pacer()],
+        callbacks=[Pacer(start, marks, report)],
         peft_config=peft_config,
     )
     try:

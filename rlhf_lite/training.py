@@ -197,7 +197,12 @@ class StopOnNonFiniteLoss:
     """Trainer mixin: a NaN/inf loss raises before the optimizer step (the Trainer would apply it)."""
 
     def training_step(self, model, inputs, *args, **kwargs):
-        loss = super().training_step(model, inputs, *args, **kwargs)
+        try:
+            loss = super().training_step(model, inputs, *args, **kwargs)
+        except RuntimeError as err:  # GRPO and RLOO sample first: a policy gone non-finite fails there
+            if "probability tensor contains" not in str(err):
+                raise
+            loss = torch.tensor(float("nan"), device=self.accelerator.device)
         value = torch.as_tensor(loss).detach()
         bad = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0], device=value.device)
         if self.accelerator.gather(bad).any():  # every process must stop, not wait for the others

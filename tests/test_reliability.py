@@ -62,8 +62,17 @@ def tiny(tmp_path_factory):
     }  # 20 PPO prompts: 5 batches of 4
 
 
-def step_args(tiny, out, *extra):
-    """Two epochs of 20 steps; dropout on, so that the RNG state matters on resume."""
+ONLINE = ("grpo", "rloo")
+
+
+def step_args(tiny, out, *extra, step="sft"):
+    """Two epochs of 20 steps (GRPO and RLOO: one epoch of 40, 2 prompts x 2 answers of 8 tokens);
+    dropout on, so that the RNG state matters on resume."""
+    if step in ONLINE:
+        lengths = ["--max_prompt_length", "32", "--max_completion_length", "8", "--num_generations", "2"]
+        lengths += ["--reward_model_name_or_path", str(tiny["rm"]), "--num_train_epochs", "1"]
+    else:
+        lengths = ["--max_length", "64", "--num_train_epochs", "2"]
     return [
         "--model_name_or_path",
         str(tiny["llama"]),
@@ -85,10 +94,7 @@ def step_args(tiny, out, *extra):
         "true",
         "--per_device_train_batch_size",
         "4",
-        "--max_length",
-        "64",
-        "--num_train_epochs",
-        "2",
+        *lengths,
         "--learning_rate",
         "1e-3",
         "--dropout",
@@ -123,7 +129,7 @@ def uninterrupted(tiny, tmp_path_factory):
     def get(step: str) -> Path:
         if step not in runs:
             out = tmp_path_factory.mktemp("uninterrupted") / step
-            recipe(step)(step_args(tiny, out, "--save_strategy", "no"))
+            recipe(step)(step_args(tiny, out, "--save_strategy", "no", step=step))
             runs[step] = out
         return runs[step]
 
@@ -170,10 +176,10 @@ def logged_steps(out: Path) -> int:
 # ------------------------------------------------------------------ 1. steps 1 and 2: resume
 
 
-@pytest.mark.parametrize("step", ["sft", "rm", "dpo"])
+@pytest.mark.parametrize("step", ["sft", "rm", "dpo", *ONLINE])
 def test_sigkill_then_rerun_ends_like_the_uninterrupted_run(tiny, uninterrupted, tmp_path, step):
     out = tmp_path / step
-    argv = step_args(tiny, out, "--save_steps", "2", "--save_total_limit", "2")
+    argv = step_args(tiny, out, "--save_steps", "2", "--save_total_limit", "2", step=step)
     proc = popen(step, argv, tmp_path / "stderr")
     wait_for(proc, lambda: (out / "checkpoint-2" / "trainer_state.json").exists(), tmp_path / "stderr")
     proc.send_signal(signal.SIGKILL)
@@ -183,10 +189,10 @@ def test_sigkill_then_rerun_ends_like_the_uninterrupted_run(tiny, uninterrupted,
     assert_same_run(out, uninterrupted(step))
 
 
-@pytest.mark.parametrize("step", ["sft", "rm", "dpo"])
+@pytest.mark.parametrize("step", ["sft", "rm", "dpo", *ONLINE])
 def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_from_it(tiny, uninterrupted, tmp_path, step):
     out = tmp_path / step
-    argv = step_args(tiny, out, "--save_strategy", "no")  # no periodic checkpoint: Ctrl-C's own
+    argv = step_args(tiny, out, "--save_strategy", "no", step=step)  # no periodic checkpoint: Ctrl-C's own
     proc = popen(step, argv, tmp_path / "stderr")
     wait_for(proc, lambda: logged_steps(out) >= 3, tmp_path / "stderr")
     proc.send_signal(signal.SIGINT)
@@ -248,10 +254,11 @@ def test_resume_point_skips_and_removes_incomplete_checkpoints_and_rewinds_metri
     assert resume_point(tmp_path) is None and (tmp_path / "metrics.jsonl").read_text() == ""
 
 
-@pytest.mark.parametrize("step", ["sft", "rm", "dpo"])
+@pytest.mark.parametrize("step", ["sft", "rm", "dpo", *ONLINE])
 def test_nan_loss_stops_before_the_update_and_exports_nothing(tiny, tmp_path, capsys, step, diverging_optimizer):
     out = tmp_path / step
-    argv = step_args(tiny, out, "--max_grad_norm", "0", "--max_steps", "4", "--save_steps", "1", "--dropout", "0.0")
+    argv = step_args(tiny, out, "--max_grad_norm", "0", "--max_steps", "4", "--save_steps", "1", "--dropout", "0.0",
+                     step=step)  # fmt: skip
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
         cli(lambda: recipe(step)(argv))
