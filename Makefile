@@ -63,13 +63,14 @@ test-fast: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) .pytest_cache outputs
 
-# The four benchmarks, each printing one JSON object into benchmarks/results/ (about 40 minutes on
+# The five benchmarks, each printing one JSON object into benchmarks/results/ (about 45 minutes on
 # 2 idle cores; the comparisons alternate their sides, but run them on an otherwise idle machine).
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_ppo.py
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_serve.py
 
 # A few steps of each step of the opt-1.3b-4090 preset on this machine's CUDA GPU, measured next to
 # the planner (benchmarks/gpu_check.py; `ARGS="--device cpu --tiny"` runs the same path on a CPU).
@@ -105,7 +106,7 @@ ifeq ($(wildcard recipes/configs/$(PRESET)/.),)
 $(error PRESET=$(PRESET): there is no recipes/configs/$(PRESET); pick one of: $(notdir $(wildcard recipes/configs/*)))
 endif
 
-.PHONY: sft rm ppo dpo grpo rloo all demo eval compare chat
+.PHONY: sft rm ppo dpo grpo rloo all demo eval compare chat serve webchat
 # step 3 and its alternatives over TRL's trainers (from step 1's model; grpo and rloo score with step 2's)
 sft rm ppo dpo grpo rloo: $(VENV)/.installed
 	$(RUN_STEP) recipes/$@.py --config recipes/configs/$(PRESET)/$@.yaml $(ARGS)
@@ -125,5 +126,13 @@ eval: $(VENV)/.installed
 	$(PY) -m rlhf_lite.pipeline --preset $(PRESET) --steps
 
 MODEL ?= outputs/$(PRESET)/ppo/actor
+REWARD ?= outputs/$(PRESET)/rm
 chat: $(VENV)/.installed
 	$(PY) -m rlhf_lite.chat --path $(MODEL) $(ARGS)
+
+# An OpenAI-compatible API on 127.0.0.1:8000 (with /v1/rewards when REWARD holds a model), and a web page over it.
+serve: $(VENV)/.installed
+	$(PY) -m rlhf_lite.serve --path $(MODEL) $(if $(wildcard $(REWARD)/config.json),--reward-model $(REWARD)) $(ARGS)
+
+webchat: $(VENV)/.installed
+	$(PY) -m rlhf_lite.webchat --path $(MODEL) $(ARGS)

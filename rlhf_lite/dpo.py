@@ -12,6 +12,7 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from .args import ModelArguments, PairArguments, parse
+from .data.chat_template import set_chat_template
 from .encoding import drop_long_prompts
 from .errors import cli
 from .models import load_causal_lm, load_tokenizer
@@ -40,6 +41,7 @@ def main(argv=None):
     resume = prepare_run(training, script, model_args)
 
     tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=training.trust_remote_code)
+    set_chat_template(tokenizer, keep_own=script.chat_template)
     to_dataset = lambda rows, label: Dataset.from_list(
         [
             {k: r[k] for k in ("prompt", "chosen", "rejected")}

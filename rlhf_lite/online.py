@@ -10,6 +10,7 @@ from accelerate import PartialState
 from datasets import Dataset
 
 from .args import ModelArguments, ScriptArguments, parse, preset_name, step_output
+from .data.chat_template import set_chat_template
 from .encoding import keep_short_prompts
 from .eval.scoring import score_ids
 from .models import ModelSettings, check_models, load_causal_lm, load_reward_model
@@ -52,6 +53,7 @@ def run(trainer_class, config_class, step: str, argv=None):
 
     names = {"actor": model_args.model_name_or_path}, {"reward model": script.reward_model_name_or_path}
     tokenizer = check_models(*names, trust_remote_code=training.trust_remote_code)["actor"]
+    set_chat_template(tokenizer, keep_own=script.chat_template)
     lengths = [len(ids) for ids in tokenizer([r["prompt"] for r in rows])["input_ids"]]
     limit = script.max_prompt_length
     prompts = keep_short_prompts(rows, lengths, limit, step, f"max_prompt_length {limit}")

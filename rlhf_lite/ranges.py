@@ -108,6 +108,8 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("seed", "data_seed", "data_split_seed"), Range(0, 2**32 - 1, integer=True)),
     **dict.fromkeys(("dataloader_prefetch_factor", "dataset_num_proc", "ddp_bucket_cap_mb", "ddp_timeout"), COUNT),
     "local_rank": Range(-1, integer=True),
+    # serving
+    "port": Range(1, 65535, integer=True),
     # the planner's hardware
     "gpu_mem_gb": POSITIVE,
     "num_gpus": COUNT,

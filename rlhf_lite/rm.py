@@ -18,6 +18,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import RewardConfig, RewardTrainer
 
 from .args import REWARD_LOSSES, ModelArguments, RMArguments, parse
+from .data.chat_template import set_chat_template
 from .encoding import encode_pairs
 from .errors import cli
 from .models import has_dropout, load_reward_model, load_tokenizer, score_head
@@ -145,6 +146,7 @@ def main(argv=None):
     resume = prepare_run(training, script, model_args)
 
     tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=training.trust_remote_code)
+    set_chat_template(tokenizer, keep_own=script.chat_template)
     train = Dataset.from_list(encode_pairs(tokenizer, train_rows, training.max_length, "train"))
     evals = Dataset.from_list(encode_pairs(tokenizer, eval_rows, training.max_length, "eval"))
 

@@ -16,6 +16,7 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from .args import ModelArguments, SFTArguments, parse
+from .data.chat_template import set_chat_template
 from .encoding import drop_long_prompts
 from .errors import cli
 from .models import load_causal_lm, load_tokenizer
@@ -88,6 +89,7 @@ def main(argv=None):
     resume = prepare_run(training, script, model_args)
 
     tokenizer = load_tokenizer(model_args.model_name_or_path, trust_remote_code=training.trust_remote_code)
+    set_chat_template(tokenizer, keep_own=script.chat_template)
     to_examples = lambda rows, label: [
         {"prompt": r["prompt"], "completion": r["chosen"]}
         for r in drop_long_prompts(tokenizer, rows, training.max_length, label)

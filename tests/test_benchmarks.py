@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_models import make_tiny_model
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SMOKE = {
@@ -58,3 +60,23 @@ def test_bench_ppo_grpo_peer_runs_and_reports_per_token_times(tmp_path):
     assert grpo["ratio_vs_grpo"] > 0 and result["ratio_vs_grpo"] == grpo["ratio_vs_grpo"]
     assert "ratio_vs_trl" not in result and "trl" not in result["lora"]  # that peer was not asked for
     assert result["settings"]["grpo"]["beta"] > 0  # a reference forward on GRPO's side, as in our PPO
+
+
+@pytest.mark.slow
+def test_bench_serve_runs_and_reports_its_ratio(tmp_path):
+    """bench_serve at toy size: a tiny Llama behind the server (transformers batches Llama, not OPT,
+    continuously), 2 prompts, 3 concurrent clients."""
+    model = make_tiny_model(tmp_path / "model", "llama")
+    out = tmp_path / "bench_serve.json"
+    argv = ["--model", str(model), "--prompts", "2", "--new-tokens", "4", "--clients", "3", "--repeats", "1"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_serve.py"), *argv, "--results", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["ratio_vs_generate"] > 0 and result["streamed_ratio_vs_generate"] > 0
+    assert result["concurrent"]["completed"] == result["concurrent_batched"]["completed"] == 3
+    assert len(result["seconds"]["bare"]) == len(result["seconds"]["batched"]) == 1

@@ -1,5 +1,6 @@
 """rlhf_lite.chat on tiny random models: prompt format, history, trimming, streaming, stopping."""
 
+import copy
 import io
 import json
 import shutil
@@ -42,24 +43,37 @@ def new_chat(loaded, **kw):
 
 
 def test_second_round_prompt_holds_first_exchange_and_answers_stream(loaded):
-    chat = new_chat(loaded)
+    chat = new_chat(loaded)  # no chat template of its own: the Human/Assistant one, after OPT's </s>
     a1 = chat.ask("What is the capital of France?")
-    assert chat.last_prompt == "\n\nHuman: What is the capital of France?\n\nAssistant:"
+    assert chat.last_prompt == "</s>\n\nHuman: What is the capital of France?\n\nAssistant:"
     a2 = chat.ask("And the sea?")
     assert chat.last_prompt == (
-        "\n\nHuman: What is the capital of France?\n\nAssistant: " + a1 + "\n\nHuman: And the sea?\n\nAssistant:"
+        "</s>\n\nHuman: What is the capital of France?\n\nAssistant: " + a1 + "\n\nHuman: And the sea?\n\nAssistant:"
     )
     assert chat.history == [("What is the capital of France?", a1), ("And the sea?", a2)]
     assert chat.out.getvalue() == f"{a1}\n{a2}\n"  # streamed text == returned answers
+
+
+def test_a_model_with_its_own_template_is_prompted_in_it(loaded):
+    model, tokenizer = loaded
+    own = copy.deepcopy(tokenizer)
+    own.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    chat = Chat(model, own, out=io.StringIO(), max_new_tokens=4, do_sample=False)
+    answer = chat.ask("hi")
+    chat.ask("again")
+    assert chat.last_prompt == f"<|user|>hi<|assistant|>{answer}<|user|>again<|assistant|>"
 
 
 def test_clear_forgets_history(loaded):
     chat = new_chat(loaded)
     chat.ask("hello")
     chat.clear()
-    assert chat.history == [] and chat.prompt() == ""
+    assert chat.history == []
     chat.ask("again")
-    assert chat.last_prompt == "\n\nHuman: again\n\nAssistant:"
+    assert chat.last_prompt == "</s>\n\nHuman: again\n\nAssistant:"
 
 
 def test_trimming_drops_oldest_turns_first(loaded):
@@ -69,7 +83,7 @@ def test_trimming_drops_oldest_turns_first(loaded):
     chat = new_chat(loaded, max_history_tokens=len(tokenizer(newest)["input_ids"]))
     chat.history = list(turns)
     ids = chat.prompt_ids("why?")
-    assert chat.history == turns[2:] and chat.last_prompt == newest and len(ids) <= chat.budget
+    assert chat.history == turns[2:] and chat.last_prompt == "</s>" + newest and len(ids) <= chat.budget
     chat.ask("why?")  # generation works on the trimmed prompt and keeps the new turn
     assert [q for q, _ in chat.history] == [turns[2][0], "why?"]
     # a question longer than the whole budget keeps its last tokens (ending in "Assistant:")

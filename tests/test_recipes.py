@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,22 @@ def test_sft_trains_and_saves_a_standard_folder(tiny, tmp_path):
     logged = metrics(out)
     assert [m["step"] for m in logged if "loss" in m] == [1, 2, 3]
     assert json.loads((out / "run_config.json").read_text())["model_name_or_path"] == str(tiny["llama"])
+    # The exported tokenizer formats a conversation as training did (Llama's <s> in front).
+    chat = [{"role": "user", "content": "hello"}]
+    prompt = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    assert prompt == "<s>\n\nHuman: hello\n\nAssistant:"
+
+
+def test_a_model_trained_in_its_own_chat_template_keeps_it(tiny, tmp_path):
+    own = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+    base = shutil.copytree(tiny["llama"], tmp_path / "base")
+    tok = AutoTokenizer.from_pretrained(base)
+    tok.chat_template = own
+    tok.save_pretrained(base)
+    out = tmp_path / "sft"
+    tiny_own = {**tiny, "llama": base}
+    recipe("sft")(args(tiny_own, out, "--max_steps", "1", "--max_length", "64", "--chat_template", "true"))
+    assert AutoTokenizer.from_pretrained(out).chat_template == own
 
 
 @pytest.mark.parametrize("step", ["sft", "rm"])

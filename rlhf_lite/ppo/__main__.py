@@ -8,6 +8,7 @@ import sys
 from accelerate.utils import set_seed
 
 from ..args import claim_output_dir, parse, preset_name, run_record
+from ..data.chat_template import set_chat_template
 from ..errors import cli
 from ..metrics import append_metrics
 from ..models import load_tokenizer
@@ -31,6 +32,7 @@ def main(argv=None):
     set_seed(args.seed)
 
     tokenizer = load_tokenizer(args.actor_model_name_or_path, trust_remote_code=args.trust_remote_code)
+    set_chat_template(tokenizer, keep_own=args.chat_template)
     ids = encode_prompts(tokenizer, rows, args.max_prompt_seq_len)
     prompts = PromptBatches(ids, args, tokenizer.pad_token_id, acc.process_index, acc.num_processes, acc.device)
     iters = total_updates(len(prompts), args)
