@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 
 from .chat import MAX_NEW_TOKENS, TEMPERATURE
 from .errors import ArgumentParser, ConfigError, cli
@@ -86,6 +88,8 @@ def parser() -> ArgumentParser:
 def main(argv=None) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a closed network
     args = parser().parse_args(argv)
+    # A termination signal ends the page like Ctrl-C does, so the server it started goes with it.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     with contextlib.ExitStack() as stack:
         base = args.api_base or stack.enter_context(server_process(args.path, args.api_key))
         app = page(base, args.api_key, args.model)

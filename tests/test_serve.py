@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 import httpx  # noqa: E402
@@ -88,8 +89,15 @@ def chat_model(models):
 
 
 def greedy_chat(chat_model, turns: list[str], max_new_tokens=24) -> list[str]:
+    """The terminal chat's greedy answers, on one thread as the server computes them (the same sums in
+    the same order: a near tie never goes another way)."""
     chat = Chat(*chat_model, out=open(os.devnull, "w"), max_new_tokens=max_new_tokens, do_sample=False)
-    return [chat.ask(q) for q in turns]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [chat.ask(q) for q in turns]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def streamed(client, model, messages, **kw) -> tuple[str, str]:
@@ -340,19 +348,23 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def webchat(server, models):
-    """`make webchat`'s page over the running server, on a free loopback port."""
+def webchat(models):
+    """The page as `make webchat MODEL=...` starts it (its own server for the model), on a free port."""
     port = free_port()
     log = open(models["root"] / "webchat.log", "w")
-    cmd = [sys.executable, "-m", "rlhf_lite.webchat", "--api-base", server, "--api-key", KEY]
-    process = subprocess.Popen(cmd + ["--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-m", "rlhf_lite.webchat", "--path", models["actor"], "--port", str(port)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/", process, timeout=120)
-        yield f"http://127.0.0.1:{port}/"
+        wait_until_up(f"http://127.0.0.1:{port}/", process, timeout=180)
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        api = re.search(r"\(API: (\S+)\)", (models["root"] / "webchat.log").read_text()).group(1)
+        yield f"http://127.0.0.1:{port}/", OpenAI(base_url=api, api_key="none", max_retries=0)
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
         log.close()
+    assert children and not any(Path(f"/proc/{pid}").exists() for pid in children)  # its server went too
 
 
 # Records each text the last answer shows as the page changes: a streamed answer shows several.
@@ -371,13 +383,15 @@ def words(text: str) -> str:
 
 
 @pytest.mark.slow
-def test_web_chat_in_a_real_browser(webchat, client, models, tmp_path):
+def test_web_chat_in_a_real_browser(webchat, models, tmp_path):
     """A person's visit: ask, watch the answer stream in, clear, ask in Chinese; screenshots are kept."""
     if CHROMIUM is None:
         if os.environ.get("RLHF_LITE_REQUIRE_BROWSER"):
             pytest.fail("chromium is not installed (.ci/run installs Debian's package)")
         pytest.skip("no chromium on this machine (apt-get install chromium)")
     from playwright.sync_api import expect, sync_playwright
+
+    url, client = webchat  # the page, and the API of the server it started (whose answers it shows)
 
     def greedy(question):
         messages = [{"role": "user", "content": question}]
@@ -387,7 +401,7 @@ def test_web_chat_in_a_real_browser(webchat, client, models, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.goto(webchat)
+        page.goto(url)
         for label, value in (("Temperature (0: greedy)", "0"), ("Max new tokens", "64")):
             field = page.get_by_label(f"number input for {label}")
             field.fill(value)
