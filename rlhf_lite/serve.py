@@ -34,12 +34,12 @@ from .data import conversations
 from .data.chat_template import human_assistant_template
 from .data.rows import HUMAN, SkipRow, normalize
 from .errors import ArgumentParser, ConfigError, cli
+from .eval.cli import MAX_LENGTH  # as rm_eval scores a pair by default
 from .eval.scoring import eval_device, generation_config, score_answers
 from .models import ModelSettings, load_reward_model, load_tokenizer, resolve_model_path
 from .ranges import option
 
 ROLES = ("system", *conversations.ROLES)
-REWARD_MAX_LENGTH = 512  # tokens of prompt + answer + EOS, as rlhf_lite.eval.rm_eval scores by default
 
 
 class APIError(Exception):
@@ -197,7 +197,7 @@ class Rewards:
     def score(self, rows: list[dict]) -> list[float]:
         with self.lock:
             return score_answers(
-                self.model, self.tokenizer, [r["prompt"] for r in rows], [r["chosen"] for r in rows], REWARD_MAX_LENGTH
+                self.model, self.tokenizer, [r["prompt"] for r in rows], [r["chosen"] for r in rows], MAX_LENGTH
             )
 
 

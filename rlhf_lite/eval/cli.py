@@ -11,6 +11,8 @@ from ..data.split import take_part
 from ..errors import ConfigError, DataError
 from ..ranges import option
 
+MAX_LENGTH = 512  # tokens of prompt + answer + EOS an evaluation scores, unless --max-length says otherwise
+
 
 def load_eval_rows(args, need_pairs: bool = False) -> list[dict]:
     """The first `args.n` rows (all when None) of `args.data`'s split `args.split`, or of one step's
@@ -110,7 +112,7 @@ def add_eval_data_arguments(p, what: str) -> None:
     )
     p.add_argument("--data-dir", help="folder of hub dataset mirrors")
     p.add_argument("-n", type=option("n"), help=f"use the first N {what} only")
-    p.add_argument("--max-length", type=option("max_length"), default=512, help="tokens of prompt + answer + EOS")
+    p.add_argument("--max-length", type=option("max_length"), default=MAX_LENGTH, help="tokens scored at most")
     p.add_argument("--batch-size", type=option("batch_size"), default=8)
     p.add_argument("--output", help="also write the result to this JSON file")
 
